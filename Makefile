@@ -1,0 +1,75 @@
+# Developer entry points. `make run` and `make test` are the two a newcomer needs.
+# GNU make; recipes use tabs.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+PORT ?= 8000
+
+# The embedded default (SQLite, in-memory channel layer, eager Celery). The URLs are set
+# empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
+EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
+
+.PHONY: help venv install run test lint format stack migrate seed clean
+
+help: ## List the targets
+	@echo "make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when a requirements file is newer than the last install.
+$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install requirements-dev.txt (when they changed)
+
+install: $(STAMP) ## Same as venv
+
+run: install ## Embedded product on http://127.0.0.1:8000 (SQLite, no Redis), demo data
+	$(EMBEDDED) $(PY) manage.py migrate --noinput
+	$(EMBEDDED) $(PY) manage.py seed_demo
+	$(EMBEDDED) $(PY) manage.py runserver 127.0.0.1:8000
+
+test: install ## Migrations check, ruff check, then pytest (PYTEST_ARGS="...")
+	$(EMBEDDED) SQLITE_PATH=:memory: $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Fix what ruff can, then format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+stack: install ## Full stack on DATABASE_URL/REDIS_URL: gunicorn, daphne, celery worker+beat
+	@if [ -z "$$DATABASE_URL" ] || [ -z "$$REDIS_URL" ]; then \
+	  echo "make stack needs DATABASE_URL and REDIS_URL in the environment, e.g." >&2; \
+	  echo "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/scheduling \\" >&2; \
+	  echo "  REDIS_URL=redis://127.0.0.1:6379/0 make stack" >&2; \
+	  echo "(use 'make run' for the embedded default without them)" >&2; \
+	  exit 1; \
+	fi
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput
+	mkdir -p var
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start -f Procfile -p $(PORT)
+
+migrate: install ## Apply migrations to the configured database
+	$(PY) manage.py migrate --noinput
+
+seed: install ## Load the demo data into the configured database (idempotent)
+	$(PY) manage.py seed_demo
+
+clean: ## Remove the SQLite database, caches, collected static files and var/
+	rm -rf db.sqlite3 db.sqlite3-* .pytest_cache .ruff_cache .hypothesis staticfiles var
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -1,0 +1,10 @@
+"""ASGI entry point. Websocket routes arrive with the live-update work; until then
+daphne serves HTTP only (the embedded development server)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+application = get_asgi_application()

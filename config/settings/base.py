@@ -1,0 +1,193 @@
+"""Settings shared by every environment, configured from the environment.
+
+Two shapes of the same product:
+- embedded default (no DATABASE_URL, no REDIS_URL): SQLite, in-memory channel layer,
+  local-memory cache, Celery tasks run in-process after commit;
+- full stack: PostgreSQL, and Redis for cache, channel layer and broker, each on its
+  own database number.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "channels",
+    "scheduling",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+
+SQLITE_PATH = env("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3"))
+
+
+def sqlite_database(path: str) -> dict:
+    # IMMEDIATE takes the write lock at BEGIN, so two booking transactions can never
+    # both pass the overlap pre-check: SQLite serialises writers for us.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def postgres_database(url: str) -> dict:
+    database = env.db_url_config(url)
+    database["ENGINE"] = "django.db.backends.postgresql"
+    # Persistent connections, checked before reuse so a restarted server is survived.
+    database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    database["CONN_HEALTH_CHECKS"] = True
+    return database
+
+
+DATABASE_URL = env("DATABASE_URL", default="")
+DATABASES = {
+    "default": postgres_database(DATABASE_URL) if DATABASE_URL else sqlite_database(SQLITE_PATH)
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "scheduling.User"
+
+# --- Redis: cache, channel layer, broker on separate database numbers -----------------
+
+REDIS_URL = env("REDIS_URL", default="")
+
+
+def redis_db_url(url: str, number: int) -> str:
+    """The same server as `url`, database `number` (Redis URLs end in /N)."""
+    base = url.rstrip("/")
+    head, _, tail = base.rpartition("/")
+    if head.endswith(":/") or not tail.isdigit():  # no database number in the URL
+        head = base
+    return f"{head}/{number}"
+
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_db_url(REDIS_URL, env.int("REDIS_CACHE_DB", default=1)),
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_db_url(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))]},
+        }
+    }
+    CELERY_BROKER_URL = redis_db_url(REDIS_URL, env.int("REDIS_BROKER_DB", default=0))
+    CELERY_TASK_ALWAYS_EAGER = False
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_BROKER_URL = "memory://"
+    # Embedded default: no broker, so tasks run in this process (enqueued after commit).
+    CELERY_TASK_ALWAYS_EAGER = True
+
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+# The worker consumes dispatch, notify and default; tasks without a route go to default.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+
+# --- Auth, i18n, time -----------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True
+# The business time zone: working hours are wall-clock times here, and every time a
+# person reads is shown here. Storage is always UTC.
+TIME_ZONE = env("TIME_ZONE", default="Asia/Manila")
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+# --- Business rules that are settings --------------------------------------------------
+
+SCHEDULING = {
+    # How long a therapist has to accept a new booking (never later than its start).
+    "RESPONSE_WINDOW_MINUTES": env.int("RESPONSE_WINDOW_MINUTES", default=30),
+    # Each transport leg's window: drop-off ends at the start, pick-up begins at the end.
+    "TRAVEL_ALLOWANCE_MINUTES": env.int("TRAVEL_ALLOWANCE_MINUTES", default=45),
+    # Granularity of the start times offered by availability.
+    "SLOT_STEP_MINUTES": env.int("SLOT_STEP_MINUTES", default=15),
+    # Bookings further ahead than this are almost always a typo in the year.
+    "BOOKING_HORIZON_DAYS": env.int("BOOKING_HORIZON_DAYS", default=366),
+    # Weekly hours given to new therapists and drivers when none are named.
+    "DEFAULT_WORKING_HOURS": env("DEFAULT_WORKING_HOURS", default="09:00-18:00"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}

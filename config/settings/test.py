@@ -1,0 +1,59 @@
+"""Tests: real PostgreSQL and Redis when reachable, the embedded default otherwise.
+
+DATABASE_URL/REDIS_URL win; without them the local defaults are probed. With CI=true a
+missing service is an error, never a silent fallback.
+"""
+
+import os
+import socket
+import sys
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings import base
+from config.settings.base import *  # noqa: F403
+
+LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/scheduling"
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pick(name: str, default: str) -> str:
+    url = os.environ.get(name) or default
+    if reachable(url):
+        return url
+    if IN_CI:
+        raise ImproperlyConfigured(f"{name}: {urlsplit(url).netloc} is not reachable and CI=true")
+    print(
+        f"\n*** {name}: {urlsplit(url).netloc} unreachable: tests that need it will SKIP ***",
+        file=sys.stderr,
+    )
+    return ""
+
+
+DATABASE_URL = pick("DATABASE_URL", LOCAL_POSTGRES)
+REDIS_URL = pick("REDIS_URL", LOCAL_REDIS)
+
+if DATABASE_URL:
+    DATABASES = {"default": base.postgres_database(DATABASE_URL)}
+    # Threads in the concurrency tests each hold a connection; do not keep them around.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES = {"default": base.sqlite_database(":memory:")}
+
+# Tests of in-process behaviour keep the embedded Celery; the worker tests start a real one.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory://"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+TIME_ZONE = "Asia/Manila"

@@ -1,0 +1,189 @@
+"""Pure time arithmetic: working time, overlaps, buffers, slots, daylight saving.
+
+No ORM here. Every interval is half-open [start, end) and made of aware datetimes.
+Wall-clock times (working hours, breaks) are read in the business time zone of the day
+they fall on, so a day of 23 or 25 hours is handled by the zone, not by us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    start: datetime
+    end: datetime
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def contains(self, other: Interval) -> bool:
+        return self.start <= other.start and other.end <= self.end
+
+
+def business_zone() -> ZoneInfo:
+    return timezone.get_default_timezone()
+
+
+def at_wall_time(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """The instant `wall` o'clock on `day` in `zone`, in UTC.
+
+    A wall time skipped by a spring-forward transition is read with the offset in force
+    before it (fold=0), which lands just after the gap; a repeated one at its first
+    occurrence.
+    """
+    return datetime.combine(day, wall, tzinfo=zone).astimezone(UTC)
+
+
+def local_day_bounds(day: date, zone: ZoneInfo | None = None) -> tuple[datetime, datetime]:
+    """Local midnight of `day` and of the day after, as UTC instants."""
+    zone = zone or business_zone()
+    return at_wall_time(day, time.min, zone), at_wall_time(day + timedelta(days=1), time.min, zone)
+
+
+def local_date(instant: datetime, zone: ZoneInfo | None = None) -> date:
+    return instant.astimezone(zone or business_zone()).date()
+
+
+def wall_intervals(
+    day: date, periods: Iterable[tuple[time, time]], zone: ZoneInfo
+) -> list[Interval]:
+    intervals = [
+        Interval(at_wall_time(day, a, zone), at_wall_time(day, b, zone)) for a, b in periods
+    ]
+    return [i for i in intervals if i.end > i.start]
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for current in sorted(intervals):
+        if merged and current.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Interval(last.start, max(last.end, current.end))
+        else:
+            merged.append(current)
+    return merged
+
+
+def subtract(intervals: Iterable[Interval], holes: Iterable[Interval]) -> list[Interval]:
+    """`intervals` with every part covered by `holes` removed."""
+    result = merge(intervals)
+    for hole in merge(holes):
+        remaining: list[Interval] = []
+        for piece in result:
+            if not piece.overlaps(hole):
+                remaining.append(piece)
+                continue
+            if piece.start < hole.start:
+                remaining.append(Interval(piece.start, hole.start))
+            if hole.end < piece.end:
+                remaining.append(Interval(hole.end, piece.end))
+        result = remaining
+    return result
+
+
+@dataclass(frozen=True)
+class DaySchedule:
+    """One staff member's day: when they work, and what is taken out of it."""
+
+    hours: list[Interval]
+    breaks: list[Interval]
+    time_off: list[Interval]
+
+    @classmethod
+    def build(
+        cls,
+        day: date,
+        *,
+        hours: Iterable[tuple[time, time]],
+        breaks: Iterable[tuple[time, time]] = (),
+        time_off: Iterable[Interval] = (),
+        zone: ZoneInfo | None = None,
+    ) -> DaySchedule:
+        zone = zone or business_zone()
+        return cls(
+            hours=merge(wall_intervals(day, hours, zone)),
+            breaks=merge(wall_intervals(day, breaks, zone)),
+            time_off=merge(time_off),
+        )
+
+    @property
+    def working(self) -> list[Interval]:
+        return subtract(self.hours, [*self.breaks, *self.time_off])
+
+    def why_not_working(self, session: Interval) -> str | None:
+        """None if the whole session lies in working time, else the reason, in words."""
+        if not any(h.contains(session) for h in self.hours):
+            return "outside working hours"
+        for b in self.breaks:
+            if b.overlaps(session):
+                return "during a break"
+        for off in self.time_off:
+            if off.overlaps(session):
+                return "during time off"
+        return None
+
+
+def candidate_starts(
+    day: date, step: timedelta, zone: ZoneInfo | None = None
+) -> Iterator[datetime]:
+    """Every `step` from local midnight to the next, in real elapsed time.
+
+    Stepping in UTC means a 23-hour day offers fewer starts and a 25-hour day more, and
+    never a wall time that does not exist.
+    """
+    start, end = local_day_bounds(day, zone)
+    current = start
+    while current < end:
+        yield current
+        current += step
+
+
+def is_on_step(instant: datetime, step: timedelta, zone: ZoneInfo | None = None) -> bool:
+    midnight, _ = local_day_bounds(local_date(instant, zone), zone)
+    return (instant - midnight) % step == timedelta(0)
+
+
+def clashes(blocked: Interval, busy: Iterable[Interval]) -> list[Interval]:
+    return [b for b in busy if b.overlaps(blocked)]
+
+
+def bookable(
+    start: datetime,
+    *,
+    duration: timedelta,
+    buffer: timedelta,
+    schedule: DaySchedule,
+    busy: Iterable[Interval],
+) -> bool:
+    """The one rule both availability and booking use: the session lies in working
+    time, and the session plus its buffer meets nothing the therapist already holds."""
+    session = Interval(start, start + duration)
+    return schedule.why_not_working(session) is None and not clashes(
+        Interval(start, session.end + buffer), busy
+    )
+
+
+def free_starts(
+    day: date,
+    *,
+    duration: timedelta,
+    buffer: timedelta,
+    step: timedelta,
+    schedule: DaySchedule,
+    busy: list[Interval],
+    not_before: datetime,
+    zone: ZoneInfo | None = None,
+) -> list[datetime]:
+    return [
+        start
+        for start in candidate_starts(day, step, zone)
+        if start >= not_before
+        and bookable(start, duration=duration, buffer=buffer, schedule=schedule, busy=busy)
+    ]

@@ -1,0 +1,61 @@
+"""Domain errors raised by services. The API, pages, tasks and commands translate them;
+none of them is an HTTP error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class DomainError(Exception):
+    """Base class: `message` is written for the person at the desk."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(DomainError):
+    """Input that can never succeed as given; `errors` maps field names to messages."""
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+    @classmethod
+    def on(cls, field: str, message: str) -> ValidationFailed:
+        return cls(message, {field: [message]})
+
+
+@dataclass(frozen=True)
+class ConflictingItem:
+    """Something already occupying the time asked for."""
+
+    start: datetime
+    end: datetime
+    appointment_id: int | None = None
+    trip_id: int | None = None
+
+
+class Conflict(DomainError):
+    """The time is taken (therapist or driver busy) or outside working time."""
+
+    def __init__(self, message: str, conflicts: list[ConflictingItem] | None = None) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts or []
+
+
+class InvalidTransition(DomainError):
+    """The action is not allowed from the object's current status."""
+
+    def __init__(self, message: str, current_status: str) -> None:
+        super().__init__(message)
+        self.current_status = current_status
+
+
+class NotPermitted(DomainError):
+    """The actor's role (or relation to the object) does not allow the action."""
+
+
+class NotFound(DomainError):
+    """No such object (or none the actor may see: the two are not told apart)."""

@@ -1,0 +1,141 @@
+"""Stream events: recorded in the same transaction as the change they describe.
+
+Services collect events in an `EventBatch` while they work and flush it last, so the
+lock on the sequence counter (which makes sequence order equal commit order) is held
+only for the final few statements of the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+
+from scheduling.models import Appointment, EventCounter, StreamEvent, StreamEventRecipient, Trip
+
+APPOINTMENT_CREATED = "appointment.created"
+APPOINTMENT_UPDATED = "appointment.updated"
+TRIP_ASSIGNED = "trip.assigned"
+TRIP_UPDATED = "trip.updated"
+DRIVER_QUEUE = "driver.queue"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def trip_data(trip: Trip) -> dict[str, Any]:
+    return {
+        "id": trip.pk,
+        "appointment": trip.appointment_id,
+        "leg": trip.leg,
+        "window_start": _iso(trip.window_start),
+        "window_end": _iso(trip.window_end),
+        "status": trip.status,
+        "driver": trip.driver_id,
+    }
+
+
+def appointment_data(appointment: Appointment, trips: Iterable[Trip] = ()) -> dict[str, Any]:
+    return {
+        "id": appointment.pk,
+        "client": appointment.client_id,
+        "service": appointment.service_id,
+        "therapist": appointment.therapist_id,
+        "start": _iso(appointment.start),
+        "end": _iso(appointment.end),
+        "status": appointment.status,
+        "address": appointment.address,
+        "notes": appointment.notes,
+        "response_deadline": _iso(appointment.response_deadline),
+        "trips": [trip_data(t) for t in trips],
+    }
+
+
+@dataclass
+class PendingEvent:
+    type: str
+    data: dict[str, Any]
+    recipients: set[int]
+    appointment_id: int | None = None
+    trip_id: int | None = None
+
+
+@dataclass
+class EventBatch:
+    events: list[PendingEvent] = field(default_factory=list)
+
+    def add(
+        self,
+        type: str,
+        data: dict[str, Any],
+        *,
+        recipients: Iterable[int | None] = (),
+        appointment: Appointment | None = None,
+        trip: Trip | None = None,
+    ) -> None:
+        self.events.append(
+            PendingEvent(
+                type=type,
+                data=data,
+                recipients={r for r in recipients if r is not None},
+                appointment_id=appointment.pk if appointment else None,
+                trip_id=trip.pk if trip else None,
+            )
+        )
+
+    def appointment(self, type: str, appointment: Appointment, trips: list[Trip]) -> None:
+        """An appointment event for the desk, its therapist and its trips' drivers."""
+        self.add(
+            type,
+            appointment_data(appointment, trips),
+            recipients=[appointment.therapist_id, *(t.driver_id for t in trips)],
+            appointment=appointment,
+        )
+
+    def trip(self, type: str, trip: Trip, *, therapist_id: int | None = None) -> None:
+        self.add(type, trip_data(trip), recipients=[trip.driver_id, therapist_id], trip=trip)
+
+    def flush(self) -> list[StreamEvent]:
+        """Write the events with consecutive sequence numbers. Call inside the service's
+        transaction, after its other writes."""
+        if not self.events:
+            return []
+        last = _allocate(len(self.events))
+        first = last - len(self.events) + 1
+        rows = [
+            StreamEvent(
+                seq=first + i,
+                type=e.type,
+                data=e.data,
+                appointment_id=e.appointment_id,
+                trip_id=e.trip_id,
+            )
+            for i, e in enumerate(self.events)
+        ]
+        StreamEvent.objects.bulk_create(rows)
+        StreamEventRecipient.objects.bulk_create(
+            StreamEventRecipient(event_id=row.seq, user_id=user_id)
+            for row, e in zip(rows, self.events, strict=True)
+            for user_id in sorted(e.recipients)
+        )
+        self.events.clear()
+        return rows
+
+
+def _allocate(count: int) -> int:
+    """Reserve `count` sequence numbers; return the last. Locks the counter row until
+    the surrounding transaction ends."""
+    assert transaction.get_connection().in_atomic_block, "stream events need a transaction"
+    table = EventCounter._meta.db_table
+    sql = f"UPDATE {table} SET last_seq = last_seq + %s WHERE id = 1 RETURNING last_seq"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count])
+        row = cursor.fetchone()
+        if row is None:  # first event ever, or a test flushed the table
+            EventCounter.objects.bulk_create([EventCounter(pk=1)], ignore_conflicts=True)
+            cursor.execute(sql, [count])
+            row = cursor.fetchone()
+    return row[0]

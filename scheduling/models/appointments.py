@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from scheduling.domain import local_day_bounds
+from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus
+
+
+class PaymentStatus(models.TextChoices):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+
+class AppointmentQuerySet(models.QuerySet):
+    def active(self) -> AppointmentQuerySet:
+        return self.filter(status__in=ACTIVE_APPOINTMENT_STATUSES)
+
+    def overlapping(self, start: datetime, end: datetime) -> AppointmentQuerySet:
+        """Appointments whose blocked time (buffer included) meets [start, end)."""
+        return self.filter(start__lt=end, blocked_until__gt=start)
+
+    def on_day(self, day: date) -> AppointmentQuerySet:
+        """Appointments starting on `day` in the business time zone (the desk's board)."""
+        start, end = local_day_bounds(day)
+        return self.filter(start__gte=start, start__lt=end)
+
+    def visible_to(self, user) -> AppointmentQuerySet:
+        if user.is_desk:
+            return self
+        if user.effective_role == "therapist":
+            return self.filter(therapist=user)
+        if user.effective_role == "driver":
+            return self.filter(trips__driver=user).distinct()
+        return self.none()
+
+
+class Appointment(models.Model):
+    client = models.ForeignKey(
+        "scheduling.Client", on_delete=models.PROTECT, related_name="appointments"
+    )
+    service = models.ForeignKey(
+        "scheduling.Service", on_delete=models.PROTECT, related_name="appointments"
+    )
+    therapist = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    # end + the service's buffer: the therapist is not bookable before this.
+    blocked_until = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=AppointmentStatus.choices, default=AppointmentStatus.PENDING
+    )
+    address = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    needs_transport = models.BooleanField(default=False)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    payment_status = models.CharField(
+        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID
+    )
+    response_deadline = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AppointmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["start", "id"]
+        indexes = [
+            # The desk's day board: a start range, often narrowed by status.
+            models.Index(fields=["start", "status"], name="appt_day_board_idx"),
+            # A therapist's upcoming active appointments (and the overlap pre-check).
+            models.Index(
+                fields=["therapist", "start"],
+                name="appt_therapist_active_idx",
+                condition=Q(status__in=ACTIVE_APPOINTMENT_STATUSES),
+            ),
+            # The expiry sweep: pending appointments by response deadline.
+            models.Index(
+                fields=["response_deadline"],
+                name="appt_pending_deadline_idx",
+                condition=Q(status=AppointmentStatus.PENDING),
+            ),
+            models.Index(fields=["client", "start"], name="appt_client_idx"),
+        ]
+        # The overlap exclusion constraint is PostgreSQL-only and lives in a migration.
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="appt_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(blocked_until__gte=F("end")), name="appt_blocked_covers_end"
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="appt_price_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.service_id} {self.start:%Y-%m-%d %H:%M} {self.status}"
+
+
+class Transition(models.Model):
+    """One status change of an appointment or a trip. Append-only."""
+
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.PROTECT, null=True, blank=True, related_name="transitions"
+    )
+    trip = models.ForeignKey(
+        "scheduling.Trip",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transitions",
+    )
+    action = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for the system.",
+    )
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(appointment__isnull=False, trip__isnull=True)
+                    | Q(appointment__isnull=True, trip__isnull=False)
+                ),
+                name="transition_one_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        subject = (
+            f"appointment {self.appointment_id}"
+            if self.appointment_id
+            else (f"trip {self.trip_id}")
+        )
+        return f"{subject}: {self.from_status or '∅'} → {self.to_status}"

@@ -1,0 +1,38 @@
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+
+
+class Service(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    duration_minutes = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    # Travel and clean-up after the session, during which the therapist is not bookable.
+    buffer_minutes = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gt=0) & Q(duration_minutes__lte=24 * 60),
+                name="service_duration_positive",
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="service_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(buffer_minutes__lte=24 * 60), name="service_buffer_bounded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+    @property
+    def buffer(self) -> timedelta:
+        return timedelta(minutes=self.buffer_minutes)

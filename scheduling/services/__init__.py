@@ -1,0 +1,2 @@
+"""Every write operation of the product. Module-level functions, keyword-only
+arguments, one transaction each, domain errors only."""

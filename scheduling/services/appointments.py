@@ -1,0 +1,326 @@
+"""Booking, rescheduling and every status change of an appointment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from scheduling import events, states
+from scheduling.domain import Interval, is_on_step, local_date
+from scheduling.errors import (
+    Conflict,
+    ConflictingItem,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    ValidationFailed,
+)
+from scheduling.events import EventBatch
+from scheduling.models import Appointment, Client, Service, Transition, Trip, User
+from scheduling.services import trips as trip_services
+from scheduling.services.availability import day_schedules
+from scheduling.services.common import (
+    latest_bookable,
+    local_text,
+    minutes,
+    require_aware,
+    role_of,
+    violates,
+)
+from scheduling.states import APPOINTMENT_RULES, NEW, AppointmentStatus
+
+OVERLAP_CONSTRAINT = "appt_therapist_no_overlap"
+# Actions taken through `act_on_appointment`; create and reschedule need more than a reason.
+STATUS_ACTIONS = frozenset({"accept", "reject", "start", "complete", "cancel", "no_show", "expire"})
+# Statuses after which the appointment will not happen, so its transport is not needed.
+CANCELS_TRANSPORT = frozenset(
+    {AppointmentStatus.REJECTED, AppointmentStatus.CANCELLED, AppointmentStatus.EXPIRED}
+)
+
+
+def create_appointment(
+    *,
+    actor: User,
+    client_id: int,
+    service_id: int,
+    therapist_id: int,
+    start: datetime,
+    address: str = "",
+    notes: str = "",
+    needs_transport: bool = False,
+    now: datetime | None = None,
+) -> Appointment:
+    """Book `client` with `therapist` for `service` at `start` (status pending)."""
+    states.check(APPOINTMENT_RULES, "create", current=NEW, role=role_of(actor), noun="appointment")
+    now = now or timezone.now()
+    client = _get(Client, client_id, "client")
+    service = _bookable_service(service_id)
+    therapist = _therapist_for(therapist_id, service)
+    _check_start(start, now)
+    with transaction.atomic():
+        appointment = Appointment(
+            client=client,
+            service=service,
+            therapist=therapist,
+            start=start,
+            end=start + service.duration,
+            blocked_until=start + service.duration + service.buffer,
+            address=address or client.address,
+            notes=notes,
+            needs_transport=needs_transport,
+            price=service.price,
+            created_by=actor,
+            response_deadline=_deadline(start, now),
+        )
+        _check_free(appointment)
+        _save_guarded(appointment)
+        trips = trip_services.create_trips_for(appointment) if needs_transport else []
+        _log(appointment, "create", NEW, appointment.status, actor)
+        batch = EventBatch()
+        batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
+        batch.flush()
+    return appointment
+
+
+def reschedule_appointment(
+    *,
+    actor: User,
+    appointment_id: int,
+    start: datetime,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Appointment:
+    """Move an appointment to `start`: same checks as booking, same id and history.
+
+    The therapist has to accept the new time, and transport is planned anew.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        appointment = _locked(appointment_id)
+        previous = appointment.status
+        states.check(
+            APPOINTMENT_RULES,
+            "reschedule",
+            current=previous,
+            role=role_of(actor),
+            noun="appointment",
+        )
+        _check_start(start, now)
+        service = appointment.service
+        appointment.start = start
+        appointment.end = start + service.duration
+        appointment.blocked_until = appointment.end + service.buffer
+        appointment.status = AppointmentStatus.PENDING
+        appointment.response_deadline = _deadline(start, now)
+        _check_free(appointment)
+        _save_guarded(appointment)
+        batch = EventBatch()
+        trips: list[Trip] = []
+        if appointment.needs_transport:
+            trip_services.cancel_open_trips(appointment, batch=batch, reason="rescheduled")
+            trips = trip_services.create_trips_for(appointment)
+        _log(appointment, "reschedule", previous, appointment.status, actor, reason)
+        batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
+        batch.flush()
+    return appointment
+
+
+def act_on_appointment(
+    *,
+    actor: User | None,
+    appointment_id: int,
+    action: str,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Appointment:
+    """Take a status action (accept, reject, start, complete, cancel, no_show, expire).
+
+    `actor` None is the platform itself (the deadline sweep)."""
+    if action not in STATUS_ACTIONS:
+        raise ValidationFailed.on("action", f"Unknown appointment action '{action}'.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        appointment = _locked(appointment_id)
+        previous = appointment.status
+        rule = states.check(
+            APPOINTMENT_RULES, action, current=previous, role=role_of(actor), noun="appointment"
+        )
+        _require_relation(actor, appointment)
+        if action == "expire" and appointment.response_deadline > now:
+            raise InvalidTransition(
+                "This appointment's response deadline has not passed.", previous
+            )
+        appointment.status = rule.target
+        appointment.save(update_fields=["status", "updated_at"])
+        batch = EventBatch()
+        if rule.target in CANCELS_TRANSPORT:
+            trip_services.cancel_open_trips(
+                appointment, batch=batch, reason=f"appointment {rule.target}"
+            )
+        _log(appointment, action, previous, rule.target, actor, reason)
+        batch.appointment(
+            events.APPOINTMENT_UPDATED,
+            appointment,
+            list(appointment.trips.order_by("window_start", "id")),
+        )
+        batch.flush()
+    return appointment
+
+
+def expire_overdue(*, now: datetime | None = None) -> list[int]:
+    """Expire every pending appointment whose deadline has passed; return their ids.
+
+    Each is its own transaction, so one appointment accepted at the last moment (and so
+    no longer pending when its row lock is taken) does not stop the rest.
+    """
+    now = now or timezone.now()
+    overdue = (
+        Appointment.objects.filter(status=AppointmentStatus.PENDING, response_deadline__lte=now)
+        .order_by("response_deadline")
+        .values_list("pk", flat=True)
+    )
+    expired = []
+    for appointment_id in list(overdue):
+        try:
+            act_on_appointment(actor=None, appointment_id=appointment_id, action="expire", now=now)
+        except InvalidTransition:
+            continue
+        expired.append(appointment_id)
+    return expired
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def _get(model, pk, field: str):
+    try:
+        return model.objects.get(pk=pk)
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise ValidationFailed.on(field, f"There is no {field} with id {pk}.") from None
+
+
+def _bookable_service(service_id: int) -> Service:
+    service = _get(Service, service_id, "service")
+    if not service.active:
+        raise ValidationFailed.on("service", f"{service.name} is no longer offered.")
+    return service
+
+
+def _therapist_for(therapist_id: int, service: Service) -> User:
+    try:
+        therapist = User.objects.filter(pk=therapist_id, role="therapist", is_active=True).first()
+    except (ValueError, TypeError):
+        therapist = None
+    if therapist is None:
+        raise ValidationFailed.on("therapist", f"There is no therapist with id {therapist_id}.")
+    if not therapist.therapist_profile.services.filter(pk=service.pk).exists():
+        raise ValidationFailed.on("therapist", f"{therapist} does not perform {service.name}.")
+    return therapist
+
+
+def _check_start(start: datetime, now: datetime) -> None:
+    require_aware(start, "start")
+    step = minutes("SLOT_STEP_MINUTES")
+    if start < now:
+        raise ValidationFailed.on("start", "That time has already passed.")
+    if start > latest_bookable(now):
+        raise ValidationFailed.on("start", "That is too far ahead to book; check the year.")
+    if not is_on_step(start, step):
+        raise ValidationFailed.on(
+            "start",
+            f"Start times are every {int(step.total_seconds() // 60)} minutes "
+            "(for example 10:00, 10:15).",
+        )
+
+
+def _deadline(start: datetime, now: datetime) -> datetime:
+    return min(now + minutes("RESPONSE_WINDOW_MINUTES"), start)
+
+
+def _check_free(appointment: Appointment) -> None:
+    """The friendly pre-check; the exclusion constraint is the guarantee."""
+    therapist = appointment.therapist
+    session = Interval(appointment.start, appointment.end)
+    schedule = day_schedules([therapist.pk], local_date(appointment.start))[therapist.pk]
+    reason = schedule.why_not_working(session)
+    if reason:
+        raise Conflict(f"{local_text(appointment.start)} is {reason} for {therapist}.")
+    conflicts = _conflicts(appointment)
+    if conflicts:
+        raise _busy(appointment, conflicts)
+
+
+def _conflicts(appointment: Appointment) -> list[Appointment]:
+    return list(
+        Appointment.objects.active()
+        .filter(therapist_id=appointment.therapist_id)
+        .overlapping(appointment.start, appointment.blocked_until)
+        .exclude(pk=appointment.pk)
+        .order_by("start")
+    )
+
+
+def _busy(appointment: Appointment, conflicts: list[Appointment]) -> Conflict:
+    first = conflicts[0]
+    return Conflict(
+        f"{appointment.therapist} is already booked from {local_text(first.start)} to "
+        f"{timezone.localtime(first.blocked_until):%H:%M} (appointment #{first.pk}, "
+        "travel and clean-up included).",
+        [
+            ConflictingItem(start=c.start, end=c.blocked_until, appointment_id=c.pk)
+            for c in conflicts
+        ],
+    )
+
+
+def _save_guarded(appointment: Appointment) -> None:
+    """Save; a concurrent booking that won the race surfaces as the same Conflict."""
+    try:
+        with transaction.atomic():
+            appointment.save()
+    except IntegrityError as exc:
+        if not violates(exc, OVERLAP_CONSTRAINT):
+            raise
+        conflicts = _conflicts(appointment)
+        if conflicts:
+            raise _busy(appointment, conflicts) from None
+        raise Conflict(f"{appointment.therapist} was just booked at that time.") from None
+
+
+def _locked(appointment_id: int) -> Appointment:
+    try:
+        return (
+            Appointment.objects.select_for_update(of=("self",))
+            .select_related("therapist", "service")
+            .get(pk=appointment_id)
+        )
+    except (Appointment.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no appointment with id {appointment_id}.") from None
+
+
+def _require_relation(actor: User | None, appointment: Appointment) -> None:
+    if actor is None or actor.is_desk:
+        return
+    if actor.effective_role == states.THERAPIST and appointment.therapist_id == actor.pk:
+        return
+    raise NotPermitted("Only the appointment's own therapist may do that.")
+
+
+def _log(
+    appointment: Appointment,
+    action: str,
+    source: str,
+    target: str,
+    actor: User | None,
+    reason: str = "",
+) -> None:
+    Transition.objects.create(
+        appointment=appointment,
+        action=action,
+        from_status=source,
+        to_status=target,
+        actor=actor,
+        reason=reason,
+    )

@@ -1,0 +1,70 @@
+"""Clients: the desk's address book. Phones are stored in E.164 and are unique."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from scheduling.errors import ValidationFailed
+from scheduling.models import Client
+from scheduling.phones import normalize_phone
+
+EDITABLE = ("name", "phone", "email", "address", "notes", "preferences")
+
+
+def create_client(
+    *,
+    name: str,
+    phone: str,
+    email: str = "",
+    address: str = "",
+    notes: str = "",
+    preferences: dict | None = None,
+) -> Client:
+    client = Client(
+        name=_clean_name(name),
+        phone=normalize_phone(phone),
+        email=email,
+        address=address,
+        notes=notes,
+        preferences=preferences or {},
+    )
+    _save_unique(client)
+    return client
+
+
+def update_client(*, client: Client, **changes) -> Client:
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationFailed(
+            f"Cannot change {', '.join(sorted(unknown))}.",
+            {field: ["This field cannot be changed."] for field in unknown},
+        )
+    if "name" in changes:
+        changes["name"] = _clean_name(changes["name"])
+    if "phone" in changes:
+        changes["phone"] = normalize_phone(changes["phone"])
+    for field, value in changes.items():
+        setattr(client, field, value)
+    _save_unique(client)
+    return client
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed.on("name", "A name is required.")
+    return name
+
+
+def _save_unique(client: Client) -> None:
+    # The unique index decides; a pre-check would race with another desk typing the same.
+    try:
+        with transaction.atomic():
+            client.save()
+    except IntegrityError:
+        owner = Client.objects.filter(phone=client.phone).exclude(pk=client.pk).first()
+        if owner is None:
+            raise
+        raise ValidationFailed.on(
+            "phone", f"{client.phone} already belongs to {owner.name} (client #{owner.pk})."
+        ) from None

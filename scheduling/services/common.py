@@ -1,0 +1,54 @@
+"""Small pieces the services share."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from scheduling import states
+from scheduling.errors import ValidationFailed
+from scheduling.models import User
+
+
+def setting(name: str) -> int | str:
+    return settings.SCHEDULING[name]
+
+
+def minutes(name: str) -> timedelta:
+    return timedelta(minutes=int(setting(name)))
+
+
+def role_of(actor: User | None) -> str:
+    """The actor's role for the state machines; None is the platform itself."""
+    return states.SYSTEM if actor is None else actor.effective_role
+
+
+def local_text(instant: datetime) -> str:
+    """An instant as the desk reads it: 'Mon 3 Jun 14:30' in the business time zone."""
+    return timezone.localtime(instant).strftime("%a %-d %b %H:%M")
+
+
+def require_aware(value: datetime, field: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise ValidationFailed.on(field, "Give a date and time.")
+    if timezone.is_naive(value):
+        raise ValidationFailed.on(field, "Give the time with its UTC offset, e.g. +08:00.")
+    return value
+
+
+def violates(exc: Exception, constraint: str) -> bool:
+    """True when a database error is the named constraint refusing a row.
+
+    PostgreSQL reports the constraint by name (exclusion violations are SQLSTATE 23P01);
+    the service turns that into the same Conflict its friendly pre-check would raise.
+    """
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
+
+
+def latest_bookable(now: datetime) -> datetime:
+    """Bookings further ahead than the horizon are refused (and never offered)."""
+    return now + timedelta(days=int(setting("BOOKING_HORIZON_DAYS")))

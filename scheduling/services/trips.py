@@ -1,0 +1,212 @@
+"""Trips: created with their appointment, assigned to a driver, driven, cancelled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from scheduling import events, states
+from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
+from scheduling.events import EventBatch
+from scheduling.models import Appointment, DriverProfile, Leg, Transition, Trip, User
+from scheduling.services.common import local_text, minutes, role_of, violates
+from scheduling.states import NEW, TRIP_RULES, TripStatus
+
+OVERLAP_CONSTRAINT = "trip_driver_no_overlap"
+
+
+def create_trips_for(appointment: Appointment) -> list[Trip]:
+    """The drop-off leg ends at the start, the pick-up leg begins at the end, each as
+    long as the travel allowance. Runs inside the caller's transaction."""
+    allowance = minutes("TRAVEL_ALLOWANCE_MINUTES")
+    trips = [
+        Trip.objects.create(
+            appointment=appointment,
+            leg=Leg.DROPOFF,
+            window_start=appointment.start - allowance,
+            window_end=appointment.start,
+        ),
+        Trip.objects.create(
+            appointment=appointment,
+            leg=Leg.PICKUP,
+            window_start=appointment.end,
+            window_end=appointment.end + allowance,
+        ),
+    ]
+    Transition.objects.bulk_create(
+        Transition(trip=t, action="create", from_status=NEW, to_status=t.status) for t in trips
+    )
+    return trips
+
+
+def cancel_open_trips(appointment: Appointment, *, batch: EventBatch, reason: str) -> list[Trip]:
+    """Cancel the appointment's trips that have not ended (the platform acting)."""
+    trips = list(appointment.trips.open().select_for_update().order_by("id"))
+    for trip in trips:
+        _change(trip, "cancel", actor=None, reason=reason)
+        batch.trip(events.TRIP_UPDATED, trip, therapist_id=appointment.therapist_id)
+    return trips
+
+
+def assign_trip(*, trip_id: int, driver_id: int, now: datetime | None = None) -> Trip:
+    """Give a queued trip to a driver (the dispatcher's decision, taken by the platform).
+
+    The driver leaves the FIFO queue. The exclusion constraint refuses a driver whose
+    busy trips overlap the window, and that surfaces as a Conflict.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        trip = _locked(trip_id)
+        states.check(TRIP_RULES, "assign", current=trip.status, role=states.SYSTEM, noun="trip")
+        profile = _driver_profile(driver_id)
+        if trip.passengers > profile.seats:
+            raise ValidationFailed.on(
+                "driver", f"{profile.user} cannot carry {trip.passengers} passengers."
+            )
+        clashes = _clashes(driver_id, trip)
+        if clashes:
+            raise _busy(profile.user, clashes)
+        trip.driver_id = driver_id
+        trip.assigned_at = now
+        _change(trip, "assign", actor=None, extra_fields=["driver", "assigned_at"])
+        DriverProfile.objects.filter(pk=profile.pk).update(available_since=None)
+        batch = EventBatch()
+        batch.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
+        batch.flush()
+    return trip
+
+
+def act_on_trip(
+    *, actor: User | None, trip_id: int, action: str, reason: str = "", now: datetime | None = None
+) -> Trip:
+    """A driver's depart / arrive / complete, or a cancel by the desk or the platform.
+
+    A completed trip puts its driver at the back of the queue, if still on shift."""
+    if action not in {"depart", "arrive", "complete", "cancel"}:
+        raise ValidationFailed.on("action", f"Unknown trip action '{action}'.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        trip = _locked(trip_id)
+        states.check(TRIP_RULES, action, current=trip.status, role=role_of(actor), noun="trip")
+        if role_of(actor) == states.DRIVER and trip.driver_id != actor.pk:
+            raise NotPermitted("Only the trip's own driver may do that.")
+        driver_id = trip.driver_id
+        _change(trip, action, actor=actor, reason=reason)
+        if trip.status in {TripStatus.DONE, TripStatus.CANCELLED} and driver_id:
+            _requeue_if_free(driver_id, now)
+        batch = EventBatch()
+        batch.trip(events.TRIP_UPDATED, trip, therapist_id=trip.appointment.therapist_id)
+        batch.flush()
+    return trip
+
+
+def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> DriverProfile:
+    """Go on shift (join the back of the queue) or off shift (leave it)."""
+    if driver.effective_role != states.DRIVER:
+        raise NotPermitted("Only drivers have shifts.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        profile = DriverProfile.objects.select_for_update().get(user=driver)
+        if profile.on_shift == on_shift:
+            return profile
+        profile.on_shift = on_shift
+        # Already carrying someone: joins the queue when that trip is done.
+        free = not Trip.objects.busy().filter(driver=driver).exists()
+        profile.available_since = now if on_shift and free else None
+        profile.save(update_fields=["on_shift", "available_since"])
+        batch = EventBatch()
+        batch.add(
+            events.DRIVER_QUEUE, {"driver": driver.pk, "on_shift": on_shift}, recipients=[driver.pk]
+        )
+        batch.flush()
+    return profile
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _locked(trip_id: int) -> Trip:
+    try:
+        return (
+            Trip.objects.select_for_update(of=("self",))
+            .select_related("appointment")
+            .get(pk=trip_id)
+        )
+    except (Trip.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no trip with id {trip_id}.") from None
+
+
+def _driver_profile(driver_id: int) -> DriverProfile:
+    try:
+        return DriverProfile.objects.select_related("user").get(
+            user_id=driver_id, user__role=states.DRIVER, user__is_active=True
+        )
+    except (DriverProfile.DoesNotExist, ValueError, TypeError):
+        raise ValidationFailed.on("driver", f"There is no driver with id {driver_id}.") from None
+
+
+def _clashes(driver_id: int, trip: Trip) -> list[Trip]:
+    return list(
+        Trip.objects.busy()
+        .filter(driver_id=driver_id)
+        .overlapping(trip.window_start, trip.window_end)
+        .exclude(pk=trip.pk)
+    )
+
+
+def _busy(driver: User, clashes: list[Trip]) -> Conflict:
+    first = clashes[0]
+    return Conflict(
+        f"{driver} is already driving from {local_text(first.window_start)} to "
+        f"{timezone.localtime(first.window_end):%H:%M} (trip #{first.pk}).",
+        [
+            ConflictingItem(
+                start=t.window_start,
+                end=t.window_end,
+                trip_id=t.pk,
+                appointment_id=t.appointment_id,
+            )
+            for t in clashes
+        ],
+    )
+
+
+def _change(
+    trip: Trip,
+    action: str,
+    *,
+    actor: User | None,
+    reason: str = "",
+    extra_fields: list[str] | None = None,
+) -> None:
+    """Apply a checked action: new status, saved (constraint-guarded), logged."""
+    previous = trip.status
+    trip.status = TRIP_RULES[action].target
+    try:
+        with transaction.atomic():
+            trip.save(update_fields=["status", "updated_at", *(extra_fields or [])])
+    except IntegrityError as exc:
+        if not violates(exc, OVERLAP_CONSTRAINT):
+            raise
+        clashes = _clashes(trip.driver_id, trip)
+        raise (
+            _busy(trip.driver, clashes)
+            if clashes
+            else Conflict("That driver was just given an overlapping trip.")
+        ) from None
+    Transition.objects.create(
+        trip=trip,
+        action=action,
+        from_status=previous,
+        to_status=trip.status,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _requeue_if_free(driver_id: int, now: datetime) -> None:
+    """Back of the queue once the driver has nothing left to drive."""
+    if not Trip.objects.busy().filter(driver_id=driver_id).exists():
+        DriverProfile.objects.filter(user_id=driver_id, on_shift=True).update(available_since=now)

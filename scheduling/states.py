@@ -1,0 +1,123 @@
+"""The state machines of appointments and trips, as data.
+
+One table per machine of (action, from, to, roles). The API, pages, tasks and commands
+all go through `check()`; nothing else decides whether a status may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db import models
+
+from scheduling.errors import InvalidTransition, NotPermitted
+
+
+class AppointmentStatus(models.TextChoices):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    NO_SHOW = "no_show"
+
+
+class TripStatus(models.TextChoices):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ARRIVED = "arrived"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+# Statuses in which an appointment holds the therapist's time (exclusion constraint).
+ACTIVE_APPOINTMENT_STATUSES = (
+    AppointmentStatus.PENDING,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.IN_PROGRESS,
+)
+# Statuses in which a trip holds its driver's time (exclusion constraint).
+BUSY_TRIP_STATUSES = (TripStatus.ASSIGNED, TripStatus.EN_ROUTE, TripStatus.ARRIVED)
+OPEN_TRIP_STATUSES = (TripStatus.QUEUED, *BUSY_TRIP_STATUSES)
+
+# Actor roles. SYSTEM is the platform itself: deadline sweeps, dispatch, cascades.
+RECEPTIONIST = "receptionist"
+THERAPIST = "therapist"
+DRIVER = "driver"
+MANAGER = "manager"
+SYSTEM = "system"
+DESK = frozenset({RECEPTIONIST, MANAGER})
+
+
+@dataclass(frozen=True)
+class Rule:
+    action: str
+    sources: frozenset[str]
+    target: str
+    roles: frozenset[str]
+
+
+def _rule(action: str, sources: set[str], target: str, roles: set[str]) -> Rule:
+    return Rule(action, frozenset(sources), target, frozenset(roles))
+
+
+A = AppointmentStatus
+NEW = ""  # the "from" status of something being created
+T = TripStatus
+
+APPOINTMENT_RULES: dict[str, Rule] = {
+    r.action: r
+    for r in (
+        _rule("create", {NEW}, A.PENDING, DESK),
+        _rule("accept", {A.PENDING}, A.CONFIRMED, {THERAPIST}),
+        _rule("reject", {A.PENDING}, A.REJECTED, {THERAPIST}),
+        _rule("start", {A.CONFIRMED}, A.IN_PROGRESS, {THERAPIST}),
+        _rule("complete", {A.IN_PROGRESS}, A.COMPLETED, {THERAPIST}),
+        _rule("cancel", {A.PENDING, A.CONFIRMED}, A.CANCELLED, DESK),
+        _rule("no_show", {A.CONFIRMED}, A.NO_SHOW, {THERAPIST, *DESK}),
+        _rule("expire", {A.PENDING}, A.EXPIRED, {SYSTEM}),
+        # A new time needs the therapist's acceptance again.
+        _rule("reschedule", {A.PENDING, A.CONFIRMED}, A.PENDING, DESK),
+    )
+}
+
+TRIP_RULES: dict[str, Rule] = {
+    r.action: r
+    for r in (
+        _rule("assign", {T.QUEUED}, T.ASSIGNED, {SYSTEM}),
+        _rule("depart", {T.ASSIGNED}, T.EN_ROUTE, {DRIVER}),
+        _rule("arrive", {T.EN_ROUTE}, T.ARRIVED, {DRIVER}),
+        _rule("complete", {T.ARRIVED}, T.DONE, {DRIVER}),
+        _rule("cancel", set(OPEN_TRIP_STATUSES), T.CANCELLED, {*DESK, SYSTEM}),
+    )
+}
+
+
+def check(rules: dict[str, Rule], action: str, *, current: str, role: str, noun: str) -> Rule:
+    """The rule for `action` if `role` may take it from `current`; raise otherwise.
+
+    The role is checked first so that a forbidden actor learns nothing about status.
+    """
+    rule = rules.get(action)
+    if rule is None:
+        raise InvalidTransition(f"Unknown action '{action}' for a {noun}.", current)
+    if role not in rule.roles:
+        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} a {noun}.")
+    if current not in rule.sources:
+        label = current.replace("_", " ")
+        raise InvalidTransition(
+            f"Cannot {action.replace('_', '-')} a {noun} that is {label}.", current
+        )
+    return rule
+
+
+def triples(rules: dict[str, Rule]) -> Iterator[tuple[str, str, str, str]]:
+    """Every allowed (action, from, to, role), for tests and documentation."""
+    for rule in rules.values():
+        for source in sorted(rule.sources):
+            for role in sorted(rule.roles):
+                yield rule.action, source, rule.target, role

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests import factories
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """PostgreSQL-only tests skip loudly on SQLite, and never in CI (settings refuse to
+    start there without PostgreSQL, so this only runs on a developer's machine)."""
+    if connection.vendor == "postgresql" or IN_CI:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL or 127.0.0.1:5432)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def desk(db):
+    return factories.UserFactory(role="receptionist", username="desk")
+
+
+@pytest.fixture
+def manager(db):
+    return factories.UserFactory(role="manager", username="boss")
+
+
+@pytest.fixture
+def service(db):
+    return factories.ServiceFactory(name="Swedish massage", duration_minutes=60, buffer_minutes=15)
+
+
+@pytest.fixture
+def therapist(service):
+    return factories.therapist(service, username="ana", first_name="Ana", last_name="Cruz")
+
+
+@pytest.fixture
+def client_record(db):
+    return factories.ClientFactory(name="Maria Santos", phone="+639171234567")
+
+
+@pytest.fixture
+def tomorrow_at():
+    """An aware datetime at HH:MM tomorrow in the business time zone."""
+
+    def at(hour: int, minute: int = 0) -> datetime:
+        day = timezone.localdate() + timedelta(days=1)
+        return timezone.make_aware(datetime(day.year, day.month, day.day, hour, minute))
+
+    return at

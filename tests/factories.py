@@ -1,0 +1,65 @@
+"""Test data builders. Staff come with their profile and working hours, as in life."""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+
+import factory
+
+from scheduling.models import Client, DriverProfile, Service, TherapistProfile, User, WorkingHours
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    role = "receptionist"
+    password = factory.PostGenerationMethodCall("set_password", "pw")
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Service
+
+    name = factory.Sequence(lambda n: f"Massage {n}")
+    duration_minutes = 60
+    price = Decimal("1200.00")
+    buffer_minutes = 15
+
+
+class ClientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Client
+
+    name = factory.Faker("name")
+    phone = factory.Sequence(lambda n: f"+63917{n:07d}")
+    address = factory.Faker("street_address")
+
+
+def add_hours(user: User, start: time = time(8), end: time = time(20), days=range(7)) -> None:
+    WorkingHours.objects.bulk_create(
+        WorkingHours(staff=user, weekday=d, start=start, end=end) for d in days
+    )
+
+
+def therapist(
+    *services: Service, hours: tuple[time, time] | None = (time(8), time(20)), **fields
+) -> User:
+    user = UserFactory(role="therapist", **fields)
+    profile = TherapistProfile.objects.create(user=user)
+    profile.services.set(services)
+    if hours:
+        add_hours(user, *hours)
+    return user
+
+
+def driver(vehicle: str = "motorcycle", seats: int = 1, **fields) -> User:
+    user = UserFactory(role="driver", **fields)
+    DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
+    add_hours(user)
+    return user
