@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from scheduling import events, states
@@ -18,7 +19,15 @@ from scheduling.errors import (
     ValidationFailed,
 )
 from scheduling.events import EventBatch
-from scheduling.models import Appointment, Client, Service, Transition, Trip, User
+from scheduling.models import (
+    Appointment,
+    Client,
+    Service,
+    TherapistProfile,
+    Transition,
+    Trip,
+    User,
+)
 from scheduling.services import trips as trip_services
 from scheduling.services.availability import day_schedules
 from scheduling.services.common import (
@@ -76,8 +85,8 @@ def create_appointment(
         )
         _check_free(appointment)
         _save_guarded(appointment)
-        trips = trip_services.create_trips_for(appointment) if needs_transport else []
         _log(appointment, "create", NEW, appointment.status, actor)
+        trips = trip_services.create_trips_for(appointment) if needs_transport else []
         batch = EventBatch()
         batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
         batch.flush()
@@ -209,13 +218,20 @@ def _bookable_service(service_id: int) -> Service:
 
 
 def _therapist_for(therapist_id: int, service: Service) -> User:
+    performs = TherapistProfile.services.through.objects.filter(
+        therapistprofile__user=OuterRef("pk"), service=service
+    )
     try:
-        therapist = User.objects.filter(pk=therapist_id, role="therapist", is_active=True).first()
+        therapist = (
+            User.objects.filter(pk=therapist_id, role="therapist", is_active=True)
+            .annotate(performs=Exists(performs))
+            .first()
+        )
     except (ValueError, TypeError):
         therapist = None
     if therapist is None:
         raise ValidationFailed.on("therapist", f"There is no therapist with id {therapist_id}.")
-    if not therapist.therapist_profile.services.filter(pk=service.pk).exists():
+    if not therapist.performs:
         raise ValidationFailed.on("therapist", f"{therapist} does not perform {service.name}.")
     return therapist
 

@@ -21,20 +21,22 @@ def create_trips_for(appointment: Appointment) -> list[Trip]:
     """The drop-off leg ends at the start, the pick-up leg begins at the end, each as
     long as the travel allowance. Runs inside the caller's transaction."""
     allowance = minutes("TRAVEL_ALLOWANCE_MINUTES")
-    trips = [
-        Trip.objects.create(
-            appointment=appointment,
-            leg=Leg.DROPOFF,
-            window_start=appointment.start - allowance,
-            window_end=appointment.start,
-        ),
-        Trip.objects.create(
-            appointment=appointment,
-            leg=Leg.PICKUP,
-            window_start=appointment.end,
-            window_end=appointment.end + allowance,
-        ),
-    ]
+    trips = Trip.objects.bulk_create(
+        [
+            Trip(
+                appointment=appointment,
+                leg=Leg.DROPOFF,
+                window_start=appointment.start - allowance,
+                window_end=appointment.start,
+            ),
+            Trip(
+                appointment=appointment,
+                leg=Leg.PICKUP,
+                window_start=appointment.end,
+                window_end=appointment.end + allowance,
+            ),
+        ]
+    )
     Transition.objects.bulk_create(
         Transition(trip=t, action="create", from_status=NEW, to_status=t.status) for t in trips
     )
