@@ -1,0 +1,188 @@
+"""Availability: constant queries, DST, and agreement with booking."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import date, datetime, time, timedelta
+
+import pytest
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduling.domain import local_day_bounds
+from scheduling.errors import Conflict, ValidationFailed
+from scheduling.models import Break, TimeOff
+from scheduling.services.appointments import create_appointment
+from scheduling.services.availability import availability
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+DAY = date(2030, 5, 1)  # a Wednesday
+NOW = datetime.fromisoformat("2030-04-20T00:00:00+00:00")
+
+
+def starts_of(result, therapist) -> list[datetime]:
+    return next(r.starts for r in result if r.therapist == therapist)
+
+
+def test_offers_free_quarter_hours_inside_working_time(service, therapist):
+    Break.objects.create(staff=therapist, weekday=DAY.weekday(), start=time(12), end=time(13))
+    result = availability(service=service, day=DAY, now=NOW)
+    walls = [timezone.localtime(s).strftime("%H:%M") for s in starts_of(result, therapist)]
+    assert walls[0] == "08:00" and walls[-1] == "19:00"  # 60 min sessions end by 20:00
+    assert "11:00" in walls and "11:15" not in walls  # would run into lunch
+    assert "12:00" not in walls and "13:00" in walls
+
+
+def test_existing_booking_and_its_buffer_are_excluded(desk, service, therapist, client_record):
+    start = datetime.fromisoformat("2030-05-01T10:00:00+08:00")
+    create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=start,
+        now=NOW,
+    )
+    offered = set(starts_of(availability(service=service, day=DAY, now=NOW), therapist))
+    blocked = [start + timedelta(minutes=m) for m in range(-45, 75, 15)]  # 09:15 .. 11:00
+    assert not offered & set(blocked)
+    assert start - timedelta(minutes=60) not in offered  # 09:00's own buffer runs to 10:15
+    assert start - timedelta(minutes=75) in offered  # 08:45 plus buffer ends at 10:00
+    assert start + timedelta(minutes=75) in offered  # 11:15, after the buffer
+
+
+def test_only_therapists_who_perform_the_service(service, therapist):
+    other_service = factories.ServiceFactory()
+    factories.therapist(other_service)
+    assert [r.therapist for r in availability(service=service, day=DAY, now=NOW)] == [therapist]
+    only = availability(service=service, day=DAY, therapist_id=therapist.pk, now=NOW)
+    assert [r.therapist for r in only] == [therapist]
+
+
+def test_time_off_and_inactive_service(service, therapist):
+    day_start, day_end = local_day_bounds(DAY)
+    TimeOff.objects.create(staff=therapist, start=day_start, end=day_end)
+    assert starts_of(availability(service=service, day=DAY, now=NOW), therapist) == []
+    service.active = False
+    assert (
+        starts_of(availability(service=service, day=DAY + timedelta(days=1), now=NOW), therapist)
+        == []
+    )
+
+
+def test_query_count_does_not_grow_with_therapists(service, django_assert_num_queries, desk):
+    team = [factories.therapist(service) for _ in range(20)]
+    client = factories.ClientFactory()
+    for i, t in enumerate(team):
+        Break.objects.create(staff=t, weekday=DAY.weekday(), start=time(12), end=time(13))
+        create_appointment(
+            actor=desk,
+            client_id=client.pk,
+            service_id=service.pk,
+            therapist_id=t.pk,
+            now=NOW,
+            start=datetime.fromisoformat(f"2030-05-01T{9 + i % 3:02d}:00:00+08:00"),
+        )
+    with django_assert_num_queries(5):
+        result = availability(service=service, day=DAY, now=NOW)
+    assert len(result) == 20 and all(r.starts for r in result)
+    with django_assert_num_queries(5):
+        availability(service=service, day=DAY + timedelta(days=1), now=NOW)
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_booking_and_availability_across_spring_forward(desk, service, client_record):
+    night = factories.therapist(service, hours=(time(0), time(6)))
+    day = date(2030, 3, 10)
+    before = datetime.fromisoformat("2030-03-01T00:00:00+00:00")
+    offered = starts_of(availability(service=service, day=day, now=before), night)
+    assert len(offered) == 17  # five real hours between 00:00 EST and 06:00 EDT
+    last = offered[-1]
+    booked = create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=night.pk,
+        start=last,
+        now=before,
+    )
+    assert timezone.localtime(booked.start).strftime("%H:%M %Z") == "05:00 EDT"
+    assert timezone.localtime(booked.end).strftime("%H:%M %Z") == "06:00 EDT"
+    with pytest.raises(Conflict, match="outside working hours"):
+        create_appointment(
+            actor=desk,
+            client_id=client_record.pk,
+            service_id=service.pk,
+            therapist_id=night.pk,
+            start=last + timedelta(minutes=15),
+            now=before,
+        )
+
+
+# --- availability never offers what booking refuses, nor hides what it accepts ----------------
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    existing=st.lists(st.integers(0, 60), max_size=6),
+    lunch=st.one_of(st.none(), st.integers(16, 40)),
+    probes=st.lists(st.integers(0, 95), min_size=4, max_size=10, unique=True),
+)
+def test_availability_and_booking_agree(
+    desk, service, therapist, client_record, existing, lunch, probes
+):
+    day_start, _ = local_day_bounds(DAY)
+    with transaction.atomic():
+        if lunch is not None:  # quarter hours after 08:00
+            begin = datetime.combine(DAY, time(8)) + timedelta(minutes=15 * lunch)
+            Break.objects.create(
+                staff=therapist,
+                weekday=DAY.weekday(),
+                start=begin.time(),
+                end=(begin + timedelta(hours=1)).time(),
+            )
+        for q in existing:
+            # The generator may ask for an overlap; booking refusing it is the point.
+            with contextlib.suppress(Conflict):
+                book(
+                    desk,
+                    service,
+                    therapist,
+                    client_record,
+                    day_start + timedelta(hours=8, minutes=15 * q),
+                )
+        offered = set(starts_of(availability(service=service, day=DAY, now=NOW), therapist))
+        for q in probes:
+            start = day_start + timedelta(minutes=15 * q)
+            assert accepts(desk, service, therapist, client_record, start) is (start in offered)
+        transaction.set_rollback(True)
+
+
+def book(desk, service, therapist, client, start):
+    return create_appointment(
+        actor=desk,
+        client_id=client.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=start,
+        now=NOW,
+    )
+
+
+def accepts(desk, service, therapist, client, start) -> bool:
+    """Would booking take this start? Tried for real, then rolled back."""
+    try:
+        with transaction.atomic():
+            book(desk, service, therapist, client, start)
+            transaction.set_rollback(True)
+    except (Conflict, ValidationFailed):
+        return False
+    return True
