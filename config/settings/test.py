@@ -48,6 +48,9 @@ if DATABASE_URL:
     DATABASES = {"default": base.postgres_database(DATABASE_URL)}
     # Threads in the concurrency tests each hold a connection; do not keep them around.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # One test database per run, so two runs on one machine (a developer's and CI's, or
+    # parallel sessions) never fight over it.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_scheduling_{os.getpid()}"}
 else:
     DATABASES = {"default": base.sqlite_database(":memory:")}
 
