@@ -128,7 +128,8 @@ class EventBatch:
 def _allocate(count: int) -> int:
     """Reserve `count` sequence numbers; return the last. Locks the counter row until
     the surrounding transaction ends."""
-    assert transaction.get_connection().in_atomic_block, "stream events need a transaction"
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("stream events are recorded inside their change's transaction")
     table = EventCounter._meta.db_table
     sql = f"UPDATE {table} SET last_seq = last_seq + %s WHERE id = 1 RETURNING last_seq"
     with connection.cursor() as cursor:

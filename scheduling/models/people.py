@@ -141,7 +141,9 @@ class ClientQuerySet(models.QuerySet):
         if not text:
             return self.none()
         condition = Q(name__icontains=text)
-        digits = digits_only(text)
+        # Stored numbers are international (63917…); the desk types them nationally
+        # (0917…), so a leading trunk 0 is dropped before matching.
+        digits = digits_only(text).removeprefix("0")
         # A couple of digits match half the book; only search phones from three on.
         if len(digits) >= 3:
             condition |= Q(phone_digits__contains=digits)
