@@ -1,6 +1,7 @@
-from django.contrib import admin
 from django.urls import path
 
+from scheduling.admin import site as admin_site
+
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path("admin/", admin_site.urls),
 ]

@@ -103,14 +103,15 @@ def check(rules: dict[str, Rule], action: str, *, current: str, role: str, noun:
     The role is checked first so that a forbidden actor learns nothing about status.
     """
     rule = rules.get(action)
+    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     if rule is None:
-        raise InvalidTransition(f"Unknown action '{action}' for a {noun}.", current)
+        raise InvalidTransition(f"Unknown action '{action}' for {a_noun}.", current)
     if role not in rule.roles:
-        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} a {noun}.")
+        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} {a_noun}.")
     if current not in rule.sources:
         label = current.replace("_", " ")
         raise InvalidTransition(
-            f"Cannot {action.replace('_', '-')} a {noun} that is {label}.", current
+            f"Cannot {action.replace('_', '-')} {a_noun} that is {label}.", current
         )
     return rule
 

@@ -13,13 +13,12 @@ from scheduling.models import Client, DriverProfile, Service, TherapistProfile, 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
     role = "receptionist"
-    password = factory.PostGenerationMethodCall("set_password", "pw")
+    password = factory.django.Password("pw")
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):

@@ -170,7 +170,7 @@ def test_cancelled_time_is_free_again(book, desk, tomorrow_at):
 
 def test_booking_runs_a_bounded_number_of_queries(book, tomorrow_at, django_assert_max_num_queries):
     book(tomorrow_at(8))  # warm the counter row
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(19):
         book(tomorrow_at(10), needs_transport=True)
 
 

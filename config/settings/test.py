@@ -60,3 +60,7 @@ CELERY_BROKER_URL = base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory:/
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIME_ZONE = "Asia/Manila"
+
+# collectstatic is for production; here whitenoise serves from the finders.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

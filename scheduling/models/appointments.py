@@ -63,7 +63,7 @@ class Appointment(models.Model):
     payment_status = models.CharField(
         max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID
     )
-    response_deadline = models.DateTimeField(null=True, blank=True)
+    response_deadline = models.DateTimeField()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )

@@ -31,8 +31,10 @@ from scheduling.models import (
 from scheduling.services import trips as trip_services
 from scheduling.services.availability import day_schedules
 from scheduling.services.common import (
+    THERAPIST_TIMETABLE,
     latest_bookable,
     local_text,
+    lock_timetable,
     minutes,
     require_aware,
     role_of,
@@ -69,6 +71,7 @@ def create_appointment(
     therapist = _therapist_for(therapist_id, service)
     _check_start(start, now)
     with transaction.atomic():
+        lock_timetable(THERAPIST_TIMETABLE, therapist.pk)
         appointment = Appointment(
             client=client,
             service=service,
@@ -106,7 +109,10 @@ def reschedule_appointment(
     The therapist has to accept the new time, and transport is planned anew.
     """
     now = now or timezone.now()
+    therapist_id = _locked(appointment_id, lock=False).therapist_id
     with transaction.atomic():
+        # Timetable first, then the row: the same order as booking takes them.
+        lock_timetable(THERAPIST_TIMETABLE, therapist_id)
         appointment = _locked(appointment_id)
         previous = appointment.status
         states.check(
@@ -153,10 +159,11 @@ def act_on_appointment(
     with transaction.atomic():
         appointment = _locked(appointment_id)
         previous = appointment.status
+        # Ownership before status, so another therapist learns nothing about this one.
+        _require_own(actor, appointment)
         rule = states.check(
             APPOINTMENT_RULES, action, current=previous, role=role_of(actor), noun="appointment"
         )
-        _require_relation(actor, appointment)
         if action == "expire" and appointment.response_deadline > now:
             raise InvalidTransition(
                 "This appointment's response deadline has not passed.", previous
@@ -305,23 +312,20 @@ def _save_guarded(appointment: Appointment) -> None:
         raise Conflict(f"{appointment.therapist} was just booked at that time.") from None
 
 
-def _locked(appointment_id: int) -> Appointment:
+def _locked(appointment_id: int, *, lock: bool = True) -> Appointment:
+    rows = Appointment.objects.select_related("therapist", "service")
+    if lock:
+        rows = rows.select_for_update(of=("self",))
     try:
-        return (
-            Appointment.objects.select_for_update(of=("self",))
-            .select_related("therapist", "service")
-            .get(pk=appointment_id)
-        )
+        return rows.get(pk=appointment_id)
     except (Appointment.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"There is no appointment with id {appointment_id}.") from None
 
 
-def _require_relation(actor: User | None, appointment: Appointment) -> None:
-    if actor is None or actor.is_desk:
-        return
-    if actor.effective_role == states.THERAPIST and appointment.therapist_id == actor.pk:
-        return
-    raise NotPermitted("Only the appointment's own therapist may do that.")
+def _require_own(actor: User | None, appointment: Appointment) -> None:
+    """A therapist acts only on their own appointments (other roles: see the rules)."""
+    if role_of(actor) == states.THERAPIST and appointment.therapist_id != actor.pk:
+        raise NotPermitted("Only the appointment's own therapist may do that.")
 
 
 def _log(

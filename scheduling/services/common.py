@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from scheduling import states
@@ -52,3 +53,24 @@ def violates(exc: Exception, constraint: str) -> bool:
 def latest_bookable(now: datetime) -> datetime:
     """Bookings further ahead than the horizon are refused (and never offered)."""
     return now + timedelta(days=int(setting("BOOKING_HORIZON_DAYS")))
+
+
+# Advisory lock namespaces: one timetable per (kind, staff id).
+THERAPIST_TIMETABLE = 1
+DRIVER_TIMETABLE = 2
+
+
+def lock_timetable(namespace: int, staff_id: int) -> None:
+    """Serialise writers of one person's timetable until the transaction ends.
+
+    Without it, two bookings waiting on a third that then rolls back each find the
+    other's uncommitted row in the exclusion check and deadlock (PostgreSQL kills one
+    with an error that is not a conflict). Queued behind this lock, each writer's
+    pre-check sees the committed winner instead. The exclusion constraint stays the
+    guarantee for any writer that skips this path. SQLite needs nothing: IMMEDIATE
+    transactions already serialise every writer.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, staff_id])

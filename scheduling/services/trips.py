@@ -11,7 +11,14 @@ from scheduling import events, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
 from scheduling.events import EventBatch
 from scheduling.models import Appointment, DriverProfile, Leg, Transition, Trip, User
-from scheduling.services.common import local_text, minutes, role_of, violates
+from scheduling.services.common import (
+    DRIVER_TIMETABLE,
+    local_text,
+    lock_timetable,
+    minutes,
+    role_of,
+    violates,
+)
 from scheduling.states import NEW, TRIP_RULES, TripStatus
 
 OVERLAP_CONSTRAINT = "trip_driver_no_overlap"
@@ -45,9 +52,12 @@ def create_trips_for(appointment: Appointment) -> list[Trip]:
 
 def cancel_open_trips(appointment: Appointment, *, batch: EventBatch, reason: str) -> list[Trip]:
     """Cancel the appointment's trips that have not ended (the platform acting)."""
+    now = timezone.now()
     trips = list(appointment.trips.open().select_for_update().order_by("id"))
     for trip in trips:
         _change(trip, "cancel", actor=None, reason=reason)
+        if trip.driver_id:
+            _requeue_if_free(trip.driver_id, now)
         batch.trip(events.TRIP_UPDATED, trip, therapist_id=appointment.therapist_id)
     return trips
 
@@ -63,6 +73,7 @@ def assign_trip(*, trip_id: int, driver_id: int, now: datetime | None = None) ->
         trip = _locked(trip_id)
         states.check(TRIP_RULES, "assign", current=trip.status, role=states.SYSTEM, noun="trip")
         profile = _driver_profile(driver_id)
+        lock_timetable(DRIVER_TIMETABLE, profile.user_id)
         if trip.passengers > profile.seats:
             raise ValidationFailed.on(
                 "driver", f"{profile.user} cannot carry {trip.passengers} passengers."
@@ -91,9 +102,10 @@ def act_on_trip(
     now = now or timezone.now()
     with transaction.atomic():
         trip = _locked(trip_id)
-        states.check(TRIP_RULES, action, current=trip.status, role=role_of(actor), noun="trip")
+        # Ownership before status, so another driver learns nothing about this trip.
         if role_of(actor) == states.DRIVER and trip.driver_id != actor.pk:
             raise NotPermitted("Only the trip's own driver may do that.")
+        states.check(TRIP_RULES, action, current=trip.status, role=role_of(actor), noun="trip")
         driver_id = trip.driver_id
         _change(trip, action, actor=actor, reason=reason)
         if trip.status in {TripStatus.DONE, TripStatus.CANCELLED} and driver_id:

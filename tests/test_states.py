@@ -1,0 +1,259 @@
+"""The state machines as data: `scheduling.states`, without the database.
+
+The business rules are written out below as literals (from DESIGN.md, section 3), so a
+wrong table fails here instead of being compared with itself. `tests.test_transitions`
+uses the same literals to drive the services.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from scheduling import states
+from scheduling.errors import InvalidTransition, NotPermitted
+from scheduling.states import (
+    APPOINTMENT_RULES,
+    NEW,
+    SYSTEM,
+    THERAPIST,
+    TRIP_RULES,
+    AppointmentStatus,
+    Rule,
+    TripStatus,
+)
+
+DESK = {"receptionist", "manager"}
+ROLES = ("receptionist", "therapist", "driver", "manager", "system")
+
+# What the business wants: action -> (from statuses, to status, roles). NEW ("") is the
+# "from" of something being created.
+APPOINTMENT_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
+    "create": ({""}, "pending", DESK),
+    "accept": ({"pending"}, "confirmed", {"therapist"}),
+    "reject": ({"pending"}, "rejected", {"therapist"}),
+    "start": ({"confirmed"}, "in_progress", {"therapist"}),
+    "complete": ({"in_progress"}, "completed", {"therapist"}),
+    "cancel": ({"pending", "confirmed"}, "cancelled", DESK),
+    "no_show": ({"confirmed"}, "no_show", {"therapist", *DESK}),
+    "expire": ({"pending"}, "expired", {"system"}),
+    "reschedule": ({"pending", "confirmed"}, "pending", DESK),
+}
+TRIP_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
+    "assign": ({"queued"}, "assigned", {"system"}),
+    "depart": ({"assigned"}, "en_route", {"driver"}),
+    "arrive": ({"en_route"}, "arrived", {"driver"}),
+    "complete": ({"arrived"}, "done", {"driver"}),
+    "cancel": ({"queued", "assigned", "en_route", "arrived"}, "cancelled", {*DESK, "system"}),
+}
+APPOINTMENT_TERMINAL = {"completed", "rejected", "cancelled", "expired", "no_show"}
+TRIP_TERMINAL = {"done", "cancelled"}
+
+APPOINTMENT_STATUSES = [s.value for s in AppointmentStatus]
+TRIP_STATUSES = [s.value for s in TripStatus]
+
+MACHINES = {
+    "appointment": (APPOINTMENT_RULES, APPOINTMENT_EXPECTED, APPOINTMENT_STATUSES),
+    "trip": (TRIP_RULES, TRIP_EXPECTED, TRIP_STATUSES),
+}
+
+
+def expected_triples(expected: dict[str, tuple[set[str], str, set[str]]]) -> set[tuple]:
+    return {
+        (action, source, target, role)
+        for action, (sources, target, roles) in expected.items()
+        for source in sources
+        for role in roles
+    }
+
+
+def cross_product(noun: str) -> list[tuple[str, str, str, str]]:
+    """Every (noun, action, from, role), the creation pseudo-status included."""
+    rules, _, statuses = MACHINES[noun]
+    return [
+        (noun, action, current, role)
+        for action in rules
+        for current in [NEW, *statuses]
+        for role in ROLES
+    ]
+
+
+# --- the table says what the business wants ----------------------------------------------
+
+
+@pytest.mark.parametrize("noun", MACHINES)
+def test_table_is_exactly_the_business_rules(noun):
+    rules, expected, _ = MACHINES[noun]
+    assert set(states.triples(rules)) == expected_triples(expected)
+
+
+@pytest.mark.parametrize("noun", MACHINES)
+def test_rules_are_keyed_by_their_action_and_name_real_statuses(noun):
+    rules, _, statuses = MACHINES[noun]
+    for action, rule in rules.items():
+        assert rule.action == action
+        assert rule.target in statuses
+        assert rule.sources <= {NEW, *statuses}
+        assert rule.sources, action
+        assert rule.roles <= set(ROLES), action
+
+
+def test_triples_lists_each_allowed_transition_once_in_a_stable_order():
+    triples = list(states.triples(APPOINTMENT_RULES))
+    assert len(triples) == len(set(triples))
+    assert triples == list(states.triples(APPOINTMENT_RULES))
+    assert ("accept", "pending", "confirmed", "therapist") in triples
+
+
+def test_role_constants():
+    assert {"receptionist", "manager"} == states.DESK
+    assert ROLES[:4] == (states.RECEPTIONIST, states.THERAPIST, states.DRIVER, states.MANAGER)
+    assert states.SYSTEM == "system"
+
+
+def test_status_groups():
+    assert set(states.ACTIVE_APPOINTMENT_STATUSES) == {"pending", "confirmed", "in_progress"}
+    assert set(states.BUSY_TRIP_STATUSES) == {"assigned", "en_route", "arrived"}
+    # Open = may still change = not terminal.
+    assert set(states.OPEN_TRIP_STATUSES) == set(TRIP_STATUSES) - TRIP_TERMINAL
+
+
+# --- check(): the full cross product -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "noun, action, current, role", cross_product("appointment") + cross_product("trip")
+)
+def test_check(noun, action, current, role):
+    rules, _, _ = MACHINES[noun]
+    rule = rules[action]
+    if role not in rule.roles:
+        with pytest.raises(NotPermitted) as info:
+            states.check(rules, action, current=current, role=role, noun=noun)
+        # The role is refused first: nothing in the answer tells the status.
+        assert not isinstance(info.value, InvalidTransition)
+        if current:
+            assert current.replace("_", " ") not in info.value.message
+    elif current not in rule.sources:
+        with pytest.raises(InvalidTransition) as info:
+            states.check(rules, action, current=current, role=role, noun=noun)
+        assert info.value.current_status == current
+    else:
+        assert (action, current, rule.target, role) in set(states.triples(rules))
+        assert states.check(rules, action, current=current, role=role, noun=noun) is rule
+
+
+@pytest.mark.parametrize("noun", MACHINES)
+def test_check_returns_the_rule_for_every_allowed_triple(noun):
+    rules, _, _ = MACHINES[noun]
+    for action, source, target, role in states.triples(rules):
+        rule = states.check(rules, action, current=source, role=role, noun=noun)
+        assert isinstance(rule, Rule)
+        assert (rule.action, rule.target) == (action, target)
+
+
+def test_role_is_checked_before_status():
+    # A driver may never accept, so it hears "not permitted" whatever the status.
+    with pytest.raises(NotPermitted):
+        states.check(
+            APPOINTMENT_RULES, "accept", current="completed", role="driver", noun="appointment"
+        )
+    with pytest.raises(NotPermitted):
+        states.check(TRIP_RULES, "depart", current="done", role=THERAPIST, noun="trip")
+
+
+@pytest.mark.parametrize("noun", MACHINES)
+@pytest.mark.parametrize("action", ["explode", "", "Accept", "no-show"])
+def test_unknown_action_is_an_invalid_transition(noun, action):
+    rules, _, _ = MACHINES[noun]
+    with pytest.raises(InvalidTransition) as info:
+        states.check(rules, action, current="pending", role=SYSTEM, noun=noun)
+    assert info.value.current_status == "pending"
+    assert noun in info.value.message
+
+
+def test_messages_name_the_role_the_action_and_the_status():
+    with pytest.raises(NotPermitted, match=r"^A driver may not no-show an? appointment\.$"):
+        states.check(
+            APPOINTMENT_RULES, "no_show", current="confirmed", role="driver", noun="appointment"
+        )
+    with pytest.raises(
+        InvalidTransition, match=r"^Cannot accept an? appointment that is in progress\.$"
+    ):
+        states.check(
+            APPOINTMENT_RULES, "accept", current="in_progress", role=THERAPIST, noun="appointment"
+        )
+
+
+def test_messages_use_the_right_article():
+    with pytest.raises(NotPermitted, match=r"^A driver may not no-show an appointment\.$"):
+        states.check(
+            APPOINTMENT_RULES, "no_show", current="confirmed", role="driver", noun="appointment"
+        )
+
+
+# --- the graphs --------------------------------------------------------------------------
+
+
+def reachable(rules: dict[str, Rule], start: str) -> set[str]:
+    seen = {start}
+    todo = deque([start])
+    while todo:
+        status = todo.popleft()
+        for rule in rules.values():
+            if status in rule.sources and rule.target not in seen:
+                seen.add(rule.target)
+                todo.append(rule.target)
+    return seen
+
+
+def outgoing(rules: dict[str, Rule], status: str) -> set[str]:
+    return {rule.action for rule in rules.values() if status in rule.sources}
+
+
+@pytest.mark.parametrize(
+    "noun, first", [("appointment", AppointmentStatus.PENDING), ("trip", TripStatus.QUEUED)]
+)
+def test_every_status_is_reachable_from_the_first(noun, first):
+    rules, _, statuses = MACHINES[noun]
+    assert reachable(rules, first) == set(statuses)
+
+
+def test_creation_leads_to_pending():
+    assert reachable(APPOINTMENT_RULES, NEW) == {NEW, *APPOINTMENT_STATUSES}
+    assert outgoing(APPOINTMENT_RULES, NEW) == {"create"}
+
+
+@pytest.mark.parametrize(
+    "noun, terminal", [("appointment", APPOINTMENT_TERMINAL), ("trip", TRIP_TERMINAL)]
+)
+def test_terminal_statuses_have_no_way_out_and_the_others_can_end(noun, terminal):
+    rules, _, statuses = MACHINES[noun]
+    for status in statuses:
+        if status in terminal:
+            assert outgoing(rules, status) == set(), status
+        else:
+            assert outgoing(rules, status), f"{status} is a dead end"
+            assert reachable(rules, status) & terminal, f"{status} can never end"
+
+
+def test_outgoing_actions_per_status_as_the_business_says():
+    assert {s: outgoing(APPOINTMENT_RULES, s) for s in APPOINTMENT_STATUSES} == {
+        "pending": {"accept", "reject", "cancel", "expire", "reschedule"},
+        "confirmed": {"start", "cancel", "no_show", "reschedule"},
+        "in_progress": {"complete"},
+        "completed": set(),
+        "rejected": set(),
+        "cancelled": set(),
+        "expired": set(),
+        "no_show": set(),
+    }
+    assert {s: outgoing(TRIP_RULES, s) for s in TRIP_STATUSES} == {
+        "queued": {"assign", "cancel"},
+        "assigned": {"depart", "cancel"},
+        "en_route": {"arrive", "cancel"},
+        "arrived": {"complete", "cancel"},
+        "done": set(),
+        "cancelled": set(),
+    }
