@@ -326,8 +326,8 @@ class Command(BaseCommand):
                 self.stdout.write("  ".join("-" * w for w in widths))
         self.stdout.write("")
         self.stdout.write(
-            "Open http://127.0.0.1:8000/admin/ and sign in as manager, or "
-            "http://127.0.0.1:8000/accounts/login/ for the dashboard."
+            "Open http://127.0.0.1:8000/admin/ and sign in as manager "
+            "(the staff dashboards and the REST API are not built yet)."
         )
 
 
