@@ -1,0 +1,486 @@
+"""Concurrent bookings and trip assignments against real PostgreSQL.
+
+Real threads, each with its own connection, start together behind a barrier. What is
+asserted is the outcome and the database invariant (no overlapping active rows), never
+timings: the exclusion constraints, not the pre-checks, are the guarantee (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import threading
+import time as clock
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from functools import partial
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from scheduling.errors import Conflict
+from scheduling.models import Appointment, Client, Service, StreamEvent, Transition, Trip, User
+from scheduling.services.appointments import create_appointment
+from scheduling.services.trips import assign_trip
+from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, BUSY_TRIP_STATUSES
+from tests import factories
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 30
+ROUNDS = 20
+# Generous: a round takes well under a second. A deadlock or a lost wake-up fails the
+# test after this long instead of hanging the suite.
+WAIT_SECONDS = 60
+# Per worker connection, so a statement stuck on a lock errors out (and fails the test)
+# rather than outliving the test and blocking pytest-django's table flush.
+STATEMENT_TIMEOUT = "30s"
+
+OVERLAPPING_APPOINTMENTS = """
+    SELECT a.id, b.id
+    FROM scheduling_appointment a
+    JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
+    WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
+      AND tstzrange(a.start, a.blocked_until, '[)') && tstzrange(b.start, b.blocked_until, '[)')
+"""
+OVERLAPPING_TRIPS = """
+    SELECT a.id, b.id
+    FROM scheduling_trip a
+    JOIN scheduling_trip b ON a.driver_id = b.driver_id AND a.id < b.id
+    WHERE a.status = ANY(%(busy)s) AND b.status = ANY(%(busy)s)
+      AND tstzrange(a.window_start, a.window_end, '[)')
+          && tstzrange(b.window_start, b.window_end, '[)')
+"""
+
+
+# --- harness ------------------------------------------------------------------------------
+
+
+def limit_statement_time() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+
+
+def run_rounds(calls: list[list[Callable[[], object]]]) -> list[list[object]]:
+    """Run calls[round][i] in thread i; every round's calls start together.
+
+    Returns each call's result or the exception it raised. The threads persist across
+    rounds (one connection each), and a round starts only when every thread is done with
+    the previous one, so rounds do not overlap.
+    """
+    width = len(calls[0])
+    barrier = threading.Barrier(width)
+    outcomes: list[list[object]] = [[None] * width for _ in calls]
+    harness_errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            limit_statement_time()
+            for r, row in enumerate(calls):
+                barrier.wait(timeout=WAIT_SECONDS)
+                try:
+                    outcomes[r][i] = row[i]()
+                except Exception as exc:  # collected and asserted on by the caller
+                    outcomes[r][i] = exc
+        except BaseException as exc:  # a broken barrier or a failed SET: the harness failed
+            harness_errors.append(exc)
+            barrier.abort()
+        finally:
+            # Connections are per thread; an open one would outlive the test.
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(width)]
+    for thread in threads:
+        thread.start()
+    join_all(threads)
+    assert not harness_errors, harness_errors
+    return outcomes
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    deadline = clock.monotonic() + 2 * WAIT_SECONDS
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - clock.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads still running (deadlock?): {stuck}"
+
+
+class Worker(threading.Thread):
+    """One call in its own thread and connection; `outcome` is its result or exception."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self.call = call
+        self.outcome: object = None
+
+    def run(self) -> None:
+        try:
+            limit_statement_time()
+            self.outcome = self.call()
+        except Exception as exc:  # asserted on by the test
+            self.outcome = exc
+        finally:
+            connection.close()
+
+
+class Holder(Worker):
+    """Runs its call in a transaction it keeps open until `release` is set, then commits
+    (or rolls back): its rows stay invisible to other transactions' pre-checks meanwhile."""
+
+    def __init__(self, call: Callable[[], object], *, commit: bool = True) -> None:
+        super().__init__(call)
+        self.commit = commit
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def run(self) -> None:
+        try:
+            limit_statement_time()
+            with transaction.atomic():
+                self.outcome = self.call()
+                self.holding.set()
+                self.release.wait(WAIT_SECONDS)
+                if not self.commit:
+                    transaction.set_rollback(True)
+        except Exception as exc:
+            self.outcome = exc
+        finally:
+            self.holding.set()
+            connection.close()
+
+
+def hold(call: Callable[[], object], kind: type, *, commit: bool = True) -> Holder:
+    holder = Holder(call, commit=commit)
+    holder.start()
+    assert holder.holding.wait(WAIT_SECONDS)
+    assert isinstance(holder.outcome, kind), holder.outcome
+    return holder
+
+
+def release_when_blocked(holder: Holder, rivals: list[Worker], statement: str = "") -> None:
+    """Start the rivals; once all of them wait on a lock (inside `statement`, when given),
+    let the holder finish, and wait for everyone."""
+    for rival in rivals:
+        rival.start()
+    try:
+        wait_until_blocked(statement, rivals)
+    finally:
+        holder.release.set()
+    join_all([holder, *rivals])
+
+
+def wait_until_blocked(statement: str, rivals: list[Worker]) -> None:
+    deadline = clock.monotonic() + WAIT_SECONDS
+    while clock.monotonic() < deadline and all(r.is_alive() for r in rivals):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()
+                     AND wait_event_type = 'Lock' AND query LIKE %s""",
+                [statement + "%"],
+            )
+            if cursor.fetchone()[0] == len(rivals):
+                return
+        clock.sleep(0.01)
+    outcomes = [r.outcome for r in rivals]
+    pytest.fail(f"rivals never all waited on a lock (in {statement!r}): {outcomes!r}")
+
+
+def split(outcomes: list[object], kind: type) -> tuple[list, list[Conflict], list[object]]:
+    """(successes, conflicts, anything else) — anything else is a failure."""
+    wins = [o for o in outcomes if isinstance(o, kind)]
+    conflicts = [o for o in outcomes if type(o) is Conflict]
+    other = [o for o in outcomes if not isinstance(o, kind) and type(o) is not Conflict]
+    return wins, conflicts, other
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
+
+
+def future_day(offset: int) -> date:
+    # From the day after tomorrow on: far enough that `now` never passes a start.
+    return timezone.localdate() + timedelta(days=2 + offset)
+
+
+def pairs(sql: str, **params: object) -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+INSERT_APPOINTMENT = 'INSERT INTO "scheduling_appointment"'
+UPDATE_TRIP = 'UPDATE "scheduling_trip"'
+
+
+@pytest.fixture
+def book(
+    desk: User, service: Service, therapist: User, client_record: Client
+) -> Callable[..., Appointment]:
+    """Book through the service."""
+
+    def book(start: datetime, *, with_therapist: User = therapist, **fields) -> Appointment:
+        return create_appointment(
+            actor=desk,
+            client_id=client_record.pk,
+            service_id=service.pk,
+            therapist_id=with_therapist.pk,
+            start=start,
+            **fields,
+        )
+
+    return book
+
+
+@pytest.fixture
+def insert(service: Service, therapist: User, client_record: Client) -> Callable[..., Appointment]:
+    """Write an appointment row straight through the ORM: no service, no timetable lock,
+    no pre-check. Only the database's constraints stand in its way."""
+
+    def insert(
+        start: datetime, *, with_therapist: User = therapist, status: str = "pending"
+    ) -> Appointment:
+        end = start + service.duration
+        return Appointment.objects.create(
+            client=client_record,
+            service=service,
+            therapist=with_therapist,
+            start=start,
+            end=end,
+            blocked_until=end + service.buffer,
+            status=status,
+            price=Decimal("1200.00"),
+            response_deadline=start,
+        )
+
+    return insert
+
+
+@pytest.fixture
+def queued_dropoffs(book: Callable[..., Appointment], service: Service) -> Callable[..., list]:
+    """Drop-off trips of bookings at 10:00 + each of `minutes`, one therapist each."""
+
+    def make(*minutes: int) -> list[Trip]:
+        day = future_day(0)
+        return [
+            book(
+                local(day, 10, m),
+                with_therapist=factories.therapist(service),
+                needs_transport=True,
+            ).trips.get(leg="dropoff")
+            for m in minutes
+        ]
+
+    return make
+
+
+def assign_directly(trip: Trip, driver: User) -> Trip:
+    """Assign through the ORM: no service, no timetable lock, no pre-check."""
+    Trip.objects.filter(pk=trip.pk).update(status="assigned", driver=driver)
+    return trip
+
+
+# --- appointments -------------------------------------------------------------------------
+
+
+def test_concurrent_overlapping_bookings_one_wins_rest_conflict(
+    book: Callable[..., Appointment],
+) -> None:
+    # Starts 0/15/30/45 min after 10:00: with 60 min + 15 min buffer every pair overlaps,
+    # but no two requests are identical. Each round on its own day, so rounds are apart.
+    calls = [
+        [partial(book, local(future_day(r), 10, 15 * (i % 4))) for i in range(THREADS)]
+        for r in range(ROUNDS)
+    ]
+    outcomes = run_rounds(calls)
+
+    for r, row in enumerate(outcomes):
+        wins, conflicts, other = split(row, Appointment)
+        assert not other, f"round {r}: not a Conflict: {other!r}"
+        assert len(wins) == 1, f"round {r}: {len(wins)} bookings succeeded"
+        assert len(conflicts) == THREADS - 1
+        # However they were refused, the desk is told which appointment is in the way.
+        assert all([c.appointment_id for c in e.conflicts] == [wins[0].pk] for e in conflicts)
+
+    assert pairs(OVERLAPPING_APPOINTMENTS, active=list(ACTIVE_APPOINTMENT_STATUSES)) == []
+    # The losers left nothing behind: one row, one log entry, one event per round.
+    assert Appointment.objects.count() == ROUNDS
+    assert Transition.objects.filter(appointment__isnull=False).count() == ROUNDS
+    assert StreamEvent.objects.count() == ROUNDS
+
+
+def test_exclusion_constraint_alone_refuses_overlapping_appointments(
+    insert: Callable[..., Appointment], service: Service
+) -> None:
+    day = future_day(0)
+    insert(local(day, 10))  # blocks 10:00–11:15
+
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        insert(local(day, 11))  # inside the first one's buffer
+    assert refused.value.__cause__.diag.constraint_name == "appt_therapist_no_overlap"
+
+    # The constraint's edges: half-open ranges, per therapist, active statuses only.
+    insert(local(day, 11, 15))  # starts exactly when the first stops blocking
+    insert(local(day, 10), with_therapist=factories.therapist(service))
+    insert(local(day, 10, 30), status="cancelled")
+    assert pairs(OVERLAPPING_APPOINTMENTS, active=list(ACTIVE_APPOINTMENT_STATUSES)) == []
+
+
+def test_booking_past_the_precheck_is_refused_by_the_constraint_as_conflict(
+    book: Callable[..., Appointment], insert: Callable[..., Appointment]
+) -> None:
+    """The holder's row is uncommitted, so the booking's pre-check cannot see it; the
+    booking's INSERT waits on the exclusion constraint and, once the holder commits, fails
+    there. The service must turn that into the same Conflict as the pre-check's.
+
+    The holder writes through the ORM because a holder booking through the service takes
+    the therapist's timetable lock, and then the rival waits before its pre-check (next
+    test) and never reaches the constraint. Any writer outside the service still can.
+    """
+    day = future_day(0)
+    holder = hold(partial(insert, local(day, 10)), Appointment)
+    rival = Worker(partial(book, local(day, 10, 30)))
+    release_when_blocked(holder, [rival], INSERT_APPOINTMENT)
+
+    assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
+    assert [c.appointment_id for c in rival.outcome.conflicts] == [holder.outcome.pk]
+    assert list(Appointment.objects.values_list("pk", flat=True)) == [holder.outcome.pk]
+
+
+def test_booking_queued_behind_an_open_booking_gets_conflict_naming_it(
+    book: Callable[..., Appointment],
+) -> None:
+    day = future_day(0)
+    holder = hold(partial(book, local(day, 10)), Appointment)
+    rival = Worker(partial(book, local(day, 10, 30)))
+    release_when_blocked(holder, [rival])
+
+    assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
+    assert [c.appointment_id for c in rival.outcome.conflicts] == [holder.outcome.pk]
+    assert list(Appointment.objects.values_list("pk", flat=True)) == [holder.outcome.pk]
+
+
+def test_bookings_queued_behind_a_rolled_back_booking_one_wins_other_conflicts(
+    book: Callable[..., Appointment],
+) -> None:
+    """The holder's transaction fails after its INSERT (anything later: log, trips,
+    events). Two rivals were waiting on it. Had both reached the exclusion check, each
+    would now find the other's uncommitted row and wait on it: a deadlock PostgreSQL
+    breaks by killing one with SQLSTATE 40P01, an OperationalError the service does not
+    translate. The therapist's timetable lock (services.common.lock_timetable) queues
+    them before the pre-check instead, so one wins and the other gets a plain Conflict."""
+    day = future_day(0)
+    holder = hold(partial(book, local(day, 10)), Appointment, commit=False)
+    rivals = [Worker(partial(book, local(day, 10, m))) for m in (15, 30)]
+    release_when_blocked(holder, rivals)
+
+    wins, conflicts, other = split([r.outcome for r in rivals], Appointment)
+    assert not other, f"not a Conflict: {other!r}"
+    assert len(wins) == 1 and len(conflicts) == 1
+    assert [c.appointment_id for c in conflicts[0].conflicts] == [wins[0].pk]
+    assert list(Appointment.objects.values_list("pk", flat=True)) == [wins[0].pk]
+
+
+# --- trips --------------------------------------------------------------------------------
+
+
+def test_concurrent_assignments_to_one_driver_one_wins_rest_conflict(
+    book: Callable[..., Appointment], service: Service
+) -> None:
+    # THREADS therapists each book once a day at 10:00, 10:15 or 10:30 with transport. A
+    # day's drop-off legs ([start - 45 min, start)) all overlap each other, and so do its
+    # pick-up legs ([end, end + 45 min)); drop-offs end by 10:30, pick-ups begin at 11:00.
+    # So each day gives two rounds of THREADS mutually overlapping queued trips, and no
+    # trip of one round overlaps one of another: the driver keeps every round's winner.
+    therapists = [factories.therapist(service) for _ in range(THREADS)]
+    driver = factories.driver()
+    rounds: list[list[Trip]] = []
+    for d in range(ROUNDS // 2):
+        day = future_day(d)
+        appointments = [
+            book(local(day, 10, 15 * (i % 3)), with_therapist=t, needs_transport=True)
+            for i, t in enumerate(therapists)
+        ]
+        for leg in ("dropoff", "pickup"):
+            rounds.append([a.trips.get(leg=leg) for a in appointments])
+
+    calls = [[partial(assign_trip, trip_id=t.pk, driver_id=driver.pk) for t in r] for r in rounds]
+    outcomes = run_rounds(calls)
+
+    for r, row in enumerate(outcomes):
+        wins, conflicts, other = split(row, Trip)
+        assert not other, f"round {r}: not a Conflict: {other!r}"
+        assert len(wins) == 1, f"round {r}: {len(wins)} assignments succeeded"
+        assert len(conflicts) == THREADS - 1
+        assert all([c.trip_id for c in e.conflicts] == [wins[0].pk] for e in conflicts)
+
+    assert pairs(OVERLAPPING_TRIPS, busy=list(BUSY_TRIP_STATUSES)) == []
+    assert Trip.objects.busy().filter(driver=driver).count() == ROUNDS
+    assert Trip.objects.filter(status="queued").count() == ROUNDS * (THREADS - 1)
+    assert Transition.objects.filter(action="assign").count() == ROUNDS
+
+
+def test_exclusion_constraint_alone_refuses_overlapping_trips(
+    queued_dropoffs: Callable[..., list[Trip]],
+) -> None:
+    driver = factories.driver()
+    first, second, third = queued_dropoffs(0, 15, 45)  # windows from 9:15, 9:30, 10:00
+    assign_directly(first, driver)
+
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        assign_directly(second, driver)
+    assert refused.value.__cause__.diag.constraint_name == "trip_driver_no_overlap"
+
+    # Half-open windows: the next trip may start the moment the first one ends.
+    assign_directly(third, driver)
+    assert pairs(OVERLAPPING_TRIPS, busy=list(BUSY_TRIP_STATUSES)) == []
+
+
+def test_assignment_past_the_precheck_is_refused_by_the_constraint_as_conflict(
+    queued_dropoffs: Callable[..., list[Trip]],
+) -> None:
+    """As for bookings: an uncommitted overlapping assignment written outside the service
+    is invisible to the pre-check; the constraint refuses, the service says Conflict."""
+    driver = factories.driver()
+    first, second = queued_dropoffs(0, 15)
+    holder = hold(partial(assign_directly, first, driver), Trip)
+    rival = Worker(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
+    release_when_blocked(holder, [rival], UPDATE_TRIP)
+
+    assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
+    assert [c.trip_id for c in rival.outcome.conflicts] == [first.pk]
+    assert list(Trip.objects.busy().values_list("pk", flat=True)) == [first.pk]
+    second.refresh_from_db()
+    assert (second.status, second.driver_id) == ("queued", None)
+
+
+def test_assignment_queued_behind_an_open_assignment_gets_conflict_naming_it(
+    queued_dropoffs: Callable[..., list[Trip]],
+) -> None:
+    driver = factories.driver()
+    first, second = queued_dropoffs(0, 15)
+    holder = hold(partial(assign_trip, trip_id=first.pk, driver_id=driver.pk), Trip)
+    rival = Worker(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
+    release_when_blocked(holder, [rival])
+
+    assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
+    assert [c.trip_id for c in rival.outcome.conflicts] == [first.pk]
+    assert list(Trip.objects.busy().values_list("pk", flat=True)) == [first.pk]
+
+
+def test_assignments_queued_behind_a_rolled_back_assignment_one_wins_other_conflicts(
+    queued_dropoffs: Callable[..., list[Trip]],
+) -> None:
+    """The trip version of the rolled-back holder: without the driver's timetable lock
+    the two rivals' UPDATEs deadlock on the exclusion check (40P01)."""
+    driver = factories.driver()
+    first, *others = queued_dropoffs(0, 15, 30)
+    holder = hold(partial(assign_trip, trip_id=first.pk, driver_id=driver.pk), Trip, commit=False)
+    rivals = [Worker(partial(assign_trip, trip_id=t.pk, driver_id=driver.pk)) for t in others]
+    release_when_blocked(holder, rivals)
+
+    wins, conflicts, other = split([r.outcome for r in rivals], Trip)
+    assert not other, f"not a Conflict: {other!r}"
+    assert len(wins) == 1 and len(conflicts) == 1
+    assert [c.trip_id for c in conflicts[0].conflicts] == [wins[0].pk]
+    assert list(Trip.objects.busy().values_list("pk", flat=True)) == [wins[0].pk]
