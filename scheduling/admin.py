@@ -25,6 +25,7 @@ from scheduling.models import (
     Client,
     DriverProfile,
     EventCounter,
+    IdempotencyKey,
     Role,
     Service,
     StreamEvent,
@@ -489,3 +490,11 @@ class StreamEventRecipientAdmin(ReadOnlyModelAdmin):
 @admin.register(EventCounter, site=site)
 class EventCounterAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "last_seq")
+
+
+@admin.register(IdempotencyKey, site=site)
+class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
+    list_display = ("created_at", "user", "key", "status_code")
+    list_select_related = ("user",)
+    search_fields = ("=key", "user__username")
+    date_hierarchy = "created_at"

@@ -1,6 +1,7 @@
 from scheduling.models.appointments import Appointment, PaymentStatus, Transition
 from scheduling.models.catalog import Service
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
+from scheduling.models.idempotency import IdempotencyKey
 from scheduling.models.people import (
     Break,
     Client,
@@ -22,6 +23,7 @@ __all__ = [
     "Client",
     "DriverProfile",
     "EventCounter",
+    "IdempotencyKey",
     "Leg",
     "PaymentStatus",
     "Role",
