@@ -17,6 +17,7 @@ from scheduling.models import (
     Appointment,
     Break,
     Client,
+    IdempotencyKey,
     StreamEvent,
     TimeOff,
     Transition,
@@ -33,7 +34,14 @@ urlpatterns = [path("admin/", site.urls)]
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
 MODELS = sorted(site._registry, key=lambda model: model._meta.label)
-READ_ONLY = {"Transition", "StreamEvent", "StreamEventRecipient", "EventCounter", "Trip"}
+READ_ONLY = {
+    "Transition",
+    "StreamEvent",
+    "StreamEventRecipient",
+    "EventCounter",
+    "Trip",
+    "IdempotencyKey",
+}
 
 
 def url(model, view: str, *args) -> str:
@@ -56,12 +64,11 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         needs_transport=True,
     )
     assign_trip(trip_id=appointment.trips.first().pk, driver_id=driver.pk)
+    IdempotencyKey.objects.create(user=desk, key="retry-1", fingerprint="0" * 64)
     return appointment
 
 
 def login(client, user: User) -> None:
-    # Fresh from the database: UserFactory sets a password it does not save, and a session
-    # made from that in-memory hash would be refused on the next request.
     client.force_login(User.objects.get(pk=user.pk))
 
 
