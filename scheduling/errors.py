@@ -59,3 +59,7 @@ class NotPermitted(DomainError):
 
 class NotFound(DomainError):
     """No such object (or none the actor may see: the two are not told apart)."""
+
+
+class KeyReused(DomainError):
+    """An Idempotency-Key came back with a different request."""

@@ -54,6 +54,18 @@ def appointment_data(appointment: Appointment, trips: Iterable[Trip] = ()) -> di
     }
 
 
+# What a driver's stream leaves out: they need the address and the times, not the
+# desk's notes about the client.
+HIDDEN_FROM_DRIVERS = frozenset({"notes"})
+
+
+def shaped_for(user, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data as `user`'s role may see it."""
+    if getattr(user, "effective_role", None) == "driver":
+        return {k: v for k, v in data.items() if k not in HIDDEN_FROM_DRIVERS}
+    return data
+
+
 @dataclass
 class PendingEvent:
     type: str

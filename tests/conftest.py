@@ -4,6 +4,7 @@ import os
 from datetime import datetime, timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -21,6 +22,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Each test starts with empty rate-limit windows (they live in the shared cache)."""
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("rl:*")
+    else:
+        cache.clear()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "channels",
     "scheduling",
 ]
@@ -145,6 +146,35 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # The worker consumes dispatch, notify and default; tasks without a route go to default.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+
+# --- REST API ---------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["scheduling.api.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduling.api.exceptions.handle",
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Scheduling API",
+    "DESCRIPTION": "Bookings, transport and live updates for a home-service therapy company.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+API_RATE_LIMITS = {
+    # name: (requests, seconds)
+    "token_ip": (env.int("RATE_TOKEN_PER_IP", default=30), 60),
+    "token_username": (env.int("RATE_TOKEN_PER_USERNAME", default=10), 60),
+    "appointment_create": (env.int("RATE_APPOINTMENT_CREATE", default=120), 60),
+}
 
 # --- Auth, i18n, time -----------------------------------------------------------------
 

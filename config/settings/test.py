@@ -57,7 +57,18 @@ else:
 # Tests of in-process behaviour keep the embedded Celery; the worker tests start a real one.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory://"
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REDIS_URL:
+    # Rate limits and health are tested on the real thing; the prefix keeps two test
+    # runs on one Redis apart.
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": base.redis_db_url(REDIS_URL, 11),
+            "KEY_PREFIX": f"test{os.getpid()}",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIME_ZONE = "Asia/Manila"
 

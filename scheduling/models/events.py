@@ -17,6 +17,14 @@ class EventCounter(models.Model):
         return f"last stream seq {self.last_seq}"
 
 
+class StreamEventQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "StreamEventQuerySet":
+        """The desk stream carries everything; a therapist's or driver's only theirs."""
+        if user.is_desk:
+            return self
+        return self.filter(recipients__user=user)
+
+
 class StreamEvent(models.Model):
     """What changed, in order, for live dashboards and their catch-up."""
 
@@ -30,6 +38,8 @@ class StreamEvent(models.Model):
         "scheduling.Trip", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = StreamEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["seq"]

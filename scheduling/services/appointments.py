@@ -185,6 +185,37 @@ def act_on_appointment(
     return appointment
 
 
+DETAIL_FIELDS = ("address", "notes")
+
+
+def update_appointment_details(
+    *, actor: User, appointment_id: int, changes: dict[str, str]
+) -> Appointment:
+    """Change an appointment's address or notes (nothing that moves time or money)."""
+    unknown = set(changes) - set(DETAIL_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            f"Only {' and '.join(DETAIL_FIELDS)} can be changed here.",
+            {field: ["This field cannot be changed."] for field in sorted(unknown)},
+        )
+    with transaction.atomic():
+        appointment = _locked(appointment_id)
+        _require_own(actor, appointment)
+        if not (actor.is_desk or role_of(actor) == states.THERAPIST):
+            raise NotPermitted(f"A {role_of(actor)} may not change appointments.")
+        for field, value in changes.items():
+            setattr(appointment, field, value)
+        appointment.save(update_fields=[*changes, "updated_at"])
+        batch = EventBatch()
+        batch.appointment(
+            events.APPOINTMENT_UPDATED,
+            appointment,
+            list(appointment.trips.order_by("window_start", "id")),
+        )
+        batch.flush()
+    return appointment
+
+
 def expire_overdue(*, now: datetime | None = None) -> list[int]:
     """Expire every pending appointment whose deadline has passed; return their ids.
 

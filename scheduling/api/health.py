@@ -1,0 +1,108 @@
+"""/health/: is every part this process depends on answering? No secrets in it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.celery import app as celery_app
+
+WORKER_PING_SECONDS = 1.0
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def check_cache() -> str:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "1", 5)
+    if cache.get(key) != "1":
+        raise RuntimeError("cache did not return what was written")
+    cache.delete(key)
+    return "ok"
+
+
+def check_channel_layer() -> str:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.send)(channel, {"type": "health.ping"})
+    message = async_to_sync(layer.receive)(channel)
+    if message.get("type") != "health.ping":
+        raise RuntimeError("channel layer returned another message")
+    return "ok"
+
+
+def check_workers() -> str:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return "in-process"  # the embedded default runs tasks in the web process
+    replies = celery_app.control.ping(timeout=WORKER_PING_SECONDS)
+    if not replies:
+        raise RuntimeError("no Celery worker answered")
+    return f"{len(replies)} worker(s)"
+
+
+CHECKS = {
+    "database": check_database,
+    "cache": check_cache,
+    "channel_layer": check_channel_layer,
+    "workers": check_workers,
+}
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Health",
+                {
+                    "status": serializers.ChoiceField(choices=["ok", "down"]),
+                    "checks": serializers.DictField(
+                        child=inline_serializer(
+                            "Check",
+                            {
+                                "ok": serializers.BooleanField(),
+                                "detail": serializers.CharField(),
+                                "ms": serializers.FloatField(),
+                            },
+                        )
+                    ),
+                },
+            ),
+            503: None,
+        }
+    )
+    def get(self, request: Request) -> Response:
+        checks = {name: _run(check) for name, check in CHECKS.items()}
+        healthy = all(c["ok"] for c in checks.values())
+        return Response(
+            {"status": "ok" if healthy else "down", "checks": checks},
+            status=200 if healthy else 503,
+        )
+
+
+def _run(check) -> dict:
+    started = time.perf_counter()
+    try:
+        detail, ok = check(), True
+    except Exception as exc:  # a health check reports every failure; it never raises
+        # The exception's class only: messages can carry hosts, users or passwords.
+        detail, ok = f"unavailable ({type(exc).__name__})", False
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - started) * 1000, 1)}

@@ -1,0 +1,226 @@
+"""Shapes of requests and responses. No business rule lives here: input serializers
+check types and sizes only, the services decide everything else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from scheduling.models import Appointment, Client, Service, Trip, User
+
+# Long enough for any real address or note; a megabyte of text is an attack or a bug.
+TEXT_LIMIT = 2000
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with an offset: a time without one is ambiguous, so it is refused."""
+
+    default_error_messages = {
+        "naive": "Give the time with its UTC offset, e.g. 2030-05-01T14:00:00+08:00.",
+    }
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                self.fail("invalid", format="YYYY-MM-DDThh:mm[:ss]±hh:mm")
+            if timezone.is_naive(parsed):
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
+# Ids are bigints; anything larger can name nothing and must not reach the database.
+MAX_ID = 2**63 - 1
+
+
+def ident(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+def text(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=TEXT_LIMIT, allow_blank=True, **kwargs)
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+class ClientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Client
+        fields = ["id", "name", "phone", "email", "address", "notes"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+
+    class Meta:
+        model = Service
+        fields = ["id", "name", "duration_minutes", "price", "buffer_minutes", "active"]
+        extra_kwargs = {
+            "duration_minutes": {"min_value": 1, "max_value": 24 * 60},
+            "buffer_minutes": {"min_value": 0, "max_value": 24 * 60},
+            "name": {"max_length": 120},
+        }
+
+
+class StaffSerializer(serializers.ModelSerializer):
+    vehicle = serializers.SerializerMethodField()
+    on_shift = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "first_name", "last_name", "role", "vehicle", "on_shift"]
+
+    def get_vehicle(self, user: User) -> str | None:
+        profile = _driver_profile(user)
+        return profile.vehicle if profile else None
+
+    def get_on_shift(self, user: User) -> bool | None:
+        profile = _driver_profile(user)
+        return profile.on_shift if profile else None
+
+
+def _driver_profile(user: User):
+    return getattr(user, "driver_profile", None) if user.role == "driver" else None
+
+
+class TripSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trip
+        fields = ["id", "appointment", "leg", "window_start", "window_end", "status", "driver"]
+
+
+class AppointmentSerializer(serializers.ModelSerializer):
+    trips = TripSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Appointment
+        fields = [
+            "id",
+            "client",
+            "service",
+            "therapist",
+            "start",
+            "end",
+            "status",
+            "address",
+            "notes",
+            "price",
+            "payment_status",
+            "needs_transport",
+            "response_deadline",
+            "trips",
+        ]
+
+
+class EventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    type = serializers.CharField()
+    data = serializers.JSONField()
+
+
+class EventPageSerializer(serializers.Serializer):
+    events = EventSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="Pass as ?after= to continue.")
+    more = serializers.BooleanField(help_text="True when more events are waiting.")
+
+
+class TherapistStartsSerializer(serializers.Serializer):
+    therapist = serializers.IntegerField()
+    name = serializers.CharField()
+    starts = serializers.ListField(child=serializers.DateTimeField())
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    service = serializers.IntegerField()
+    date = serializers.DateField()
+    therapists = TherapistStartsSerializer(many=True)
+
+
+class ShiftSerializer(serializers.Serializer):
+    on_shift = serializers.BooleanField()
+    available_since = serializers.DateTimeField(allow_null=True, read_only=True)
+    queue_position = serializers.IntegerField(allow_null=True, read_only=True)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+class ClientInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    phone = serializers.CharField(max_length=32)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    address = text(required=False)
+    notes = text(required=False)
+
+
+class ClientPatch(ClientInput):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class AppointmentInput(serializers.Serializer):
+    client = ident()
+    service = ident()
+    therapist = ident()
+    start = AwareDateTimeField()
+    address = text(required=False, default="")
+    notes = text(required=False, default="")
+    needs_transport = serializers.BooleanField(required=False, default=False)
+
+
+class AppointmentPatch(serializers.Serializer):
+    address = text(required=False)
+    notes = text(required=False)
+
+
+class ActionInput(serializers.Serializer):
+    reason = text(required=False, default="")
+
+
+class RescheduleInput(serializers.Serializer):
+    start = AwareDateTimeField()
+    reason = text(required=False, default="")
+
+
+class AvailabilityQuery(serializers.Serializer):
+    service = ident()
+    date = serializers.DateField()
+    therapist = ident(required=False)
+
+
+class AppointmentFilter(serializers.Serializer):
+    date = serializers.DateField(required=False)
+    status = serializers.ChoiceField(
+        choices=[c for c, _ in Appointment._meta.get_field("status").choices], required=False
+    )
+    therapist = ident(required=False)
+
+
+class EventsQuery(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=500)
+
+
+class StaffQuery(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=["therapist", "driver", "receptionist", "manager"], required=False
+    )
+
+
+class ClientQuery(serializers.Serializer):
+    q = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class LoginInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(
+        max_length=128, trim_whitespace=False, style={"input_type": "password"}
+    )

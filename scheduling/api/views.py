@@ -1,0 +1,401 @@
+"""Thin viewsets: an input serializer, one service call, an output serializer."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scheduling import ratelimit
+from scheduling.api import serializers as s
+from scheduling.api.pagination import ByName, ByStart, ByWindow
+from scheduling.api.schema import ERRORS, KEY_REUSED
+from scheduling.events import shaped_for
+from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
+from scheduling.permissions import IsDesk, IsDeskOrDriver, IsDriver, IsManager
+from scheduling.services import appointments as appointment_services
+from scheduling.services import trips as trip_services
+from scheduling.services.availability import availability
+from scheduling.services.catalog import create_service
+from scheduling.services.clients import create_client, update_client
+from scheduling.services.idempotency import fingerprint, once
+
+
+def valid(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def limited(name: str, ident: str) -> None:
+    wait = ratelimit.retry_after(name, ident)
+    if wait is not None:
+        raise Throttled(wait=wait, detail=f"Too many requests; try again in {wait} seconds.")
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+class TokenView(APIView):
+    """Exchange a username and password for an API token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.LoginInput, responses={200: s.TokenSerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        limited("token_ip", request.META.get("REMOTE_ADDR", "unknown"))
+        data = valid(s.LoginInput, request.data)
+        limited("token_username", data["username"].lower())
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            raise DRFValidationError({"non_field_errors": ["Wrong username or password."]})
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+# --- clients, services, staff ---------------------------------------------------------------
+
+
+class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsDesk]
+    serializer_class = s.ClientSerializer
+    pagination_class = ByName
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Client.objects.none()
+        query = valid(s.ClientQuery, self.request.query_params)
+        clients = Client.objects.all()
+        return clients.search(query["q"]) if query.get("q") else clients
+
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str, description="name or phone fragment")],
+        responses={200: s.ClientSerializer(many=True), **ERRORS},
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=s.ClientInput, responses={201: s.ClientSerializer, **ERRORS})
+    def create(self, request: Request) -> Response:
+        client = create_client(**valid(s.ClientInput, request.data))
+        return Response(s.ClientSerializer(client).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ClientPatch, responses={200: s.ClientSerializer, **ERRORS})
+    def partial_update(self, request: Request, pk=None) -> Response:
+        client = update_client(client=self.get_object(), **valid(s.ClientPatch, request.data))
+        return Response(s.ClientSerializer(client).data)
+
+
+class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ServiceSerializer
+    queryset = Service.objects.order_by("name", "id")
+    pagination_class = None
+
+    def get_permissions(self):
+        return [IsManager()] if self.action == "create" else super().get_permissions()
+
+    @extend_schema(request=s.ServiceSerializer, responses={201: s.ServiceSerializer, **ERRORS})
+    def create(self, request: Request) -> Response:
+        service = create_service(**valid(s.ServiceSerializer, request.data))
+        return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
+
+
+class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsDesk]
+    serializer_class = s.StaffSerializer
+    pagination_class = ByName
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return User.objects.none()
+        query = valid(s.StaffQuery, self.request.query_params)
+        staff = User.objects.filter(is_active=True).select_related("driver_profile")
+        return staff.filter(role=query["role"]) if query.get("role") else staff
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("role", str, enum=["therapist", "driver", "receptionist", "manager"])
+        ],
+        responses={200: s.StaffSerializer(many=True), **ERRORS},
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class AvailabilityView(APIView):
+    permission_classes = [IsDesk]
+
+    @extend_schema(
+        parameters=[s.AvailabilityQuery], responses={200: s.AvailabilitySerializer, **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        query = valid(s.AvailabilityQuery, request.query_params)
+        service = Service.objects.filter(pk=query["service"]).first()
+        if service is None:
+            raise DRFValidationError(
+                {"service": [f"There is no service with id {query['service']}."]}
+            )
+        result = availability(
+            service=service, day=query["date"], therapist_id=query.get("therapist")
+        )
+        body = {
+            "service": service.pk,
+            "date": query["date"],
+            "therapists": [
+                {"therapist": r.therapist.pk, "name": str(r.therapist), "starts": r.starts}
+                for r in result
+            ],
+        }
+        return Response(s.AvailabilitySerializer(body).data)
+
+
+# --- appointments ---------------------------------------------------------------------------
+
+APPOINTMENT_ACTIONS = {
+    "accept": "accept",
+    "reject": "reject",
+    "start": "start",
+    "complete": "complete",
+    "cancel": "cancel",
+    "no-show": "no_show",
+}
+
+
+class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.AppointmentSerializer
+    pagination_class = ByStart
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Appointment.objects.none()
+        rows = Appointment.objects.visible_to(self.request.user).prefetch_related(
+            Prefetch("trips", queryset=Trip.objects.order_by("window_start", "id"))
+        )
+        if self.action != "list":
+            return rows
+        query = valid(s.AppointmentFilter, self.request.query_params)
+        if "date" in query:
+            rows = rows.on_day(query["date"])
+        if "status" in query:
+            rows = rows.filter(status=query["status"])
+        if "therapist" in query:
+            rows = rows.filter(therapist_id=query["therapist"])
+        return rows
+
+    @extend_schema(
+        parameters=[s.AppointmentFilter],
+        responses={200: s.AppointmentSerializer(many=True), **ERRORS},
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=s.AppointmentInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retries with the same key return the first response.",
+            )
+        ],
+        responses={201: s.AppointmentSerializer, 422: KEY_REUSED, **ERRORS},
+    )
+    def create(self, request: Request) -> Response:
+        limited("appointment_create", str(request.user.pk))
+        data = valid(s.AppointmentInput, request.data)
+
+        def book() -> tuple[int, dict]:
+            appointment = appointment_services.create_appointment(
+                actor=request.user,
+                client_id=data["client"],
+                service_id=data["service"],
+                therapist_id=data["therapist"],
+                start=data["start"],
+                address=data["address"],
+                notes=data["notes"],
+                needs_transport=data["needs_transport"],
+            )
+            return status.HTTP_201_CREATED, self._render(appointment.pk)
+
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            code, body = book()
+            return Response(body, status=code)
+        if len(key) > 255:
+            raise DRFValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        outcome = once(
+            user=request.user,
+            key=key,
+            produce=book,
+            request_fingerprint=fingerprint(request.method, request.path, request.body),
+        )
+        return Response(
+            outcome.body,
+            status=outcome.status_code,
+            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
+        )
+
+    @extend_schema(request=s.AppointmentPatch, responses={200: s.AppointmentSerializer, **ERRORS})
+    def partial_update(self, request: Request, pk=None) -> Response:
+        appointment = self.get_object()
+        if not isinstance(request.data, dict):
+            raise DRFValidationError({"non_field_errors": ["Send a JSON object."]})
+        extra = set(request.data) - set(s.AppointmentPatch().fields)
+        changes = valid(
+            s.AppointmentPatch, {k: v for k, v in request.data.items() if k not in extra}
+        )
+        appointment_services.update_appointment_details(
+            actor=request.user,
+            appointment_id=appointment.pk,
+            changes={**changes, **{k: request.data[k] for k in extra}},
+        )
+        return Response(self._render(appointment.pk))
+
+    @extend_schema(request=s.RescheduleInput, responses={200: s.AppointmentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def reschedule(self, request: Request, pk=None) -> Response:
+        appointment = self.get_object()
+        data = valid(s.RescheduleInput, request.data)
+        appointment_services.reschedule_appointment(
+            actor=request.user,
+            appointment_id=appointment.pk,
+            start=data["start"],
+            reason=data["reason"],
+        )
+        return Response(self._render(appointment.pk))
+
+    def _act(self, request: Request, name: str) -> Response:
+        appointment = self.get_object()
+        data = valid(s.ActionInput, request.data or {})
+        appointment_services.act_on_appointment(
+            actor=request.user,
+            appointment_id=appointment.pk,
+            action=APPOINTMENT_ACTIONS[name],
+            reason=data["reason"],
+        )
+        return Response(self._render(appointment.pk))
+
+    def _render(self, pk: int) -> dict:
+        appointment = Appointment.objects.prefetch_related(
+            Prefetch("trips", queryset=Trip.objects.order_by("window_start", "id"))
+        ).get(pk=pk)
+        return s.AppointmentSerializer(appointment).data
+
+
+def _appointment_action(name: str):
+    def act(self, request: Request, pk=None) -> Response:
+        return self._act(request, name)
+
+    # The router maps the HTTP method to the function's name, so name it before @action.
+    act.__name__ = name.replace("-", "_")
+    act = action(detail=True, methods=["post"], url_path=name, url_name=name)(act)
+    return extend_schema(request=s.ActionInput, responses={200: s.AppointmentSerializer, **ERRORS})(
+        act
+    )
+
+
+for _name in APPOINTMENT_ACTIONS:
+    setattr(AppointmentViewSet, _name.replace("-", "_"), _appointment_action(_name))
+
+
+# --- trips and shifts -----------------------------------------------------------------------
+
+TRIP_ACTIONS = ("depart", "arrive", "complete")
+
+
+class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsDeskOrDriver]
+    serializer_class = s.TripSerializer
+    pagination_class = ByWindow
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Trip.objects.none()
+        return Trip.objects.visible_to(self.request.user)
+
+    def _act(self, request: Request, name: str) -> Response:
+        trip = self.get_object()
+        valid(s.ActionInput, request.data or {})
+        trip = trip_services.act_on_trip(actor=request.user, trip_id=trip.pk, action=name)
+        return Response(s.TripSerializer(trip).data)
+
+
+def _trip_action(name: str):
+    def act(self, request: Request, pk=None) -> Response:
+        return self._act(request, name)
+
+    act.__name__ = name
+    act = action(detail=True, methods=["post"], url_path=name, url_name=name)(act)
+    return extend_schema(request=None, responses={200: s.TripSerializer, **ERRORS})(act)
+
+
+for _name in TRIP_ACTIONS:
+    setattr(TripViewSet, _name, _trip_action(_name))
+
+
+SHIFT_INPUT = inline_serializer("ShiftInput", {"on_shift": serializers.BooleanField()})
+
+
+class ShiftView(APIView):
+    permission_classes = [IsDriver]
+
+    @extend_schema(
+        request=inline_serializer("ShiftInput", {"on_shift": serializers.BooleanField()}),
+        responses={200: s.ShiftSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = valid(s.ShiftSerializer, request.data)
+        profile = trip_services.set_shift(driver=request.user, on_shift=data["on_shift"])
+        return Response(s.ShiftSerializer(shift_state(profile)).data)
+
+
+def shift_state(profile: DriverProfile) -> dict:
+    position = None
+    if profile.on_shift and profile.available_since is not None:
+        position = (
+            1
+            + DriverProfile.objects.filter(
+                on_shift=True, available_since__lt=profile.available_since
+            ).count()
+        )
+    return {
+        "on_shift": profile.on_shift,
+        "available_since": profile.available_since,
+        "queue_position": position,
+    }
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class EventsView(APIView):
+    """The caller's stream events after a sequence number, oldest first."""
+
+    @extend_schema(parameters=[s.EventsQuery], responses={200: s.EventPageSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        query = valid(s.EventsQuery, request.query_params)
+        rows = list(
+            StreamEvent.objects.visible_to(request.user)
+            .filter(seq__gt=query["after"])
+            .order_by("seq")
+            .values_list("seq", "type", "data")[: query["limit"] + 1]
+        )
+        more = len(rows) > query["limit"]
+        rows = rows[: query["limit"]]
+        events = [
+            {"seq": seq, "type": kind, "data": shaped_for(request.user, data)}
+            for seq, kind, data in rows
+        ]
+        last = events[-1]["seq"] if events else query["after"]
+        return Response({"events": events, "last_seq": last, "more": more})
