@@ -4,6 +4,7 @@ import os
 from datetime import datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
@@ -14,14 +15,19 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """PostgreSQL-only tests skip loudly on SQLite, and never in CI (settings refuse to
-    start there without PostgreSQL, so this only runs on a developer's machine)."""
-    if connection.vendor == "postgresql" or IN_CI:
+    """Tests of PostgreSQL or Redis skip loudly when the service is missing, and never in
+    CI (the test settings refuse to start there without them)."""
+    if IN_CI:
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL or 127.0.0.1:5432)")
+    missing = {}
+    if connection.vendor != "postgresql":
+        missing["postgres"] = "needs PostgreSQL (DATABASE_URL or 127.0.0.1:5432)"
+    if not settings.REDIS_URL:
+        missing["redis"] = "needs Redis (REDIS_URL or 127.0.0.1:6379)"
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in missing.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True)

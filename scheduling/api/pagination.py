@@ -19,3 +19,7 @@ class ByWindow(Keyset):
 
 class ByName(Keyset):
     ordering = ("name", "id")
+
+
+class ByStaffName(Keyset):
+    ordering = ("last_name", "first_name", "id")

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from scheduling import ratelimit
 from scheduling.api import serializers as s
-from scheduling.api.pagination import ByName, ByStart, ByWindow
+from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED
 from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
@@ -113,7 +113,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsDesk]
     serializer_class = s.StaffSerializer
-    pagination_class = ByName
+    pagination_class = ByStaffName
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
