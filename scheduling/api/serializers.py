@@ -162,8 +162,7 @@ class ClientInput(serializers.Serializer):
 
 
 class ClientPatch(ClientInput):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, partial=True, **kwargs)
+    """The same fields as creation, each optional."""
 
 
 class AppointmentInput(serializers.Serializer):

@@ -36,6 +36,16 @@ def valid(serializer_class, data, **kwargs) -> dict:
     return serializer.validated_data
 
 
+def patch_changes(serializer_class, data) -> dict:
+    """A PATCH body: known fields validated, unknown ones passed on untouched so the
+    service refuses them by name (a protected field is an error, not silently dropped)."""
+    if not isinstance(data, dict):
+        raise DRFValidationError({"non_field_errors": ["Send a JSON object."]})
+    known = set(serializer_class().fields)
+    changes = valid(serializer_class, {k: v for k, v in data.items() if k in known}, partial=True)
+    return {**changes, **{k: v for k, v in data.items() if k not in known}}
+
+
 def limited(name: str, ident: str) -> None:
     wait = ratelimit.retry_after(name, ident)
     if wait is not None:
@@ -92,7 +102,9 @@ class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(request=s.ClientPatch, responses={200: s.ClientSerializer, **ERRORS})
     def partial_update(self, request: Request, pk=None) -> Response:
-        client = update_client(client=self.get_object(), **valid(s.ClientPatch, request.data))
+        client = update_client(
+            client=self.get_object(), **patch_changes(s.ClientPatch, request.data)
+        )
         return Response(s.ClientSerializer(client).data)
 
 
@@ -249,16 +261,10 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     @extend_schema(request=s.AppointmentPatch, responses={200: s.AppointmentSerializer, **ERRORS})
     def partial_update(self, request: Request, pk=None) -> Response:
         appointment = self.get_object()
-        if not isinstance(request.data, dict):
-            raise DRFValidationError({"non_field_errors": ["Send a JSON object."]})
-        extra = set(request.data) - set(s.AppointmentPatch().fields)
-        changes = valid(
-            s.AppointmentPatch, {k: v for k, v in request.data.items() if k not in extra}
-        )
         appointment_services.update_appointment_details(
             actor=request.user,
             appointment_id=appointment.pk,
-            changes={**changes, **{k: request.data[k] for k in extra}},
+            changes=patch_changes(s.AppointmentPatch, request.data),
         )
         return Response(self._render(appointment.pk))
 
