@@ -124,3 +124,28 @@ def test_events_catch_up_is_scoped_and_shaped(fifty, desk, service, tomorrow_at)
     assert driven and all("notes" not in e["data"] for e in driven)
     paged = api(desk).get("/api/events/?after=0&limit=5").json()
     assert len(paged["events"]) == 5 and paged["more"] is True
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/appointments/?date=9999-12-31",
+        "/api/appointments/?date=0001-01-01",
+        "/api/appointments/?date=2030-02-30",
+        "/api/appointments/?status=sleeping",
+        "/api/appointments/?therapist=-4",
+        "/api/appointments/?therapist=99999999999999999999999",
+        "/api/availability/?service=1&date=9999-12-31",
+        "/api/availability/?service=1",
+        "/api/availability/?service=99999&date=2030-01-01",
+        "/api/events/?after=-1",
+        "/api/events/?after=abc",
+        "/api/events/?limit=0",
+        "/api/clients/?q=" + "x" * 500,
+        "/api/appointments/?cursor=garbage",
+    ],
+)
+def test_bad_filters_are_400_or_404(desk, url):
+    response = api(desk).get(url)
+    assert 400 <= response.status_code < 500, (url, response.status_code)
+    assert response.json()["detail"]

@@ -10,6 +10,8 @@ from rest_framework import serializers
 
 from scheduling.models import Appointment, Client, Service, Trip, User
 
+# Years outside these are typos, and near 1 or 9999 date arithmetic overflows.
+YEARS = (2000, 2999)
 # Long enough for any real address or note; a megabyte of text is an attack or a bug.
 TEXT_LIMIT = 2000
 
@@ -19,6 +21,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
     default_error_messages = {
         "naive": "Give the time with its UTC offset, e.g. 2030-05-01T14:00:00+08:00.",
+        "out_of_range": "Give a year between 2000 and 2999.",
     }
 
     def to_internal_value(self, value):
@@ -29,7 +32,21 @@ class AwareDateTimeField(serializers.DateTimeField):
                 self.fail("invalid", format="YYYY-MM-DDThh:mm[:ss]±hh:mm")
             if timezone.is_naive(parsed):
                 self.fail("naive")
+            if not YEARS[0] <= parsed.year <= YEARS[1]:
+                self.fail("out_of_range")
         return super().to_internal_value(value)
+
+
+class DayField(serializers.DateField):
+    """A calendar day the business could work on (and that date arithmetic survives)."""
+
+    default_error_messages = {"out_of_range": "Give a year between 2000 and 2999."}
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        if not YEARS[0] <= day.year <= YEARS[1]:
+            self.fail("out_of_range")
+        return day
 
 
 # Ids are bigints; anything larger can name nothing and must not reach the database.
@@ -191,12 +208,12 @@ class RescheduleInput(serializers.Serializer):
 
 class AvailabilityQuery(serializers.Serializer):
     service = ident()
-    date = serializers.DateField()
+    date = DayField()
     therapist = ident(required=False)
 
 
 class AppointmentFilter(serializers.Serializer):
-    date = serializers.DateField(required=False)
+    date = DayField(required=False)
     status = serializers.ChoiceField(
         choices=[c for c, _ in Appointment._meta.get_field("status").choices], required=False
     )
