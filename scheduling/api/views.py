@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -44,6 +45,12 @@ def patch_changes(serializer_class, data) -> dict:
     known = set(serializer_class().fields)
     changes = valid(serializer_class, {k: v for k, v in data.items() if k in known}, partial=True)
     return {**changes, **{k: v for k, v in data.items() if k not in known}}
+
+
+def canonical(data) -> bytes:
+    """The body as parsed, keys sorted: the same request however it was spaced. (The raw
+    body may already be consumed by the parser under a real server.)"""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 def limited(name: str, ident: str) -> None:
@@ -250,7 +257,7 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             user=request.user,
             key=key,
             produce=book,
-            request_fingerprint=fingerprint(request.method, request.path, request.body),
+            request_fingerprint=fingerprint(request.path, canonical(request.data)),
         )
         return Response(
             outcome.body,
