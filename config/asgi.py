@@ -1,10 +1,24 @@
-"""ASGI entry point. Websocket routes arrive with the live-update work; until then
-daphne serves HTTP only (the embedded development server)."""
+"""ASGI entry point: websockets (daphne). HTTP stays on WSGI in the full stack; in the
+embedded development server daphne serves both."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+django_http = get_asgi_application()  # sets Django up before the imports below
 
-application = get_asgi_application()
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from scheduling.routing import websocket_urlpatterns  # noqa: E402
+from scheduling.ws_auth import TokenOrSessionAuth  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_http,
+        "websocket": AllowedHostsOriginValidator(
+            TokenOrSessionAuth(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

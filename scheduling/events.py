@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from django.db.models import Max
 
 from scheduling.models import Appointment, EventCounter, StreamEvent, StreamEventRecipient, Trip
 
@@ -127,12 +130,18 @@ class EventBatch:
             )
             for i, e in enumerate(self.events)
         ]
+        recipients = {user_id for e in self.events for user_id in e.recipients}
+        previous = _last_seq_by_user(recipients, before=first)
         StreamEvent.objects.bulk_create(rows)
         StreamEventRecipient.objects.bulk_create(
             StreamEventRecipient(event_id=row.seq, user_id=user_id)
             for row, e in zip(rows, self.events, strict=True)
             for user_id in sorted(e.recipients)
         )
+        messages = _live_messages(rows, self.events, previous)
+        # Redis is the transport and the database the record: a failed publish is
+        # logged, and subscribers catch up from the table on their next connect.
+        transaction.on_commit(lambda: publish(messages), robust=True)
         self.events.clear()
         return rows
 
@@ -152,3 +161,49 @@ def _allocate(count: int) -> int:
             cursor.execute(sql, [count])
             row = cursor.fetchone()
     return row[0]
+
+
+# --- live delivery ----------------------------------------------------------------------
+
+DESK_GROUP = "stream.desk"
+
+
+def user_group(user_id: int) -> str:
+    return f"stream.user.{user_id}"
+
+
+def _last_seq_by_user(user_ids: set[int], *, before: int) -> dict[int, int]:
+    """Each user's newest event before this batch. Read under the counter lock, so no
+    other writer can slip an event in between."""
+    if not user_ids:
+        return {}
+    rows = (
+        StreamEventRecipient.objects.filter(user_id__in=user_ids, event_id__lt=before)
+        .values("user_id")
+        .annotate(last=Max("event_id"))
+        .values_list("user_id", "last")
+    )
+    return dict(rows)
+
+
+def _live_messages(rows, pending, previous: dict[int, int]) -> list[tuple[str, dict]]:
+    """(group, message) pairs. Each message carries `prev`, the sequence number its
+    stream carried before it, so a subscriber can tell a gap (a message lost or still
+    in flight) from a stream that simply skips other people's events."""
+    messages = []
+    for row, event in zip(rows, pending, strict=True):
+        body = {"type": "stream.event", "seq": row.seq, "event": row.type, "data": row.data}
+        messages.append((DESK_GROUP, {**body, "prev": row.seq - 1}))
+        for user_id in sorted(event.recipients):
+            messages.append((user_group(user_id), {**body, "prev": previous.get(user_id, 0)}))
+            previous[user_id] = row.seq
+    return messages
+
+
+def publish(messages: list[tuple[str, dict]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    send = async_to_sync(layer.group_send)
+    for group, message in messages:
+        send(group, message)

@@ -147,6 +147,16 @@ CELERY_TIMEZONE = "UTC"
 # The worker consumes dispatch, notify and default; tasks without a route go to default.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 
+# --- Live stream (websockets) -----------------------------------------------------------
+
+LIVE_STREAM = {
+    # Events arriving within this window after a send share the next frame.
+    "BATCH_SECONDS": env.float("STREAM_BATCH_MS", default=25) / 1000,
+    # A connection this far behind is closed (4008) and catches up from the database.
+    "BUFFER_EVENTS": env.int("STREAM_BUFFER_EVENTS", default=2000),
+    "PING_SECONDS": env.float("STREAM_PING_SECONDS", default=20),
+}
+
 # --- REST API ---------------------------------------------------------------------------
 
 REST_FRAMEWORK = {

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from scheduling.consumers import StreamConsumer
+
+websocket_urlpatterns = [
+    path("ws/stream/", StreamConsumer.as_asgi()),
+]
