@@ -146,6 +146,60 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # The worker consumes dispatch, notify and default; tasks without a route go to default.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "scheduling.dispatch.*": {"queue": "dispatch"},
+    "scheduling.notify.*": {"queue": "notify"},
+}
+# One message at a time per process: a slow send never sits on messages another process
+# could take, and a process that dies takes at most one unacknowledged message with it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Defaults; the tasks that touch the outside world set tighter limits of their own.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=100)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tasks are idempotent and claim their rows, so a task cut off by a lost broker connection
+# is simply delivered again.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A request whose transaction committed while Redis is down must not hang on it: the row
+# says pending, and the sweep enqueues it once Redis is back.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis hands an unacknowledged message to another worker after this long, so it must
+    # outlast the longest countdown (a retry's backoff, NOTIFY_RETRY_MAX_SECONDS).
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "socket_connect_timeout": 2,
+}
+# Periodic sweeps (`celery -A config beat`). Each expires after its period, so a backlog of
+# sweeps queued while no worker ran collapses into the next one.
+CELERY_BEAT_SCHEDULE = {
+    "dispatch": {
+        "task": "scheduling.dispatch.run",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "notifications": {
+        "task": "scheduling.sweep.notifications",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "reminders": {
+        "task": "scheduling.sweep.reminders",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "expire-overdue": {
+        "task": "scheduling.sweep.expire_overdue",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+}
 
 # --- Live stream (websockets) -----------------------------------------------------------
 
@@ -222,6 +276,38 @@ SCHEDULING = {
     "BOOKING_HORIZON_DAYS": env.int("BOOKING_HORIZON_DAYS", default=366),
     # Weekly hours given to new therapists and drivers when none are named.
     "DEFAULT_WORKING_HOURS": env("DEFAULT_WORKING_HOURS", default="09:00-18:00"),
+    # Trips join the dispatcher's queue this long before their window starts (a requested
+    # pickup at once), so the driver queue reflects who is actually waiting.
+    "DISPATCH_HORIZON_MINUTES": env.int("DISPATCH_HORIZON_MINUTES", default=90),
+    # The follow-up message goes this long after an appointment is completed.
+    "FOLLOW_UP_DELAY_MINUTES": env.int("FOLLOW_UP_DELAY_MINUTES", default=60),
+    # Delivery backend per channel (scheduling/notify/): console, email (Django's email
+    # backend, so SMTP by EMAIL_BACKEND), twilio, or the fake provider of the tests.
+    "NOTIFY_BACKENDS": {
+        "sms": env("NOTIFY_SMS_BACKEND", default="scheduling.notify.console.ConsoleBackend"),
+        "whatsapp": env(
+            "NOTIFY_WHATSAPP_BACKEND", default="scheduling.notify.console.ConsoleBackend"
+        ),
+        "email": env("NOTIFY_EMAIL_BACKEND", default="scheduling.notify.email.EmailBackend"),
+    },
+    # Attempts before a notification is marked failed; the backoff between them doubles
+    # from the base up to the cap, with jitter.
+    "NOTIFY_MAX_ATTEMPTS": env.int("NOTIFY_MAX_ATTEMPTS", default=6),
+    "NOTIFY_RETRY_BASE_SECONDS": env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0),
+    "NOTIFY_RETRY_MAX_SECONDS": env.float("NOTIFY_RETRY_MAX_SECONDS", default=900.0),
+    # Hard time limit of one delivery task; a worker's claim on a row lasts twice as long.
+    "NOTIFY_TIME_LIMIT_SECONDS": env.int("NOTIFY_TIME_LIMIT_SECONDS", default=30),
+    # A pending row this long overdue is enqueued again by the sweep (lost in the broker).
+    "NOTIFY_STALE_SECONDS": env.float("NOTIFY_STALE_SECONDS", default=120.0),
+    # Twilio (SMS and WhatsApp) when its backend is chosen above.
+    "TWILIO_ACCOUNT_SID": env("TWILIO_ACCOUNT_SID", default=""),
+    "TWILIO_AUTH_TOKEN": env("TWILIO_AUTH_TOKEN", default=""),
+    "TWILIO_SMS_FROM": env("TWILIO_SMS_FROM", default=""),
+    "TWILIO_WHATSAPP_FROM": env("TWILIO_WHATSAPP_FROM", default=""),
+    "TWILIO_API_URL": env("TWILIO_API_URL", default="https://api.twilio.com"),
+    # The fake provider keeps its counts in this Redis database so that a test can read
+    # what a worker process sent; empty keeps them in the process.
+    "FAKE_PROVIDER_URL": env("FAKE_PROVIDER_URL", default=""),
 }
 
 LOGGING = {

@@ -54,9 +54,20 @@ if DATABASE_URL:
 else:
     DATABASES = {"default": base.sqlite_database(":memory:")}
 
-# Tests of in-process behaviour keep the embedded Celery; the worker tests start a real one.
-CELERY_TASK_ALWAYS_EAGER = True
-CELERY_BROKER_URL = base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory://"
+# Tests of in-process behaviour keep the embedded Celery; the worker tests start a real one
+# (tests/worker_support.py) with SCHEDULING_TEST_WORKER set, and that one enqueues to the
+# broker too. Broker and fake provider get Redis databases of their own (10 and 11), or a
+# server of the test's own (TEST_BROKER_URL) when the test stops it.
+IN_TEST_WORKER = bool(os.environ.get("SCHEDULING_TEST_WORKER"))
+CELERY_TASK_ALWAYS_EAGER = not IN_TEST_WORKER
+CELERY_BROKER_URL = os.environ.get("TEST_BROKER_URL") or (
+    base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory://"
+)
+FAKE_PROVIDER_URL = base.redis_db_url(REDIS_URL, 11) if REDIS_URL else ""
+SCHEDULING = {
+    **base.SCHEDULING,
+    "FAKE_PROVIDER_URL": os.environ.get("FAKE_PROVIDER_URL") or FAKE_PROVIDER_URL,
+}
 if REDIS_URL:
     # Rate limits and health are tested on the real thing; the prefix keeps two test
     # runs on one Redis apart.

@@ -1,0 +1,161 @@
+"""A fake SMS/WhatsApp/email provider: the outside world for tests and benchmarks.
+
+It behaves like a provider that accepts an idempotency key: the first call with a key
+delivers and answers with a message id; any later call with that key answers with the
+same id and delivers nothing. It fails on demand, takes time, and counts everything.
+
+Its state lives in Redis (`SCHEDULING["FAKE_PROVIDER_URL"]`), so a test can configure it
+and count what a separate worker process sent; without that URL it lives in the process.
+
+Failures are decided by hashing, so a test can predict them exactly: a key fails
+permanently when `fails_permanently(key)`, and its n-th call fails transiently when
+`fails_transiently(key, n)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from functools import cache
+
+import redis
+from django.conf import settings
+
+from scheduling.notify import Message, PermanentError, TransientError
+
+PREFIX = "fakeprovider:"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    transient_rate: float = 0.0
+    permanent_rate: float = 0.0
+    latency_ms: float = 0.0
+    seed: str = "0"
+
+    def fails_permanently(self, key: str) -> bool:
+        return unit(self.seed, "permanent", key) < self.permanent_rate
+
+    def fails_transiently(self, key: str, call: int) -> bool:
+        return unit(self.seed, "transient", key, str(call)) < self.transient_rate
+
+
+def unit(*parts: str) -> float:
+    """A number in [0, 1) fixed by `parts`."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+
+    def behaviour(self) -> Behaviour:
+        raw = self.redis.hgetall(PREFIX + "config")
+        return Behaviour(
+            transient_rate=float(raw.get("transient_rate", 0)),
+            permanent_rate=float(raw.get("permanent_rate", 0)),
+            latency_ms=float(raw.get("latency_ms", 0)),
+            seed=raw.get("seed", "0"),
+        )
+
+    def configure(self, behaviour: Behaviour) -> None:
+        self.redis.hset(
+            PREFIX + "config", mapping={k: str(v) for k, v in asdict(behaviour).items()}
+        )
+
+    def call(self, key: str) -> int:
+        return self.redis.hincrby(PREFIX + "calls", key, 1)
+
+    def delivered(self, key: str) -> str | None:
+        return self.redis.hget(PREFIX + "delivered", key)
+
+    def deliver(self, key: str, provider_id: str) -> bool:
+        if not self.redis.hsetnx(PREFIX + "delivered", key, provider_id):
+            return False
+        self.redis.rpush(PREFIX + "log", key)
+        return True
+
+    def calls(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.redis.hgetall(PREFIX + "calls").items()}
+
+    def log(self) -> list[str]:
+        return self.redis.lrange(PREFIX + "log", 0, -1)
+
+    def reset(self) -> None:
+        self.redis.delete(*(PREFIX + name for name in ("config", "calls", "delivered", "log")))
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def behaviour(self) -> Behaviour:
+        return self._behaviour
+
+    def configure(self, behaviour: Behaviour) -> None:
+        self._behaviour = behaviour
+
+    def call(self, key: str) -> int:
+        with self._lock:
+            self._calls[key] = self._calls.get(key, 0) + 1
+            return self._calls[key]
+
+    def delivered(self, key: str) -> str | None:
+        return self._delivered.get(key)
+
+    def deliver(self, key: str, provider_id: str) -> bool:
+        with self._lock:
+            if key in self._delivered:
+                return False
+            self._delivered[key] = provider_id
+            self._log.append(key)
+            return True
+
+    def calls(self) -> dict[str, int]:
+        return dict(self._calls)
+
+    def log(self) -> list[str]:
+        return list(self._log)
+
+    def reset(self) -> None:
+        self._behaviour = Behaviour()
+        self._calls: dict[str, int] = {}
+        self._delivered: dict[str, str] = {}
+        self._log: list[str] = []
+
+
+@cache
+def _store_for(url: str) -> RedisStore | MemoryStore:
+    return RedisStore(url) if url else MemoryStore()
+
+
+def store() -> RedisStore | MemoryStore:
+    return _store_for(settings.SCHEDULING["FAKE_PROVIDER_URL"])
+
+
+class FakeProvider:
+    dedupes_by_key = True
+
+    def send(self, message: Message) -> str:
+        shared = store()
+        behaviour = shared.behaviour()
+        call = shared.call(message.key)
+        first = shared.delivered(message.key)
+        if first:
+            return first
+        if behaviour.fails_permanently(message.key):
+            raise PermanentError("fake provider: recipient rejected")
+        if behaviour.fails_transiently(message.key, call):
+            raise TransientError(f"fake provider: try again (call {call})")
+        if behaviour.latency_ms:
+            time.sleep(behaviour.latency_ms / 1000)
+        provider_id = f"fake-{uuid.uuid4().hex[:16]}"
+        if shared.deliver(message.key, provider_id):
+            return provider_id
+        # A concurrent call with the same key delivered first: answer as the provider would.
+        return shared.delivered(message.key) or provider_id
