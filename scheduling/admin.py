@@ -23,9 +23,11 @@ from scheduling.models import (
     Appointment,
     Break,
     Client,
+    DispatchDecision,
     DriverProfile,
     EventCounter,
     IdempotencyKey,
+    Notification,
     Role,
     Service,
     StreamEvent,
@@ -497,4 +499,38 @@ class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
     list_display = ("created_at", "user", "key", "status_code")
     list_select_related = ("user",)
     search_fields = ("=key", "user__username")
+    date_hierarchy = "created_at"
+
+
+# --- background work: dispatch decisions and notifications ----------------------------------
+
+
+@admin.register(DispatchDecision, site=site)
+class DispatchDecisionAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "decided_at", "trip", "outcome", "driver", "skipped_count")
+    list_filter = ("outcome",)
+    list_select_related = ("trip", "driver")
+    search_fields = ("=trip__id", "driver__username")
+    date_hierarchy = "decided_at"
+
+    @admin.display(description="skipped")
+    def skipped_count(self, obj: DispatchDecision) -> int:
+        return len(obj.skipped)
+
+
+@admin.register(Notification, site=site)
+class NotificationAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "kind",
+        "channel",
+        "audience",
+        "status",
+        "attempts",
+        "appointment",
+    )
+    list_filter = ("status", "kind", "channel", "audience")
+    list_select_related = ("appointment",)
+    search_fields = ("=id", "=appointment__id", "=trip__id", "=key")
     date_hierarchy = "created_at"

@@ -17,7 +17,9 @@ from scheduling.models import (
     Appointment,
     Break,
     Client,
+    DispatchDecision,
     IdempotencyKey,
+    Notification,
     StreamEvent,
     TimeOff,
     Transition,
@@ -26,7 +28,8 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.services.appointments import create_appointment
-from scheduling.services.trips import assign_trip
+from scheduling.services.dispatch import run_pass
+from scheduling.services.trips import set_shift
 from tests import factories
 
 # The test mounts the site itself, independent of config/urls.py.
@@ -41,6 +44,8 @@ READ_ONLY = {
     "EventCounter",
     "Trip",
     "IdempotencyKey",
+    "DispatchDecision",
+    "Notification",
 }
 
 
@@ -63,7 +68,9 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         start=tomorrow_at(10),
         needs_transport=True,
     )
-    assign_trip(trip_id=appointment.trips.first().pk, driver_id=driver.pk)
+    # The booking wrote its notifications; the dispatcher assigns a trip and logs why.
+    set_shift(driver=driver, on_shift=True)
+    run_pass(now=appointment.start - timedelta(minutes=60))
     IdempotencyKey.objects.create(user=desk, key="retry-1", fingerprint="0" * 64)
     return appointment
 
@@ -104,7 +111,11 @@ def test_manager_opens_add_page_where_adding_is_allowed(manager_client, model):
     assert manager_client.get(url(model, "add")).status_code == expected
 
 
-@pytest.mark.parametrize("model", [Transition, StreamEvent, Trip], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model",
+    [Transition, StreamEvent, Trip, DispatchDecision, Notification],
+    ids=lambda m: m.__name__,
+)
 def test_logs_and_dispatch_are_read_only(populated, manager_client, model):
     obj = model.objects.first()
     assert manager_client.get(url(model, "add")).status_code == 403

@@ -1,7 +1,9 @@
 from scheduling.models.appointments import Appointment, PaymentStatus, Transition
 from scheduling.models.catalog import Service
+from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipReason
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
 from scheduling.models.idempotency import IdempotencyKey
+from scheduling.models.messaging import Audience, Channel, Notification, NotificationStatus
 from scheduling.models.people import (
     Break,
     Client,
@@ -19,15 +21,22 @@ from scheduling.states import AppointmentStatus, TripStatus
 __all__ = [
     "Appointment",
     "AppointmentStatus",
+    "Audience",
     "Break",
+    "Channel",
     "Client",
+    "DispatchDecision",
+    "DispatchOutcome",
     "DriverProfile",
     "EventCounter",
     "IdempotencyKey",
     "Leg",
+    "Notification",
+    "NotificationStatus",
     "PaymentStatus",
     "Role",
     "Service",
+    "SkipReason",
     "StreamEvent",
     "StreamEventRecipient",
     "TherapistProfile",

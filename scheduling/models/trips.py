@@ -52,6 +52,8 @@ class Trip(models.Model):
         related_name="trips",
     )
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # A pickup asked for (the session is over): dispatched at once, whatever the horizon.
+    requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

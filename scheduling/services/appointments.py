@@ -28,6 +28,7 @@ from scheduling.models import (
     Trip,
     User,
 )
+from scheduling.services import notifications
 from scheduling.services import trips as trip_services
 from scheduling.services.availability import day_schedules
 from scheduling.services.common import (
@@ -88,8 +89,9 @@ def create_appointment(
         )
         _check_free(appointment)
         _save_guarded(appointment)
-        _log(appointment, "create", NEW, appointment.status, actor)
+        transition = _log(appointment, "create", NEW, appointment.status, actor)
         trips = trip_services.create_trips_for(appointment) if needs_transport else []
+        notifications.appointment_changed(appointment, transition)
         batch = EventBatch()
         batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
         batch.flush()
@@ -136,7 +138,8 @@ def reschedule_appointment(
         if appointment.needs_transport:
             trip_services.cancel_open_trips(appointment, batch=batch, reason="rescheduled")
             trips = trip_services.create_trips_for(appointment)
-        _log(appointment, "reschedule", previous, appointment.status, actor, reason)
+        transition = _log(appointment, "reschedule", previous, appointment.status, actor, reason)
+        notifications.appointment_changed(appointment, transition)
         batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
         batch.flush()
     return appointment
@@ -175,7 +178,8 @@ def act_on_appointment(
             trip_services.cancel_open_trips(
                 appointment, batch=batch, reason=f"appointment {rule.target}"
             )
-        _log(appointment, action, previous, rule.target, actor, reason)
+        transition = _log(appointment, action, previous, rule.target, actor, reason)
+        notifications.appointment_changed(appointment, transition)
         batch.appointment(
             events.APPOINTMENT_UPDATED,
             appointment,
@@ -366,8 +370,8 @@ def _log(
     target: str,
     actor: User | None,
     reason: str = "",
-) -> None:
-    Transition.objects.create(
+) -> Transition:
+    return Transition.objects.create(
         appointment=appointment,
         action=action,
         from_status=source,

@@ -7,10 +7,11 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scheduling import events, states
+from scheduling import background, events, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
 from scheduling.events import EventBatch
 from scheduling.models import Appointment, DriverProfile, Leg, Transition, Trip, User
+from scheduling.services import notifications
 from scheduling.services.common import (
     DRIVER_TIMETABLE,
     local_text,
@@ -47,6 +48,8 @@ def create_trips_for(appointment: Appointment) -> list[Trip]:
     Transition.objects.bulk_create(
         Transition(trip=t, action="create", from_status=NEW, to_status=t.status) for t in trips
     )
+    # The dispatcher decides whether they are within its horizon yet.
+    background.after_commit(background.DISPATCH)
     return trips
 
 
@@ -62,11 +65,18 @@ def cancel_open_trips(appointment: Appointment, *, batch: EventBatch, reason: st
     return trips
 
 
-def assign_trip(*, trip_id: int, driver_id: int, now: datetime | None = None) -> Trip:
+def assign_trip(
+    *,
+    trip_id: int,
+    driver_id: int,
+    now: datetime | None = None,
+    batch: EventBatch | None = None,
+) -> Trip:
     """Give a queued trip to a driver (the dispatcher's decision, taken by the platform).
 
-    The driver leaves the FIFO queue. The exclusion constraint refuses a driver whose
-    busy trips overlap the window, and that surfaces as a Conflict.
+    The driver leaves the FIFO queue and is told. The exclusion constraint refuses a
+    driver whose busy trips overlap the window, and that surfaces as a Conflict. A caller
+    assigning many trips in one transaction passes its `batch` and flushes it last.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -85,9 +95,11 @@ def assign_trip(*, trip_id: int, driver_id: int, now: datetime | None = None) ->
         trip.assigned_at = now
         _change(trip, "assign", actor=None, extra_fields=["driver", "assigned_at"])
         DriverProfile.objects.filter(pk=profile.pk).update(available_since=None)
-        batch = EventBatch()
-        batch.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
-        batch.flush()
+        notifications.trip_assigned(trip, profile.user, now=now)
+        events_here = batch if batch is not None else EventBatch()
+        events_here.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
+        if batch is None:
+            events_here.flush()
     return trip
 
 
@@ -130,6 +142,8 @@ def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> D
         free = not Trip.objects.busy().filter(driver=driver).exists()
         profile.available_since = now if on_shift and free else None
         profile.save(update_fields=["on_shift", "available_since"])
+        if profile.available_since is not None:
+            background.after_commit(background.DISPATCH)
         batch = EventBatch()
         batch.add(
             events.DRIVER_QUEUE, {"driver": driver.pk, "on_shift": on_shift}, recipients=[driver.pk]
@@ -222,5 +236,7 @@ def _change(
 
 def _requeue_if_free(driver_id: int, now: datetime) -> None:
     """Back of the queue once the driver has nothing left to drive."""
-    if not Trip.objects.busy().filter(driver_id=driver_id).exists():
+    if not Trip.objects.busy().filter(driver_id=driver_id).exists() and (
         DriverProfile.objects.filter(user_id=driver_id, on_shift=True).update(available_since=now)
+    ):
+        background.after_commit(background.DISPATCH)

@@ -1,0 +1,48 @@
+"""Handing work to Celery, only once the transaction that asked for it has committed.
+
+Services call `after_commit(TASK, id)`: a task never runs against rows its worker cannot
+see yet, and a rolled-back transaction enqueues nothing. If the broker cannot take the
+message, the row that describes the work still says so and a sweep enqueues it again
+(DESIGN §7), so the failure is logged and the request that committed still succeeds.
+
+In the embedded default (no Redis) Celery runs the task in-process at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+from config.celery import app
+
+# Task names, shared by scheduling/tasks.py (which defines them) and the services.
+DISPATCH = "scheduling.dispatch.run"
+DELIVER = "scheduling.notify.deliver"
+
+logger = logging.getLogger(__name__)
+
+
+def after_commit(task: str, *args: int, countdown: float | None = None) -> None:
+    """Enqueue `task(*args)` when the current transaction commits (at once outside one)."""
+
+    def enqueue() -> None:
+        send(task, *args, countdown=countdown)
+
+    # robust: an exception in one callback is logged and does not stop the others or turn
+    # a committed request into an error.
+    transaction.on_commit(enqueue, robust=True)
+
+
+def send(task: str, *args: int, countdown: float | None = None) -> bool:
+    """Enqueue now; False when the broker is unreachable (the sweep will catch up)."""
+    # Importing the tasks module registers the tasks; a web process has no other reason to.
+    from scheduling import tasks  # noqa: F401 (it imports the services, which import this)
+
+    try:
+        app.tasks[task].apply_async(args=args, countdown=countdown)
+    except OperationalError as exc:
+        logger.warning("broker unreachable, %s%s left for the sweep: %s", task, args, exc)
+        return False
+    return True

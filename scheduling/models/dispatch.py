@@ -1,0 +1,51 @@
+"""The dispatcher's decisions: who got each trip, and why the others did not."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class DispatchOutcome(models.TextChoices):
+    ASSIGNED = "assigned"
+    NO_DRIVER = "no_driver"
+
+
+class SkipReason(models.TextChoices):
+    OFF_SHIFT = "off_shift"
+    BUSY = "busy"
+    VEHICLE = "vehicle"
+
+
+class DispatchDecision(models.Model):
+    """One look at one queued trip by the dispatcher. Append-only.
+
+    `queue` is the driver queue as it stood, longest-waiting first: a list of
+    `{"driver": id, "since": ISO time}`. `skipped` lists the drivers ahead of the one
+    chosen (all of them when nobody was) with the reason each was passed over:
+    `{"driver": id, "reason": "off_shift" | "busy" | "vehicle"}`.
+    """
+
+    trip = models.ForeignKey(
+        "scheduling.Trip", on_delete=models.PROTECT, related_name="dispatch_decisions"
+    )
+    outcome = models.CharField(max_length=16, choices=DispatchOutcome.choices)
+    driver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    queue = models.JSONField(default=list)
+    skipped = models.JSONField(default=list)
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["trip", "-id"], name="dispatch_trip_latest_idx")]
+
+    def __str__(self) -> str:
+        who = f"driver {self.driver_id}" if self.driver_id else "no driver"
+        return f"trip {self.trip_id}: {who}"

@@ -1,0 +1,307 @@
+"""FIFO dispatch: the eligible driver who has waited longest gets the next trip.
+
+The queue is the on-shift drivers who are free, longest-waiting first (`available_since`:
+set when going on shift and when a trip is done, cleared on assignment). A trip is
+dispatchable once its window is within the horizon (DISPATCH_HORIZON_MINUTES before it
+starts) or, for a pickup, once it is requested. Queued trips are served by window start,
+then creation; each goes to the first driver in the queue whose vehicle fits and who is
+free for the whole window. Every look at a trip is recorded (DispatchDecision).
+
+`run_pass` is the only way trips are dispatched: the task, the beat sweep and the
+`dispatch_queue --run` command all call it. It runs when a trip is created, a driver goes
+on shift or finishes a trip (on commit), and every 30 s (the sweep).
+
+With several workers: passes take one advisory lock, so they run one after another and
+each sees what the previous one committed; queued trips are locked with SKIP LOCKED (a
+trip locked by someone else is being cancelled or requested, and that commit triggers a
+pass of its own); the drivers' rows are locked before they are given a trip, and
+assign_trip's timetable lock and exclusion constraint remain the backstop. Trips are read
+before the queue, so drivers who join during a pass can only appear at its back, which
+serves every trip exactly as a pass that had started later would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from scheduling import background, events, states
+from scheduling.errors import Conflict, InvalidTransition, NotFound, NotPermitted, ValidationFailed
+from scheduling.events import EventBatch
+from scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    DispatchDecision,
+    DispatchOutcome,
+    DriverProfile,
+    Leg,
+    SkipReason,
+    Transition,
+    Trip,
+    TripStatus,
+    User,
+    Vehicle,
+)
+from scheduling.services.common import role_of
+from scheduling.services.trips import assign_trip
+
+# Stream event for the desk: a trip is waiting and no driver could take it.
+TRIP_WAITING = "trip.waiting"
+# Advisory lock namespace of the dispatcher (services.common uses 1 and 2 for timetables).
+DISPATCHER_LOCK = 3
+# A pickup can be asked for once the therapist is with the client or done.
+PICKUP_STATUSES = (
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.IN_PROGRESS,
+    AppointmentStatus.COMPLETED,
+)
+
+
+def horizon() -> timedelta:
+    return timedelta(minutes=int(settings.SCHEDULING["DISPATCH_HORIZON_MINUTES"]))
+
+
+def dispatchable(now: datetime) -> Q:
+    return Q(status=TripStatus.QUEUED) & (
+        Q(window_start__lte=now + horizon()) | Q(requested_at__isnull=False)
+    )
+
+
+def driver_queue():
+    """The drivers waiting for a trip, longest-waiting first."""
+    return (
+        DriverProfile.objects.filter(
+            on_shift=True, available_since__isnull=False, user__is_active=True
+        )
+        .select_related("user")
+        .order_by("available_since", "user_id")
+    )
+
+
+def fits(profile: DriverProfile, trip: Trip) -> bool:
+    """A motorcycle carries one passenger; more need a car with the seats."""
+    if trip.passengers > profile.seats:
+        return False
+    return trip.passengers == 1 or profile.vehicle == Vehicle.CAR
+
+
+@dataclass
+class Candidate:
+    profile: DriverProfile
+    # Why this driver cannot take any trip in this pass (left the queue since it was read).
+    gone: str | None = None
+
+    @property
+    def driver_id(self) -> int:
+        return self.profile.user_id
+
+    def entry(self) -> dict:
+        return {"driver": self.driver_id, "since": self.profile.available_since.isoformat()}
+
+
+def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
+    """Serve the dispatchable queued trips in order; return the decisions recorded."""
+    now = now or timezone.now()
+    # Cheap and lock-free: a pass triggered by a commit always sees that commit, so when
+    # there is nothing to serve now, later changes bring passes of their own.
+    if not Trip.objects.filter(dispatchable(now)).exists():
+        return []
+    with transaction.atomic():
+        _lock_dispatcher()
+        trips = list(
+            Trip.objects.filter(dispatchable(now))
+            .select_for_update(of=("self",), skip_locked=True)
+            .select_related("appointment")
+            .order_by("window_start", "created_at", "id")
+        )
+        if not trips:
+            return []
+        queue = _lock_queue(list(driver_queue()))
+        busy = _busy_windows([c.driver_id for c in queue], since=trips[0].window_start)
+        previous = _last_decisions([t.pk for t in trips])
+        batch = EventBatch()
+        decisions = []
+        for trip in trips:
+            decision = _decide(trip, queue, busy, now=now, batch=batch)
+            if decision.outcome == DispatchOutcome.NO_DRIVER and _same(
+                decision, previous.get(trip.pk)
+            ):
+                continue  # nothing changed since the last look: no new line, no new alert
+            decisions.append(decision)
+            if decision.outcome == DispatchOutcome.NO_DRIVER:
+                batch.add(
+                    TRIP_WAITING,
+                    {**events.trip_data(trip), "skipped": decision.skipped},
+                    trip=trip,
+                )
+        DispatchDecision.objects.bulk_create(decisions)
+        batch.flush()
+    return decisions
+
+
+def _decide(
+    trip: Trip,
+    queue: list[Candidate],
+    busy: dict[int, list[tuple[datetime, datetime]]],
+    *,
+    now: datetime,
+    batch: EventBatch,
+) -> DispatchDecision:
+    """Give `trip` to the first eligible driver of `queue` (who then leaves it)."""
+    stood = [c.entry() for c in queue]
+    skipped = []
+    for candidate in queue:
+        reason = candidate.gone
+        if reason is None and not fits(candidate.profile, trip):
+            reason = SkipReason.VEHICLE
+        if reason is None and any(
+            start < trip.window_end and trip.window_start < end
+            for start, end in busy.get(candidate.driver_id, ())
+        ):
+            reason = SkipReason.BUSY
+        if reason is None:
+            try:
+                assign_trip(trip_id=trip.pk, driver_id=candidate.driver_id, now=now, batch=batch)
+            except Conflict:
+                # A trip of theirs that the read above missed; the constraint refused.
+                reason = SkipReason.BUSY
+        if reason is not None:
+            skipped.append({"driver": candidate.driver_id, "reason": str(reason)})
+            continue
+        queue.remove(candidate)
+        return DispatchDecision(
+            trip=trip,
+            outcome=DispatchOutcome.ASSIGNED,
+            driver_id=candidate.driver_id,
+            queue=stood,
+            skipped=skipped,
+            decided_at=now,
+        )
+    return DispatchDecision(
+        trip=trip, outcome=DispatchOutcome.NO_DRIVER, queue=stood, skipped=skipped, decided_at=now
+    )
+
+
+def _lock_dispatcher() -> None:
+    """One pass at a time, until this transaction ends. SQLite needs nothing: IMMEDIATE
+    transactions already serialise every writer."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [DISPATCHER_LOCK])
+
+
+def _lock_queue(snapshot: list[DriverProfile]) -> list[Candidate]:
+    """Lock the queued drivers' rows (in id order, like every other multi-driver writer,
+    so there is no deadlock) and mark those who left the queue since it was read: they
+    stay in the recorded queue, skipped with the reason."""
+    ids = [p.user_id for p in snapshot]
+    current = {
+        p.user_id: p
+        for p in DriverProfile.objects.select_for_update()
+        .filter(user_id__in=ids)
+        .order_by("user_id")
+    }
+    candidates = []
+    for profile in snapshot:
+        fresh = current[profile.user_id]
+        gone = None
+        if not fresh.on_shift:
+            gone = SkipReason.OFF_SHIFT
+        elif fresh.available_since is None:
+            gone = SkipReason.BUSY
+        candidates.append(Candidate(profile=profile, gone=gone))
+    return candidates
+
+
+def _busy_windows(
+    driver_ids: list[int], *, since: datetime
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    windows: dict[int, list[tuple[datetime, datetime]]] = {}
+    rows = (
+        Trip.objects.busy()
+        .filter(driver_id__in=driver_ids, window_end__gt=since)
+        .values_list("driver_id", "window_start", "window_end")
+    )
+    for driver_id, start, end in rows:
+        windows.setdefault(driver_id, []).append((start, end))
+    return windows
+
+
+def _last_decisions(trip_ids: list[int]) -> dict[int, DispatchDecision]:
+    latest = (
+        DispatchDecision.objects.filter(trip_id__in=trip_ids)
+        .values("trip_id")
+        .annotate(last=Max("id"))
+        .values("last")
+    )
+    return {d.trip_id: d for d in DispatchDecision.objects.filter(pk__in=latest)}
+
+
+def _same(decision: DispatchDecision, previous: DispatchDecision | None) -> bool:
+    return (
+        previous is not None
+        and previous.outcome == decision.outcome
+        and previous.queue == decision.queue
+        and previous.skipped == decision.skipped
+    )
+
+
+# --- pickups --------------------------------------------------------------------------------
+
+
+def request_pickup(*, actor: User, appointment_id: int, now: datetime | None = None) -> Trip:
+    """The therapist (or the desk) asks for the pickup now: the trip is dispatched at
+    once, whatever the horizon. Asking again changes nothing."""
+    role = role_of(actor)
+    if role != states.THERAPIST and role not in states.DESK:
+        raise NotPermitted(f"A {role} may not request a pickup.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        try:
+            appointment = Appointment.objects.get(pk=appointment_id)
+        except (Appointment.DoesNotExist, ValueError, TypeError):
+            raise NotFound(f"There is no appointment with id {appointment_id}.") from None
+        # Ownership before status, so another therapist learns nothing about this one.
+        if role == states.THERAPIST and appointment.therapist_id != actor.pk:
+            raise NotPermitted("Only the appointment's own therapist may do that.")
+        if not appointment.needs_transport:
+            raise ValidationFailed.on("appointment", "This appointment has no transport.")
+        if appointment.status not in PICKUP_STATUSES:
+            label = appointment.status.replace("_", " ")
+            raise InvalidTransition(
+                f"Cannot request a pickup for an appointment that is {label}.",
+                appointment.status,
+            )
+        trip = (
+            Trip.objects.select_for_update()
+            .filter(appointment=appointment, leg=Leg.PICKUP)
+            .order_by("-id")
+            .first()
+        )
+        if trip is None or trip.status not in states.OPEN_TRIP_STATUSES:
+            current = trip.status if trip else TripStatus.CANCELLED
+            raise InvalidTransition(f"The pickup is already {current}.", current)
+        if trip.requested_at is not None:
+            return trip
+        trip.requested_at = now
+        trip.save(update_fields=["requested_at", "updated_at"])
+        # Not a status change, but who asked and when belongs in the trip's history.
+        Transition.objects.create(
+            trip=trip,
+            action="request_pickup",
+            from_status=trip.status,
+            to_status=trip.status,
+            actor=actor,
+        )
+        batch = EventBatch()
+        batch.trip(events.TRIP_UPDATED, trip, therapist_id=appointment.therapist_id)
+        batch.flush()
+        if trip.status == TripStatus.QUEUED:
+            background.after_commit(background.DISPATCH)
+    return trip

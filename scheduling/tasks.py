@@ -1,0 +1,66 @@
+"""Celery tasks: thin, named explicitly, given ids, each calling one service.
+
+Every task is idempotent: the dispatcher serves whatever is queued when it runs, and a
+delivery claims its row before sending. So a message delivered twice by the broker (acks
+are late, and a worker lost mid-task has its message requeued) does no harm.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+
+from scheduling import background
+from scheduling.services import appointments, dispatch, notifications
+
+NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
+
+# Side effects: acknowledge only once done, and requeue if the worker process dies.
+SIDE_EFFECTING = {"acks_late": True, "reject_on_worker_lost": True}
+# A lost database connection or a deadlock victim: run again shortly; passes are idempotent.
+DATABASE_RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(
+    name=background.DISPATCH,
+    time_limit=60,
+    soft_time_limit=50,
+    **SIDE_EFFECTING,
+    **DATABASE_RETRY,
+)
+def run_dispatch() -> int:
+    """One FIFO pass over the queued trips; the number of decisions recorded."""
+    return len(dispatch.run_pass())
+
+
+@shared_task(
+    name=background.DELIVER,
+    time_limit=NOTIFY_TIME_LIMIT,
+    soft_time_limit=max(1, NOTIFY_TIME_LIMIT - 2),
+    **SIDE_EFFECTING,
+    **DATABASE_RETRY,
+)
+def deliver_notification(notification_id: int) -> str:
+    return notifications.deliver(notification_id=notification_id)
+
+
+@shared_task(name="scheduling.sweep.notifications", **SIDE_EFFECTING)
+def sweep_notifications() -> dict[str, int]:
+    return notifications.requeue_stale()
+
+
+@shared_task(name="scheduling.sweep.reminders", **SIDE_EFFECTING)
+def queue_reminders() -> int:
+    return len(notifications.queue_reminders())
+
+
+@shared_task(name="scheduling.sweep.expire_overdue", **SIDE_EFFECTING)
+def expire_overdue() -> int:
+    return len(appointments.expire_overdue())
