@@ -119,3 +119,16 @@ def test_unauthenticated_is_401(booking):
 def test_unknown_route_is_json_404(api, desk):
     response = api(desk).get("/api/nothing-here/")
     assert response.status_code == 404 and response.json()["detail"]
+
+
+def test_request_pickup_by_the_therapist(api, desk, booking, therapist, service):
+    created = api(desk).post("/api/appointments/", booking, format="json").json()
+    url = f"/api/appointments/{created['id']}/request-pickup/"
+    assert api(factories.therapist(service)).post(url).status_code == 404
+    assert api(therapist).post(url).status_code == 409  # still pending: not started
+    api(therapist).post(f"/api/appointments/{created['id']}/accept/")
+    api(therapist).post(f"/api/appointments/{created['id']}/start/")
+    response = api(therapist).post(url)
+    assert response.status_code == 200, response.json()
+    pickup = next(t for t in response.json()["trips"] if t["leg"] == "pickup")
+    assert pickup["status"] in {"queued", "assigned"}

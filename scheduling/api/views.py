@@ -24,6 +24,7 @@ from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
 from scheduling.permissions import IsDesk, IsDeskOrDriver, IsDriver, IsManager
 from scheduling.services import appointments as appointment_services
+from scheduling.services import dispatch as dispatch_services
 from scheduling.services import trips as trip_services
 from scheduling.services.availability import availability
 from scheduling.services.catalog import create_service
@@ -286,6 +287,14 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             start=data["start"],
             reason=data["reason"],
         )
+        return Response(self._render(appointment.pk))
+
+    @extend_schema(request=None, responses={200: s.AppointmentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="request-pickup", url_name="request-pickup")
+    def request_pickup(self, request: Request, pk=None) -> Response:
+        """The therapist is ready to be collected: dispatch the pickup leg now."""
+        appointment = self.get_object()
+        dispatch_services.request_pickup(actor=request.user, appointment_id=appointment.pk)
         return Response(self._render(appointment.pk))
 
     def _act(self, request: Request, name: str) -> Response:
