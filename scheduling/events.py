@@ -7,12 +7,15 @@ only for the final few statements of the transaction.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
 from django.db.models import Max
 
@@ -58,15 +61,26 @@ def appointment_data(appointment: Appointment, trips: Iterable[Trip] = ()) -> di
 
 
 # What a driver's stream leaves out: they need the address and the times, not the
-# desk's notes about the client.
+# desk's notes about the client. (Phones never enter event data: `client` is an id.)
 HIDDEN_FROM_DRIVERS = frozenset({"notes"})
 
 
 def shaped_for(user, data: dict[str, Any]) -> dict[str, Any]:
-    """An event's data as `user`'s role may see it."""
-    if getattr(user, "effective_role", None) == "driver":
-        return {k: v for k, v in data.items() if k not in HIDDEN_FROM_DRIVERS}
-    return data
+    """An event's data as `user`'s role may see it. The websocket and `/api/events/` both
+    call this, so a live frame and its catch-up say the same thing."""
+    if getattr(user, "effective_role", None) != "driver":
+        return data
+    shaped = {k: v for k, v in data.items() if k not in HIDDEN_FROM_DRIVERS}
+    if isinstance(shaped.get("trips"), list):
+        # The other leg of an appointment may be another driver's: not theirs to see.
+        shaped["trips"] = [t for t in shaped["trips"] if t.get("driver") == user.pk]
+    if isinstance(shaped.get("queue"), list):
+        # A queue event that lists the whole queue tells a driver only their own place
+        # (1 = next to be given a trip), not who else waits or since when.
+        order = [entry.get("driver") for entry in shaped.pop("queue")]
+        shaped["position"] = order.index(user.pk) + 1 if user.pk in order else None
+        shaped["queue_length"] = len(order)
+    return shaped
 
 
 @dataclass
@@ -200,10 +214,38 @@ def _live_messages(rows, pending, previous: dict[int, int]) -> list[tuple[str, d
     return messages
 
 
+PUBLISH_TIMEOUT_SECONDS = 5.0
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+_publisher_lock = threading.Lock()
+
+
 def publish(messages: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
-    send = async_to_sync(layer.group_send)
+    if isinstance(layer, InMemoryChannelLayer):
+        # Its queues belong to the event loop of the consumers (the embedded server's);
+        # async_to_sync from a request thread runs there.
+        async_to_sync(_send_all)(layer, messages)
+        return
+    # A long-lived loop per process, so its Redis connection is reused: async_to_sync
+    # would make a new loop and a new connection for every commit (~3 ms each). Waiting
+    # for it keeps one thread's commits in order on the wire.
+    future = asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _publisher_loop())
+    future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _publisher
+    with _publisher_lock:
+        # Per process: a forked gunicorn or Celery worker does not inherit the thread.
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="stream-publish", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
+
+
+async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
     for group, message in messages:
-        send(group, message)
+        await layer.group_send(group, message)
