@@ -12,6 +12,8 @@ from rest_framework.authtoken.models import Token
 
 @database_sync_to_async
 def _user_for(key: str):
+    if not (key.isascii() and key.isalnum()):  # a NUL would be a database error, not a miss
+        return AnonymousUser()
     token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token else AnonymousUser()
 

@@ -40,8 +40,16 @@ def test_create_returns_the_contract_fields(api, desk, booking, tomorrow_at):
     assert body["status"] == "pending"
     assert body["start"] == tomorrow_at(10).isoformat()
     assert body["end"] == tomorrow_at(11).isoformat()
-    assert {"id", "client", "service", "therapist", "address", "trips",
-            "response_deadline", "price"} <= set(body)
+    assert {
+        "id",
+        "client",
+        "service",
+        "therapist",
+        "address",
+        "trips",
+        "response_deadline",
+        "price",
+    } <= set(body)
     assert [t["leg"] for t in body["trips"]] == ["dropoff", "pickup"]
 
 
@@ -68,8 +76,7 @@ def test_conflict_is_409_with_the_conflicting_appointment(api, desk, booking):
         ({"needs_transport": "maybe"}, "needs_transport"),
     ],
 )
-def test_bad_input_is_400_with_field_errors_and_nothing_written(api, desk, booking, payload,
-                                                                 field):
+def test_bad_input_is_400_with_field_errors_and_nothing_written(api, desk, booking, payload, field):
     response = api(desk).post("/api/appointments/", {**booking, **payload}, format="json")
     assert response.status_code == 400, response.content[:300]
     assert field in response.json()["errors"]
@@ -93,8 +100,11 @@ def test_therapist_accepts_own_and_cannot_see_others(api, desk, booking, therapi
     assert response.status_code == 200 and response.json()["status"] == "confirmed"
     again = api(therapist).post(f"/api/appointments/{created['id']}/accept/")
     assert again.status_code == 409
-    assert again.json() == {"code": "invalid_transition", "status": "confirmed",
-                            "detail": again.json()["detail"]}
+    assert again.json() == {
+        "code": "invalid_transition",
+        "status": "confirmed",
+        "detail": again.json()["detail"],
+    }
 
 
 def test_patch_only_notes_and_address(api, desk, booking):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
+import json
+
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -51,7 +52,8 @@ def patch_changes(serializer_class, data) -> dict:
 def canonical(data) -> bytes:
     """The body as parsed, keys sorted: the same request however it was spaced. (The raw
     body may already be consumed by the parser under a real server.)"""
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    # json, not orjson: a body may carry integers past 64 bits, which orjson refuses.
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 def limited(name: str, ident: str) -> None:
@@ -165,9 +167,15 @@ class AvailabilityView(APIView):
             raise DRFValidationError(
                 {"service": [f"There is no service with id {query['service']}."]}
             )
-        result = availability(
-            service=service, day=query["date"], therapist_id=query.get("therapist")
-        )
+        therapist_id = query.get("therapist")
+        if (
+            therapist_id
+            and not User.objects.filter(pk=therapist_id, role="therapist", is_active=True).exists()
+        ):
+            raise DRFValidationError(
+                {"therapist": [f"There is no therapist with id {therapist_id}."]}
+            )
+        result = availability(service=service, day=query["date"], therapist_id=therapist_id)
         body = {
             "service": service.pk,
             "date": query["date"],
@@ -252,8 +260,8 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         if not key:
             code, body = book()
             return Response(body, status=code)
-        if len(key) > 255:
-            raise DRFValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        if len(key) > 255 or not key.isprintable():
+            raise DRFValidationError({"Idempotency-Key": ["At most 255 printable characters."]})
         outcome = once(
             user=request.user,
             key=key,
@@ -294,12 +302,13 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def request_pickup(self, request: Request, pk=None) -> Response:
         """The therapist is ready to be collected: dispatch the pickup leg now."""
         appointment = self.get_object()
+        valid(s.ActionInput, request.data)
         dispatch_services.request_pickup(actor=request.user, appointment_id=appointment.pk)
         return Response(self._render(appointment.pk))
 
     def _act(self, request: Request, name: str) -> Response:
         appointment = self.get_object()
-        data = valid(s.ActionInput, request.data or {})
+        data = valid(s.ActionInput, request.data)
         appointment_services.act_on_appointment(
             actor=request.user,
             appointment_id=appointment.pk,
@@ -348,7 +357,7 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def _act(self, request: Request, name: str) -> Response:
         trip = self.get_object()
-        valid(s.ActionInput, request.data or {})
+        valid(s.ActionInput, request.data)
         trip = trip_services.act_on_trip(actor=request.user, trip_id=trip.pk, action=name)
         return Response(s.TripSerializer(trip).data)
 

@@ -1,0 +1,199 @@
+"""Concurrent overlapping bookings over HTTP, against real PostgreSQL.
+
+Real threads, each with its own APIClient and database connection, are released together
+by a barrier and POST overlapping appointments for one therapist. Exactly one gets 201;
+every other gets the contract's 409 naming the winner; and the database holds no two
+overlapping active appointments. Outcomes and invariants are asserted, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, datetime, time, timedelta
+
+import pytest
+from django.db import connection
+from django.db.backends.signals import connection_created
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from scheduling.models import Appointment, StreamEvent, Transition, Trip
+from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
+from tests import factories
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 20
+ROUNDS = 5
+WAIT_SECONDS = 60
+
+OVERLAPPING_APPOINTMENTS = """
+    SELECT a.id, b.id
+    FROM scheduling_appointment a
+    JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
+    WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
+      AND tstzrange(a.start, a.blocked_until, '[)') && tstzrange(b.start, b.blocked_until, '[)')
+"""
+
+
+@pytest.fixture(autouse=True)
+def generous_rate_limit(settings):
+    """A hundred bookings by one user in seconds: not what the rate limit is about."""
+    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "appointment_create": (10_000, 60)}
+
+
+@pytest.fixture(autouse=True)
+def statement_timeout():
+    """Every connection a worker opens gives up on a stuck statement (and fails the test)
+    rather than holding locks past the test and blocking the table flush."""
+
+    def limit(sender, connection, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '30s'")
+
+    connection_created.connect(limit, weak=False)
+    yield
+    connection_created.disconnect(limit)
+
+
+def run_together(calls: list) -> list:
+    """calls[i]() in thread i, all released at once; each result or raised exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=WAIT_SECONDS)
+            results[i] = calls[i]()
+        except Exception as exc:  # asserted on by the caller
+            results[i] = exc
+        finally:
+            connection.close()  # connections are per thread; do not leave one open
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=2 * WAIT_SECONDS)
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads still running (deadlock?): {stuck}"
+    return results
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
+
+
+def future_day(offset: int) -> date:
+    return timezone.localdate() + timedelta(days=2 + offset)
+
+
+def overlapping_pairs() -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(OVERLAPPING_APPOINTMENTS, {"active": list(ACTIVE_APPOINTMENT_STATUSES)})
+        return cursor.fetchall()
+
+
+def api_client(user) -> APIClient:
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(user)
+    return client
+
+
+def poster(client: APIClient, body: dict):
+    """A POST of `body`; each thread has its own client (clients are not thread-safe)."""
+
+    def post() -> tuple[int, dict]:
+        response = client.post("/api/appointments/", body, format="json")
+        return response.status_code, json.loads(response.content)
+
+    return post
+
+
+def test_concurrent_overlapping_creates_one_201_rest_409(
+    desk, manager, service, therapist, client_record
+):
+    # Starts 0/15/30/45 minutes after 10:00: with 60 minutes and a 15-minute buffer every
+    # pair overlaps, though no two bodies need be identical. Desk and manager alternate.
+    # Each round on its own day, so rounds never overlap each other.
+    clients = [api_client(desk if i % 2 else manager) for i in range(THREADS)]
+    for r in range(ROUNDS):
+        day = future_day(r)
+        calls = [
+            poster(
+                clients[i],
+                {
+                    "client": client_record.pk,
+                    "service": service.pk,
+                    "therapist": therapist.pk,
+                    "start": local(day, 10, 15 * (i % 4)).isoformat(),
+                    "needs_transport": i % 3 == 0,
+                },
+            )
+            for i in range(THREADS)
+        ]
+        results = run_together(calls)
+
+        errors = [res for res in results if isinstance(res, BaseException)]
+        assert not errors, f"round {r}: {errors!r}"
+        wins = [body for status, body in results if status == 201]
+        refused = [body for status, body in results if status == 409]
+        other = [(status, body) for status, body in results if status not in (201, 409)]
+        assert not other, f"round {r}: {other!r}"
+        assert len(wins) == 1, f"round {r}: {len(wins)} bookings succeeded"
+        assert len(refused) == THREADS - 1
+        winner = wins[0]
+        for body in refused:
+            assert set(body) == {"code", "detail", "conflicts"}, body
+            assert body["code"] == "conflict" and body["detail"]
+            # However they were refused, the desk is told which appointment is in the way.
+            assert [c["appointment"] for c in body["conflicts"]] == [winner["id"]], body
+            conflict = body["conflicts"][0]
+            assert datetime.fromisoformat(conflict["start"]) == datetime.fromisoformat(
+                winner["start"]
+            )
+            assert datetime.fromisoformat(conflict["end"]) > datetime.fromisoformat(
+                winner["end"]
+            ) - timedelta(seconds=1)  # the blocked time: the session and its buffer
+
+    assert overlapping_pairs() == []
+    # The losers left nothing behind: one row, one log entry, one event per round.
+    assert Appointment.objects.count() == ROUNDS
+    assert Transition.objects.filter(appointment__isnull=False).count() == ROUNDS
+    assert StreamEvent.objects.filter(type="appointment.created").count() == ROUNDS
+    with_transport = Appointment.objects.filter(needs_transport=True).count()
+    assert Trip.objects.count() == 2 * with_transport
+
+
+def test_concurrent_creates_for_different_therapists_all_succeed(desk, service, client_record):
+    """The guard is per therapist: the same time for twenty therapists is twenty bookings,
+    while a second wave at overlapping times for the same twenty is refused entirely."""
+    therapists = [factories.therapist(service) for _ in range(THREADS)]
+    clients = [api_client(desk) for _ in range(THREADS)]
+    day = future_day(0)
+
+    def wave(minute: int) -> list:
+        return run_together(
+            [
+                poster(
+                    client,
+                    {
+                        "client": client_record.pk,
+                        "service": service.pk,
+                        "therapist": t.pk,
+                        "start": local(day, 10, minute).isoformat(),
+                    },
+                )
+                for client, t in zip(clients, therapists, strict=True)
+            ]
+        )
+
+    first = wave(0)
+    assert [status for status, _ in first] == [201] * THREADS, first
+    second = wave(30)
+    assert [status for status, _ in second] == [409] * THREADS, second
+    for (_, won), (_, lost) in zip(first, second, strict=True):
+        assert [c["appointment"] for c in lost["conflicts"]] == [won["id"]]
+    assert overlapping_pairs() == []
+    assert Appointment.objects.count() == THREADS
