@@ -148,15 +148,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return
             rows = await self._read_after(self.last_queued, through)
             if rows:
-                await self._queue(rows)
+                # A chunk is a batch already: it goes now, not after the window, or the
+                # next chunk would pile onto it.
+                await self._queue(rows, at_once=True)
             if len(rows) < _chunk():
                 return
 
-    async def _queue(self, events: list[dict]) -> None:
+    async def _queue(self, events: list[dict], *, at_once: bool = False) -> None:
         self.pending.extend(events)
         self.last_queued = events[-1]["seq"]
         if len(self.pending) > stream_setting("BUFFER_EVENTS"):
             await self._too_slow(f"{len(self.pending)} events held back")
+            return
+        if at_once:
+            await self._flush()
             return
         if self.flush_task is not None:
             return  # a flush is already due and will take these
