@@ -52,15 +52,33 @@ def unit(*parts: str) -> float:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        # One round trip, atomic: the log gets the key only if this call set it.
+        self._deliver = self.redis.register_script(
+            "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then "
+            "redis.call('RPUSH', KEYS[2], ARGV[1]) return 1 end return 0"
+        )
 
     def behaviour(self) -> Behaviour:
-        raw = self.redis.hgetall(PREFIX + "config")
+        return self._parse(self.redis.hgetall(PREFIX + "config"))
+
+    @staticmethod
+    def _parse(raw: dict) -> Behaviour:
         return Behaviour(
             transient_rate=float(raw.get("transient_rate", 0)),
             permanent_rate=float(raw.get("permanent_rate", 0)),
             latency_ms=float(raw.get("latency_ms", 0)),
             seed=raw.get("seed", "0"),
         )
+
+    def start(self, key: str) -> tuple[Behaviour, int, str | None]:
+        """The behaviour, this call's number for `key`, and its first delivery's id: one
+        round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(PREFIX + "config")
+        pipe.hincrby(PREFIX + "calls", key, 1)
+        pipe.hget(PREFIX + "delivered", key)
+        raw, call, first = pipe.execute()
+        return self._parse(raw), call, first
 
     def configure(self, behaviour: Behaviour) -> None:
         self.redis.hset(
@@ -74,10 +92,9 @@ class RedisStore:
         return self.redis.hget(PREFIX + "delivered", key)
 
     def deliver(self, key: str, provider_id: str) -> bool:
-        if not self.redis.hsetnx(PREFIX + "delivered", key, provider_id):
-            return False
-        self.redis.rpush(PREFIX + "log", key)
-        return True
+        return bool(
+            self._deliver(keys=[PREFIX + "delivered", PREFIX + "log"], args=[key, provider_id])
+        )
 
     def calls(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.redis.hgetall(PREFIX + "calls").items()}
@@ -96,6 +113,9 @@ class MemoryStore:
 
     def behaviour(self) -> Behaviour:
         return self._behaviour
+
+    def start(self, key: str) -> tuple[Behaviour, int, str | None]:
+        return self._behaviour, self.call(key), self.delivered(key)
 
     def configure(self, behaviour: Behaviour) -> None:
         self._behaviour = behaviour
@@ -143,9 +163,7 @@ class FakeProvider:
 
     def send(self, message: Message) -> str:
         shared = store()
-        behaviour = shared.behaviour()
-        call = shared.call(message.key)
-        first = shared.delivered(message.key)
+        behaviour, call, first = shared.start(message.key)
         if first:
             return first
         if behaviour.fails_permanently(message.key):

@@ -48,7 +48,7 @@ from scheduling.models import (
     Vehicle,
 )
 from scheduling.services.common import role_of
-from scheduling.services.trips import assign_trip
+from scheduling.services.trips import assign_locked
 
 # Stream event for the desk: a trip is waiting and no driver could take it.
 TRIP_WAITING = "trip.waiting"
@@ -92,7 +92,10 @@ def fits(profile: DriverProfile, trip: Trip) -> bool:
 
 @dataclass
 class Candidate:
+    # The driver's row as locked by this pass.
     profile: DriverProfile
+    # Their place in the queue when the pass read it.
+    since: datetime
     # Why this driver cannot take any trip in this pass (left the queue since it was read).
     gone: str | None = None
 
@@ -101,7 +104,7 @@ class Candidate:
         return self.profile.user_id
 
     def entry(self) -> dict:
-        return {"driver": self.driver_id, "since": self.profile.available_since.isoformat()}
+        return {"driver": self.driver_id, "since": self.since.isoformat()}
 
 
 def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
@@ -116,7 +119,8 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
         trips = list(
             Trip.objects.filter(dispatchable(now))
             .select_for_update(of=("self",), skip_locked=True)
-            .select_related("appointment")
+            # Everything the assignment's message to the driver shows, in this one query.
+            .select_related("appointment__client", "appointment__therapist", "appointment__service")
             .order_by("window_start", "created_at", "id")
         )
         if not trips:
@@ -166,7 +170,10 @@ def _decide(
             reason = SkipReason.BUSY
         if reason is None:
             try:
-                assign_trip(trip_id=trip.pk, driver_id=candidate.driver_id, now=now, batch=batch)
+                # The busy windows above were the friendly check; the constraint decides.
+                assign_locked(
+                    trip=trip, profile=candidate.profile, now=now, batch=batch, precheck=False
+                )
             except Conflict:
                 # A trip of theirs that the read above missed; the constraint refused.
                 reason = SkipReason.BUSY
@@ -203,19 +210,23 @@ def _lock_queue(snapshot: list[DriverProfile]) -> list[Candidate]:
     ids = [p.user_id for p in snapshot]
     current = {
         p.user_id: p
-        for p in DriverProfile.objects.select_for_update()
+        for p in DriverProfile.objects.select_for_update(of=("self",))
+        .select_related("user")
         .filter(user_id__in=ids)
         .order_by("user_id")
     }
     candidates = []
-    for profile in snapshot:
-        fresh = current[profile.user_id]
+    for queued in snapshot:
+        fresh = current[queued.user_id]
         gone = None
         if not fresh.on_shift:
             gone = SkipReason.OFF_SHIFT
         elif fresh.available_since is None:
             gone = SkipReason.BUSY
-        candidates.append(Candidate(profile=profile, gone=gone))
+        elif fresh.available_since != queued.available_since:
+            # Off shift and on again since: at the back of the queue now, not here.
+            gone = SkipReason.OFF_SHIFT
+        candidates.append(Candidate(profile=fresh, since=queued.available_since, gone=gone))
     return candidates
 
 

@@ -29,7 +29,7 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -110,6 +110,22 @@ REMINDED_STATUSES = (AppointmentStatus.PENDING, AppointmentStatus.CONFIRMED)
 VOIDS_REMINDERS = frozenset({"reschedule", "cancel", "reject", "expire", "no_show"})
 # Rows one sweep or scan handles; the next one takes the rest.
 SWEEP_LIMIT = 2000
+
+
+def _claim_sql() -> str:
+    meta = Notification._meta
+    q = connection.ops.quote_name
+    fields = ["id", "key", "kind", "channel", "audience", "to", "subject", "body", "attempts"]
+    returned = ", ".join(q(meta.get_field(f).column) for f in fields)
+    return (
+        f"UPDATE {q(meta.db_table)} SET status = %s, attempts = attempts + 1, "
+        "lease_until = %s, updated_at = %s "
+        "WHERE id = %s AND status = %s AND send_after <= %s "
+        f"RETURNING {returned}"
+    )
+
+
+CLAIM_SQL = _claim_sql()
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -341,20 +357,24 @@ def deliver(*, notification_id: int, now: datetime | None = None) -> str:
 
 
 def _claim(notification_id: int, now: datetime) -> Notification | None:
+    """pending -> sending in one conditional UPDATE: of two tasks for the same row, the
+    second waits on the first's row lock, then finds it no longer pending."""
     lease = 2 * timedelta(seconds=int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"]))
-    with transaction.atomic():
-        row = (
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(pk=notification_id, status=NotificationStatus.PENDING, send_after__lte=now)
-            .first()
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = list(
+        Notification.objects.raw(
+            CLAIM_SQL,
+            [
+                NotificationStatus.SENDING,
+                adapt(now + lease),
+                adapt(now),
+                notification_id,
+                NotificationStatus.PENDING,
+                adapt(now),
+            ],
         )
-        if row is None:
-            return None
-        row.status = NotificationStatus.SENDING
-        row.attempts += 1
-        row.lease_until = now + lease
-        row.save(update_fields=["status", "attempts", "lease_until", "updated_at"])
-    return row
+    )
+    return rows[0] if rows else None
 
 
 def _retry(row: Notification, error: str) -> str:

@@ -65,42 +65,53 @@ def cancel_open_trips(appointment: Appointment, *, batch: EventBatch, reason: st
     return trips
 
 
-def assign_trip(
-    *,
-    trip_id: int,
-    driver_id: int,
-    now: datetime | None = None,
-    batch: EventBatch | None = None,
-) -> Trip:
+def assign_trip(*, trip_id: int, driver_id: int, now: datetime | None = None) -> Trip:
     """Give a queued trip to a driver (the dispatcher's decision, taken by the platform).
 
     The driver leaves the FIFO queue and is told. The exclusion constraint refuses a
-    driver whose busy trips overlap the window, and that surfaces as a Conflict. A caller
-    assigning many trips in one transaction passes its `batch` and flushes it last.
+    driver whose busy trips overlap the window, and that surfaces as a Conflict.
     """
     now = now or timezone.now()
     with transaction.atomic():
         trip = _locked(trip_id)
-        states.check(TRIP_RULES, "assign", current=trip.status, role=states.SYSTEM, noun="trip")
         profile = _driver_profile(driver_id)
-        lock_timetable(DRIVER_TIMETABLE, profile.user_id)
-        if trip.passengers > profile.seats:
-            raise ValidationFailed.on(
-                "driver", f"{profile.user} cannot carry {trip.passengers} passengers."
-            )
-        clashes = _clashes(driver_id, trip)
-        if clashes:
-            raise _busy(profile.user, clashes)
-        trip.driver_id = driver_id
-        trip.assigned_at = now
-        _change(trip, "assign", actor=None, extra_fields=["driver", "assigned_at"])
-        DriverProfile.objects.filter(pk=profile.pk).update(available_since=None)
-        notifications.trip_assigned(trip, profile.user, now=now)
-        events_here = batch if batch is not None else EventBatch()
-        events_here.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
-        if batch is None:
-            events_here.flush()
+        batch = EventBatch()
+        assign_locked(trip=trip, profile=profile, now=now, batch=batch)
+        batch.flush()
     return trip
+
+
+def assign_locked(
+    *,
+    trip: Trip,
+    profile: DriverProfile,
+    now: datetime,
+    batch: EventBatch,
+    precheck: bool = True,
+) -> None:
+    """assign_trip's work, for a caller inside a transaction that holds the trip's row lock
+    and has read the driver's profile (the dispatcher, assigning many in one pass, which
+    flushes `batch` last, and has looked for clashes itself: `precheck=False`). A refusal
+    raises before anything is written."""
+    states.check(TRIP_RULES, "assign", current=trip.status, role=states.SYSTEM, noun="trip")
+    lock_timetable(DRIVER_TIMETABLE, profile.user_id)
+    if trip.passengers > profile.seats:
+        raise ValidationFailed.on(
+            "driver", f"{profile.user} cannot carry {trip.passengers} passengers."
+        )
+    clashes = _clashes(profile.user_id, trip) if precheck else []
+    if clashes:
+        raise _busy(profile.user, clashes)
+    trip.driver_id = profile.user_id
+    trip.assigned_at = now
+    try:
+        _change(trip, "assign", actor=None, extra_fields=["driver", "assigned_at"])
+    except Conflict:
+        trip.driver_id, trip.assigned_at, trip.status = None, None, TripStatus.QUEUED
+        raise
+    DriverProfile.objects.filter(pk=profile.pk).update(available_since=None)
+    notifications.trip_assigned(trip, profile.user, now=now)
+    batch.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
 
 
 def act_on_trip(
