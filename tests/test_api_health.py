@@ -39,9 +39,18 @@ def test_a_dead_cache_is_503_and_no_secret_leaks():
     assert "127.0.0.1" not in response.content.decode()
 
 
-@pytest.mark.redis
-@override_settings(CELERY_TASK_ALWAYS_EAGER=False)
-def test_no_worker_is_503():
+@override_settings(CELERY_TASK_ALWAYS_EAGER=False, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+def test_an_unreachable_broker_is_503():
     response = APIClient().get("/health/")
     assert response.status_code == 503
     assert response.json()["checks"]["workers"]["ok"] is False
+
+
+@pytest.mark.redis
+def test_no_worker_on_an_empty_broker_is_503(settings):
+    # Database 15 of the test Redis: no worker of any test run listens there.
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+    response = APIClient().get("/health/")
+    assert response.status_code == 503
+    assert response.json()["checks"]["workers"]["detail"] == "unavailable (RuntimeError)"

@@ -50,7 +50,11 @@ def check_channel_layer() -> str:
 def check_workers() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "in-process"  # the embedded default runs tasks in the web process
-    replies = celery_app.control.ping(timeout=WORKER_PING_SECONDS)
+    # The broker named by settings now, so a deployment (or a test) that points it
+    # elsewhere is checked where it points.
+    with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+        connection.ensure_connection(max_retries=1, timeout=WORKER_PING_SECONDS)
+        replies = celery_app.control.ping(timeout=WORKER_PING_SECONDS, connection=connection)
     if not replies:
         raise RuntimeError("no Celery worker answered")
     return f"{len(replies)} worker(s)"
