@@ -25,11 +25,24 @@ logger = logging.getLogger(__name__)
 
 
 def after_commit(task: str, *args: int, countdown: float | None = None) -> None:
-    """Enqueue `task(*args)` when the current transaction commits (at once outside one)."""
+    """Enqueue `task(*args)` when the current transaction commits (at once outside one).
+
+    Asked twice in one transaction, it is enqueued once: a burst of changes (several
+    bookings, a shift change and a finished trip) makes one dispatch pass, not one each.
+    """
+    job = (task, args, countdown)
+    connection = transaction.get_connection()
+    # A callback still listed will run unless a savepoint that is open now rolls back,
+    # and that would take this one with it: one of them is enough.
+    if connection.in_atomic_block and any(
+        getattr(callback, "job", None) == job for _, callback, _ in connection.run_on_commit
+    ):
+        return
 
     def enqueue() -> None:
         send(task, *args, countdown=countdown)
 
+    enqueue.job = job
     # robust: an exception in one callback is logged and does not stop the others or turn
     # a committed request into an error.
     transaction.on_commit(enqueue, robust=True)
