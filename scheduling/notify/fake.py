@@ -34,6 +34,9 @@ class Behaviour:
     transient_rate: float = 0.0
     permanent_rate: float = 0.0
     latency_ms: float = 0.0
+    # After delivering, before answering: a provider that took the message but whose
+    # answer is slow (or never arrives, if the caller dies meanwhile).
+    answer_ms: float = 0.0
     seed: str = "0"
 
     def fails_permanently(self, key: str) -> bool:
@@ -67,6 +70,7 @@ class RedisStore:
             transient_rate=float(raw.get("transient_rate", 0)),
             permanent_rate=float(raw.get("permanent_rate", 0)),
             latency_ms=float(raw.get("latency_ms", 0)),
+            answer_ms=float(raw.get("answer_ms", 0)),
             seed=raw.get("seed", "0"),
         )
 
@@ -173,7 +177,9 @@ class FakeProvider:
         if behaviour.latency_ms:
             time.sleep(behaviour.latency_ms / 1000)
         provider_id = f"fake-{uuid.uuid4().hex[:16]}"
-        if shared.deliver(message.key, provider_id):
-            return provider_id
-        # A concurrent call with the same key delivered first: answer as the provider would.
-        return shared.delivered(message.key) or provider_id
+        if not shared.deliver(message.key, provider_id):
+            # A concurrent call with the same key delivered first: answer with its id.
+            provider_id = shared.delivered(message.key) or provider_id
+        if behaviour.answer_ms:
+            time.sleep(behaviour.answer_ms / 1000)
+        return provider_id
