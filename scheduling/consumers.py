@@ -1,26 +1,36 @@
 """The one websocket: a scoped stream of events per user, gap-free and batched.
 
+Each event is published once, on commit, to one channels-redis group (events.STREAM_GROUP).
+Each realtime process joins that group once, through its `_Hub`, which hands every event
+to the process's desk sockets and to the sockets of the users the event names. Sockets
+themselves hold no channel-layer membership: a thousand desk sockets cost one Redis
+message per event per process, not a thousand, and a Redis restart is dealt with in one
+place.
+
 On connect the server picks the stream from the role (the desk stream, or the user's
-own), subscribes, then replays from the database what the client missed after `?after=`,
-then forwards live events. Every event carries its `seq`; anything at or below what was
-already sent is dropped, and a live event whose `prev` is newer than what was sent means
-something is missing, which is read back from the database before going on.
+own), registers the socket with the hub (joining the group first if needed), then replays
+from the database what the client missed after `?after=`, then forwards live events.
+Every event carries its `seq`; anything at or below what was already sent is dropped, and
+a live event whose `prev` is newer than what was sent means something is missing, which
+is read back from the database before going on.
 
-Redis is the transport and the database the record, so three things guard against what
-Redis can lose:
-- a gap inside the stream shows as a `prev` this connection never sent (above);
-- a lost tail (the last events of a burst, or everything published while Redis was
-  restarting) has no later event to reveal it, so one watcher per process compares the
-  committed head of the stream with what arrived through the channel layer, and when an
-  event committed a full interval ago still has not arrived, every connection of the
-  process reads its stream from the database (and joins its groups again: a restarted
-  Redis has forgotten them);
-- a client that cannot keep up is closed with 4008 and comes back with its last seq.
+Redis is the transport and the database the record. What Redis can lose:
+- an event in the middle: the hub sees a hole in the sequence (seqs have no holes, and
+  sequence order is commit order). Commits published by different processes may arrive
+  out of order, so it waits REORDER_SECONDS for the hole to fill, then reads it from the
+  database, once for the process, and hands it on in its place. (Failing that, each
+  socket sees a `prev` it never sent and reads the database itself.)
+- the tail (the last events of a burst, or all that was published while Redis restarted):
+  nothing later reveals it, so the hub compares the committed head of the stream with
+  what arrived, every WATCH_SECONDS, and when an event committed at the previous look has
+  still not arrived, every socket of the process reads its stream from the database
+  (and the hub joins the group again: a restarted Redis has forgotten it).
 
-The slow-client bound is real under daphne: the consumer watches the socket's Twisted
-write buffer (see `_TransportWatch`), stops writing frames while it is over its high-water
-mark, and closes the socket when it has held more than BUFFER_EVENTS events back or has
-stalled for two ping intervals. Under another server (or the test communicator) only the
+A client that cannot keep up is closed with 4008 and comes back with its last seq. The
+bound is real under daphne: the consumer watches the socket's Twisted write buffer
+(`_TransportWatch`), holds frames back while it is over its high-water mark, and closes
+the socket when it has held more than BUFFER_EVENTS events back or has stalled for two
+ping intervals. Under another server (or the test communicator) only the
 application-side bound applies.
 """
 
@@ -30,6 +40,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import weakref
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,8 +56,8 @@ try:  # daphne's server depends on Twisted; another ASGI server may not bring it
 except ImportError:  # pragma: no cover
     IPushProducer = None
 
-from scheduling.events import DESK_GROUP, shaped_for, user_group
-from scheduling.models import EventCounter, StreamEvent
+from scheduling.events import STREAM_GROUP, shaped_for, stream_layer
+from scheduling.models import EventCounter, StreamEvent, StreamEventRecipient
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +66,9 @@ logger = logging.getLogger(__name__)
 UNAUTHENTICATED = 4401
 TOO_SLOW = 4008
 CATCH_UP_CHUNK = 500
-DEFAULTS = {"WATCH_SECONDS": 1.0}
+DEFAULTS = {"WATCH_SECONDS": 1.0, "REORDER_SECONDS": 0.02}
+# A hole larger than this is not read by the hub: each socket reads its own stream.
+FILL_LIMIT = 1000
 # What the transport tells the consumer.
 PAUSED, RESUMED, STOPPED = "paused", "resumed", "stopped"
 
@@ -65,8 +78,10 @@ def stream_setting(name: str) -> float:
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: the process hub delivers (see the module docstring).
+    channel_layer_alias = None
+
     user: Any
-    stream_groups: list[str]
     last_queued: int
 
     async def connect(self) -> None:
@@ -76,67 +91,85 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         after = _after(self.scope.get("query_string", b""))
         self.user = user
-        self.stream_groups = [DESK_GROUP] if user.is_desk else [user_group(user.pk)]
+        self.desk = user.is_desk
         self.pending: list[dict] = []
+        self.inbox: list[tuple[int, int, str, Any]] = []
         self.flush_task: asyncio.Task | None = None
+        self.drain_task: asyncio.Task | None = None
         self.resync_task: asyncio.Task | None = None
         self.last_flush = 0.0
         self.closing = False
-        # Live events and a resync both read and advance last_queued: one at a time.
+        # Live events, a catch-up and a resync all read and advance last_queued.
         self.lock = asyncio.Lock()
         self.writable = asyncio.Event()
         self.writable.set()
-        # Subscribe before reading the database: an event committed in between arrives
-        # both ways, and the seq check drops the copy. The other order would lose it.
-        for group in self.stream_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-        self.transport_watch = _TransportWatch.attach(self.base_send, self._writable_changed)
+        # Registered (and the process subscribed) before reading the database: an event
+        # committed in between arrives both ways, and the seq check drops the copy. The
+        # other order would lose it. Until last_queued is known, live events wait in the
+        # inbox (the lock is held).
         async with self.lock:
+            self.hub = await _Hub.get()
+            await self.hub.join(self)
+            await self.accept()
+            self.transport_watch = _TransportWatch.attach(self.base_send, self._writable_changed)
             self.last_queued = after if after is not None else await self._newest_seq()
             await self._catch_up(through=None)
+        self._drain_soon()
         self.ping_task = asyncio.create_task(self._ping_forever())
-        _Watcher.for_loop(self.channel_layer).join(self)
 
     async def disconnect(self, code: int) -> None:
-        for name in ("flush_task", "ping_task", "resync_task"):
+        self.closing = True
+        for name in ("flush_task", "ping_task", "resync_task", "drain_task"):
             task = getattr(self, name, None)
             if task is not None:
                 task.cancel()
-        watcher = _Watcher.current()
-        if watcher is not None:
-            watcher.leave(self)
-        for group in getattr(self, "stream_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        hub = getattr(self, "hub", None)
+        if hub is not None:
+            await hub.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         """Clients only listen; whatever they send is ignored."""
 
-    # --- live events from the channel layer ---------------------------------------------
+    # --- live events from the hub -------------------------------------------------------
 
-    async def stream_event(self, message: dict) -> None:
+    def offer(self, seq: int, prev: int, kind: str, data: Any) -> None:
+        """An event for this socket (called by the hub, in order). The common case is
+        handled here and now; a gap, or a socket busy reading the database, goes through
+        the inbox so that order is kept."""
+        if self.closing:
+            return
+        if self.inbox or self.lock.locked() or prev > self.last_queued:
+            self.inbox.append((seq, prev, kind, data))
+            self._drain_soon()
+            return
+        if seq <= self.last_queued:
+            return  # already sent (replayed from the database, or a duplicate)
+        self._queue_now({"seq": seq, "type": kind, "data": data})
+
+    def _drain_soon(self) -> None:
+        if self.inbox and (self.drain_task is None or self.drain_task.done()):
+            self.drain_task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
         async with self.lock:
-            seq = message["seq"]
-            if seq <= self.last_queued or self.closing:
-                return  # already sent (replayed from the database, or a duplicate)
-            if message["prev"] > self.last_queued:
-                await self._catch_up(through=seq)  # something before it is missing
-                return
-            event = {"seq": seq, "type": message["event"], "data": message["data"]}
-            await self._queue([event])
+            while self.inbox and not self.closing:
+                seq, prev, kind, data = self.inbox.pop(0)
+                if seq <= self.last_queued:
+                    continue
+                if prev > self.last_queued:
+                    await self._catch_up(through=seq)  # something before it is missing
+                    continue
+                await self._queue([{"seq": seq, "type": kind, "data": data}])
 
     def resync_soon(self) -> None:
-        """Called by the watcher when the channel layer lost events."""
+        """Called by the hub when the channel layer lost events."""
         if self.resync_task is None or self.resync_task.done():
             self.resync_task = asyncio.create_task(self._resync())
 
     async def _resync(self) -> None:
         async with self.lock:
-            if self.closing:
-                return
-            for group in self.stream_groups:
-                await self.channel_layer.group_add(group, self.channel_name)
             await self._catch_up(through=None)
+        self._drain_soon()
 
     # --- sending ------------------------------------------------------------------------
 
@@ -153,6 +186,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._queue(rows, at_once=True)
             if len(rows) < _chunk():
                 return
+
+    def _queue_now(self, event: dict) -> None:
+        """_queue without awaiting: the flush (if due now) runs as a task."""
+        self.pending.append(event)
+        self.last_queued = event["seq"]
+        if len(self.pending) > stream_setting("BUFFER_EVENTS"):
+            self.closing = True  # no more queuing; the close follows
+            why = f"{len(self.pending)} events held back"
+            self.close_task = asyncio.create_task(self._too_slow(why))
+            return
+        if self.flush_task is None:
+            loop = asyncio.get_running_loop()
+            wait = self.last_flush + stream_setting("BATCH_SECONDS") - loop.time()
+            # An idle connection sends at once (the task runs on the next turn).
+            self.flush_task = asyncio.create_task(self._flush_later(max(0.0, wait)))
 
     async def _queue(self, events: list[dict], *, at_once: bool = False) -> None:
         self.pending.extend(events)
@@ -173,7 +221,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.flush_task = asyncio.create_task(self._flush_later(wait))
 
     async def _flush_later(self, wait: float) -> None:
-        await asyncio.sleep(wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
         self.flush_task = None
         await self._flush()
 
@@ -186,14 +235,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=orjson.dumps({"type": "events", "events": events}).decode())
 
     async def _too_slow(self, why: str) -> None:
-        if self.closing:
+        if getattr(self, "closed_slow", False):
             return
+        self.closed_slow = self.closing = True
         logger.info(
             "stream: closing user %s's socket (%s): reconnect with last seq", self.user.pk, why
         )
         # Never drop silently: the client comes back with its last seq and reads the rest
         # from the database.
-        self.closing = True
         self.pending.clear()
         await self.close(code=TOO_SLOW)
 
@@ -210,7 +259,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _wait_writable(self) -> bool:
         if self.writable.is_set():
-            return True
+            return not self.closing
         try:
             await asyncio.wait_for(self.writable.wait(), timeout=self._stall_limit())
         except TimeoutError:
@@ -267,6 +316,211 @@ def _after(query_string: bytes) -> int | None:
         return max(0, int(values[0]))
     except ValueError:
         return None
+
+
+# --- the process hub ------------------------------------------------------------------------
+
+
+class _Hub:
+    """One per event loop (so one per daphne process): the only member of STREAM_GROUP
+    here. Puts events back in sequence order, hands each to the sockets it is for, and
+    watches for what the channel layer lost (module docstring)."""
+
+    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.desk: set[StreamConsumer] = set()
+        self.by_user: dict[int, set[StreamConsumer]] = {}
+        self.channel: str | None = None
+        self.subscribed = False
+        self.membership = asyncio.Lock()
+        self.upto: int | None = None  # every seq up to here was handed on
+        self.held: dict[int, dict] = {}  # arrived early, waiting for a hole to fill
+        self.hole_since: float | None = None
+        self.owed = 0
+        self.tasks: list[asyncio.Task] = []
+
+    @classmethod
+    async def get(cls) -> _Hub:
+        loop = asyncio.get_running_loop()
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            hub = cls._by_loop[loop] = cls(stream_layer())
+        return hub
+
+    @classmethod
+    def current(cls) -> _Hub | None:
+        return cls._by_loop.get(asyncio.get_running_loop())
+
+    def consumers(self) -> list[StreamConsumer]:
+        return [*self.desk, *(c for group in self.by_user.values() for c in group)]
+
+    async def join(self, consumer: StreamConsumer) -> None:
+        if consumer.desk:
+            self.desk.add(consumer)
+        else:
+            self.by_user.setdefault(consumer.user.pk, set()).add(consumer)
+        async with self.membership:
+            if not self.subscribed:
+                if self.channel is None:
+                    self.channel = await self.layer.new_channel()
+                    self.tasks = [
+                        asyncio.create_task(self._receive()),
+                        asyncio.create_task(self._watch()),
+                    ]
+                await self.layer.group_add(STREAM_GROUP, self.channel)
+                self.subscribed = True
+
+    async def leave(self, consumer: StreamConsumer) -> None:
+        self.desk.discard(consumer)
+        mine = self.by_user.get(consumer.user.pk)
+        if mine is not None:
+            mine.discard(consumer)
+            if not mine:
+                del self.by_user[consumer.user.pk]
+        async with self.membership:
+            # The last socket gone: the process leaves the group and gets nothing more.
+            if self.subscribed and not self.desk and not self.by_user:
+                self.subscribed = False
+                self.upto, self.held, self.hole_since, self.owed = None, {}, None, 0
+                await self.layer.group_discard(STREAM_GROUP, self.channel)
+
+    # --- in order ---------------------------------------------------------------------
+
+    def _arrived(self, message: dict) -> None:
+        seq = message["seq"]
+        if self.upto is None or seq <= self.upto:
+            # The first event here, or one that went around a hole filled from the
+            # database (or a database that was emptied): straight on; each socket drops
+            # what it has.
+            if self.upto is None:
+                self.upto = seq
+            self._hand_on(message)
+            return
+        self.held[seq] = message
+        self._release()
+
+    def _release(self) -> None:
+        while self.upto + 1 in self.held:
+            self.upto += 1
+            self._hand_on(self.held.pop(self.upto))
+        if not self.held:
+            self.hole_since = None
+        elif self.hole_since is None:
+            self.hole_since = time.monotonic()
+            asyncio.get_running_loop().call_later(
+                stream_setting("REORDER_SECONDS"), self._fill_soon, self.hole_since
+            )
+
+    def _fill_soon(self, since: float) -> None:
+        if self.hole_since == since and self.held:
+            self.fill_task = asyncio.create_task(self._fill(since))
+
+    async def _fill(self, since: float) -> None:
+        """A hole that did not fill by itself: its events are committed (sequence order is
+        commit order), so they are read from the database, once for the process, and
+        handed on in their place."""
+        first, last = self.upto + 1, min(self.held) - 1
+        rows: list[dict] = []
+        if last - first < FILL_LIMIT:
+            try:
+                rows = await _read_range(first, last)
+            except Exception:
+                logger.exception("stream: cannot read events %d-%d", first, last)
+        if self.hole_since != since:
+            return  # filled meanwhile by the layer
+        for message in rows:
+            if message["seq"] == self.upto + 1:
+                self.upto += 1
+                self._hand_on(message)
+        if self.upto + 1 not in self.held:
+            # Still missing (too many, or unreadable): hand on what was held; each socket
+            # finds the gap through `prev` and reads the database itself, and a personal
+            # stream that had a missing event learns of it only from its next: read now.
+            logger.warning("stream: events %d-%d could not be filled", self.upto + 1, last)
+            for seq in sorted(self.held):
+                self._hand_on(self.held.pop(seq))
+                self.upto = seq
+            for consumer in (c for group in self.by_user.values() for c in group):
+                consumer.resync_soon()
+        self.hole_since = None
+        self._release()
+
+    def _hand_on(self, message: dict) -> None:
+        seq, kind, data = message["seq"], message["event"], message["data"]
+        for consumer in list(self.desk):
+            consumer.offer(seq, message["prev"], kind, data)
+        for user_id, prev in message["to"]:
+            for consumer in list(self.by_user.get(user_id, ())):
+                consumer.offer(seq, prev, kind, data)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stream: channel layer receive failed")
+                await asyncio.sleep(stream_setting("WATCH_SECONDS"))
+                continue
+            if message.get("type") == "stream.event":
+                self._arrived(message)
+
+    # --- the lost tail -------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(stream_setting("WATCH_SECONDS"))
+            if self.subscribed:
+                await self._look()
+
+    async def _look(self) -> None:
+        try:
+            # Joined again each time: a restarted Redis has forgotten the group, and the
+            # channels-redis membership expires after a day.
+            await self.layer.group_add(STREAM_GROUP, self.channel)
+            head = await _committed_head()
+        except Exception:
+            logger.exception("stream: cannot read the head of the stream")
+            return
+        upto = self.upto if self.upto is not None else head
+        if head < upto:
+            self.upto = upto = head  # the table was emptied (a restored or test database)
+        if self.owed > upto and not self.held:
+            logger.warning(
+                "stream: events %d-%d committed but not delivered by the channel layer; "
+                "%d sockets read them from the database",
+                upto + 1,
+                self.owed,
+                len(self.consumers()),
+            )
+            self.upto = self.owed
+            for consumer in self.consumers():
+                consumer.resync_soon()
+        self.owed = head
+
+
+@database_sync_to_async
+def _read_range(first: int, last: int) -> list[dict]:
+    """Events first..last as the hub hands them on. `prev` -1 says "in order": the hub
+    has every event before these."""
+    to: dict[int, list[list[int]]] = {}
+    recipients = StreamEventRecipient.objects.filter(event_id__gte=first, event_id__lte=last)
+    for event_id, user_id in recipients.values_list("event_id", "user_id"):
+        to.setdefault(event_id, []).append([user_id, -1])
+    rows = StreamEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
+    return [
+        {"seq": seq, "prev": -1, "event": kind, "data": data, "to": to.get(seq, [])}
+        for seq, kind, data in rows.values_list("seq", "type", "data")
+    ]
+
+
+@database_sync_to_async
+def _committed_head() -> int:
+    counter = EventCounter.objects.filter(pk=1).values_list("last_seq", flat=True).first()
+    return counter or 0
 
 
 # --- the slow-client bound under daphne ---------------------------------------------------
@@ -336,99 +590,3 @@ class _Producer:
 
 if IPushProducer is not None:
     _Producer = implementer(IPushProducer)(_Producer)
-
-
-# --- the lost-tail watcher ------------------------------------------------------------------
-
-
-class _Watcher:
-    """One per event loop (so one per daphne process): listens to the desk group, which
-    carries every event, and compares the highest seq that arrived with the committed
-    head of the stream. An event committed at the previous look that still has not
-    arrived was lost in the channel layer: every connection here reads its stream from
-    the database. Costs one indexed query per WATCH_SECONDS per process."""
-
-    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __init__(self, layer) -> None:
-        self.layer = layer
-        self.consumers: weakref.WeakSet[StreamConsumer] = weakref.WeakSet()
-        self.seen = 0
-        self.owed = 0
-        self.channel: str | None = None
-        self.task = asyncio.create_task(self._run())
-
-    @classmethod
-    def for_loop(cls, layer) -> _Watcher:
-        loop = asyncio.get_running_loop()
-        watcher = cls._by_loop.get(loop)
-        if watcher is None or watcher.task.done():
-            watcher = cls._by_loop[loop] = cls(layer)
-        return watcher
-
-    @classmethod
-    def current(cls) -> _Watcher | None:
-        return cls._by_loop.get(asyncio.get_running_loop())
-
-    def join(self, consumer: StreamConsumer) -> None:
-        self.consumers.add(consumer)
-
-    def leave(self, consumer: StreamConsumer) -> None:
-        self.consumers.discard(consumer)
-
-    async def _run(self) -> None:
-        self.channel = await self.layer.new_channel()
-        receiver = asyncio.create_task(self._receive())
-        try:
-            self.seen = self.owed = await _committed_head()
-            while True:
-                await asyncio.sleep(stream_setting("WATCH_SECONDS"))
-                await self._look()
-        finally:
-            receiver.cancel()
-
-    async def _look(self) -> None:
-        if not self.consumers:
-            self.owed = 0  # nobody here to resync; start afresh when someone connects
-            return
-        try:
-            # Joined again each time: a restarted Redis has forgotten the group, and the
-            # channels-redis membership expires after a day.
-            await self.layer.group_add(DESK_GROUP, self.channel)
-            head = await _committed_head()
-        except Exception:
-            logger.exception("stream watcher: cannot read the head of the stream")
-            return
-        if head < self.seen:
-            self.seen = head  # the table was emptied (a restored or test database)
-        if self.owed > self.seen:
-            logger.warning(
-                "stream: events %d-%d committed but not delivered by the channel layer; "
-                "%d connections read them from the database",
-                self.seen + 1,
-                self.owed,
-                len(self.consumers),
-            )
-            self.seen = self.owed
-            for consumer in list(self.consumers):
-                consumer.resync_soon()
-        self.owed = head
-
-    async def _receive(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("stream watcher: channel layer receive failed")
-                await asyncio.sleep(stream_setting("WATCH_SECONDS"))
-                continue
-            if message.get("type") == "stream.event":
-                self.seen = max(self.seen, message["seq"])
-
-
-@database_sync_to_async
-def _committed_head() -> int:
-    counter = EventCounter.objects.filter(pk=1).values_list("last_seq", flat=True).first()
-    return counter or 0

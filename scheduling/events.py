@@ -17,9 +17,16 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import OuterRef, Subquery
 
-from scheduling.models import Appointment, EventCounter, StreamEvent, StreamEventRecipient, Trip
+from scheduling.models import (
+    Appointment,
+    EventCounter,
+    StreamEvent,
+    StreamEventRecipient,
+    Trip,
+    User,
+)
 
 APPOINTMENT_CREATED = "appointment.created"
 APPOINTMENT_UPDATED = "appointment.updated"
@@ -179,11 +186,17 @@ def _allocate(count: int) -> int:
 
 # --- live delivery ----------------------------------------------------------------------
 
-DESK_GROUP = "stream.desk"
+# Every event is sent once, to one group that each realtime process joins (once, not per
+# socket); the process hands it to its desk sockets and to the sockets of the users it
+# names (scheduling/consumers.py).
+STREAM_GROUP = "stream.events"
+# The channel layer alias the stream travels on (settings: Redis pub/sub in the full
+# stack); without one of its own, the default layer.
+STREAM_LAYER = "stream"
 
 
-def user_group(user_id: int) -> str:
-    return f"stream.user.{user_id}"
+def stream_layer():
+    return get_channel_layer(STREAM_LAYER) or get_channel_layer()
 
 
 def _last_seq_by_user(user_ids: set[int], *, before: int) -> dict[int, int]:
@@ -191,26 +204,38 @@ def _last_seq_by_user(user_ids: set[int], *, before: int) -> dict[int, int]:
     other writer can slip an event in between."""
     if not user_ids:
         return {}
-    rows = (
-        StreamEventRecipient.objects.filter(user_id__in=user_ids, event_id__lt=before)
-        .values("user_id")
-        .annotate(last=Max("event_id"))
-        .values_list("user_id", "last")
+    # One index probe per user (newest first, LIMIT 1): a MAX() grouped by user would
+    # read every event a user ever had, on every commit.
+    newest = (
+        StreamEventRecipient.objects.filter(user_id=OuterRef("pk"), event_id__lt=before)
+        .order_by("-event_id")
+        .values("event_id")[:1]
     )
-    return dict(rows)
+    rows = User.objects.filter(pk__in=user_ids).annotate(last=Subquery(newest))
+    return {pk: last for pk, last in rows.values_list("pk", "last") if last is not None}
 
 
 def _live_messages(rows, pending, previous: dict[int, int]) -> list[tuple[str, dict]]:
-    """(group, message) pairs. Each message carries `prev`, the sequence number its
-    stream carried before it, so a subscriber can tell a gap (a message lost or still
-    in flight) from a stream that simply skips other people's events."""
+    """(group, message) pairs, one per event. `prev` is the event before it in the whole
+    stream (seq - 1: sequence numbers have no holes), `to` the users whose personal
+    streams carry it, each with the seq their stream carried before it, so a subscriber
+    can tell a gap (a message lost or still in flight) from a stream that skips other
+    people's events."""
     messages = []
     for row, event in zip(rows, pending, strict=True):
-        body = {"type": "stream.event", "seq": row.seq, "event": row.type, "data": row.data}
-        messages.append((DESK_GROUP, {**body, "prev": row.seq - 1}))
+        to = []
         for user_id in sorted(event.recipients):
-            messages.append((user_group(user_id), {**body, "prev": previous.get(user_id, 0)}))
+            to.append([user_id, previous.get(user_id, 0)])
             previous[user_id] = row.seq
+        message = {
+            "type": "stream.event",
+            "seq": row.seq,
+            "prev": row.seq - 1,
+            "event": row.type,
+            "data": row.data,
+            "to": to,
+        }
+        messages.append((STREAM_GROUP, message))
     return messages
 
 
@@ -220,7 +245,7 @@ _publisher_lock = threading.Lock()
 
 
 def publish(messages: list[tuple[str, dict]]) -> None:
-    layer = get_channel_layer()
+    layer = stream_layer()
     if layer is None or not messages:
         return
     if isinstance(layer, InMemoryChannelLayer):

@@ -147,12 +147,18 @@ class Daphne:
 
 
 def channel_layers_for(redis: RedisServer) -> dict:
-    """The test process's channel layer: the same Redis database daphne listens on."""
+    """The test process's channel layers: the same Redis daphne uses (its settings, from
+    REDIS_URL, give the same shape)."""
     from config.settings.base import redis_db_url
 
+    url = redis_db_url(redis.url, 2)
     return {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_db_url(redis.url, 2)]},
-        }
+            "CONFIG": {"hosts": [url]},
+        },
+        "stream": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": "asgi2"},
+        },
     }

@@ -15,7 +15,8 @@ from django.test import Client as DjangoClient
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
-from scheduling.events import DRIVER_QUEUE, EventBatch, _allocate, shaped_for
+from scheduling.consumers import _Hub
+from scheduling.events import DRIVER_QUEUE, STREAM_GROUP, EventBatch, _allocate, shaped_for
 from scheduling.models import StreamEvent, StreamEventRecipient, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.trips import assign_trip
@@ -325,16 +326,53 @@ def _unpublished_events(user_id: int, count: int) -> None:
         )
 
 
-def test_clients_only_listen_and_disconnect_leaves_the_group(therapist):
+def test_clients_only_listen_and_disconnect_leaves_the_hub_and_the_group(therapist, desk):
     async def go():
         ws = await asocket(therapist, "after=0")
         assert (await ws.connect())[0]
         await ws.send_to(text_data='{"subscribe": "stream.desk"}')  # ignored
         assert await ws.receive_nothing(timeout=0.2)
+        hub = _Hub.current()
         layer = channel_layers["default"]
-        group = f"stream.user.{therapist.pk}"
-        assert len(layer.groups.get(group, {})) == 1
+        assert set(hub.by_user) == {therapist.pk} and not hub.desk
+        assert len(layer.groups.get(STREAM_GROUP, {})) == 1  # the process, not the socket
+        front = await asocket(desk, "after=0")
+        assert (await front.connect())[0]
+        assert len(hub.desk) == 1 and len(layer.groups[STREAM_GROUP]) == 1
         await ws.disconnect()
-        assert len(layer.groups.get(group, {})) == 0
+        assert hub.by_user == {} and len(layer.groups[STREAM_GROUP]) == 1
+        await front.disconnect()
+        assert not hub.desk and len(layer.groups.get(STREAM_GROUP, {})) == 0
+
+    run(go)
+
+
+def test_events_arriving_out_of_order_are_put_back_in_order(therapist):
+    """Two commits published by different processes can cross on the way: the hub holds
+    the later one until the earlier arrives, and the socket gets both from the layer, in
+    order, without reading the database (whose rows here say otherwise)."""
+
+    async def go():
+        ws = await asocket(therapist, "after=0")
+        assert (await ws.connect())[0]
+        await sync_to_async(add_events)([therapist.pk])
+        assert [s for _, s in events_of(await ws.receive_json_from(timeout=5))] == [1]
+        await sync_to_async(_unpublished_events)(therapist.pk, 2)
+        layer = channel_layers["default"]
+        live = {"type": "stream.event", "event": "test.live", "data": {"via": "layer"}}
+        await layer.group_send(
+            STREAM_GROUP, {**live, "seq": 3, "prev": 2, "to": [[therapist.pk, 2]]}
+        )
+        await layer.group_send(
+            STREAM_GROUP, {**live, "seq": 2, "prev": 1, "to": [[therapist.pk, 1]]}
+        )
+        got = (await ws.receive_json_from(timeout=5))["events"]
+        while len(got) < 2:
+            got += (await ws.receive_json_from(timeout=5))["events"]
+        assert [(e["seq"], e["data"]) for e in got] == [
+            (2, {"via": "layer"}),
+            (3, {"via": "layer"}),
+        ]
+        await ws.disconnect()
 
     run(go)
