@@ -127,7 +127,18 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [redis_db_url(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))]},
-        }
+        },
+        # The live stream (scheduling/consumers.py): Redis pub/sub pushes each event to
+        # every realtime process with no round trip per message (the core layer above
+        # takes four). It delivers at most once, which the stream makes good from the
+        # database. Pub/sub ignores database numbers, so the prefix carries it.
+        "stream": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [redis_db_url(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))],
+                "prefix": f"asgi{env.int('REDIS_CHANNELS_DB', default=2)}",
+            },
+        },
     }
     CELERY_BROKER_URL = redis_db_url(REDIS_URL, env.int("REDIS_BROKER_DB", default=0))
     CELERY_TASK_ALWAYS_EAGER = False
