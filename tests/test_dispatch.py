@@ -88,9 +88,12 @@ def test_longest_waiting_driver_gets_the_earliest_trip(trip_at, on_shift, tomorr
         (early.pk, first.pk, "assigned"),
         (late.pk, later.pk, "assigned"),
     ]
-    # The queue as it stood for each decision: the first driver had left it for the second.
-    assert [e["driver"] for e in decisions[0].queue] == [first.pk, later.pk]
-    assert [e["driver"] for e in decisions[1].queue] == [later.pk]
+    # The queue as it stood, as far as it was read, and its length: the first driver had
+    # left it by the second decision.
+    assert [(e["driver"], d.queue_length) for d in decisions for e in d.queue] == [
+        (first.pk, 2),
+        (later.pk, 1),
+    ]
     assert datetime.fromisoformat(decisions[0].queue[0]["since"]) == tomorrow_at(7)
     # Assigned drivers leave the queue.
     assert not DriverProfile.objects.filter(available_since__isnull=False).exists()
@@ -215,9 +218,8 @@ def test_trips_wait_for_the_horizon(trip_at, on_shift, tomorrow_at, settings):
     assert assigned(trip) == driver.pk
 
 
-def test_a_requested_pickup_is_dispatched_at_once(
-    trip_at, on_shift, tomorrow_at, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_a_requested_pickup_is_dispatched_at_once(trip_at, on_shift, tomorrow_at):
     driver = on_shift(tomorrow_at(6))
     pickup = trip_at(10, leg="pickup")  # window from 11:00: far beyond the horizon at 06:00
     therapist = pickup.appointment.therapist
@@ -225,8 +227,7 @@ def test_a_requested_pickup_is_dispatched_at_once(
     assert run_pass(now=tomorrow_at(6)) == []
 
     # The request's commit runs a pass (now, hours before the window).
-    with django_capture_on_commit_callbacks(execute=True):
-        trip = request_pickup(actor=therapist, appointment_id=pickup.appointment_id)
+    trip = request_pickup(actor=therapist, appointment_id=pickup.appointment_id)
 
     assert trip.requested_at is not None
     assert assigned(pickup) == driver.pk
@@ -275,6 +276,7 @@ def test_request_pickup_rules(trip_at, desk, service, client_record, tomorrow_at
 
 
 # --- triggers: a pass runs on commit (eager Celery in the embedded default) ---------------
+# These commit for real (transaction=True): each service call's commit runs its task.
 
 
 @pytest.fixture
@@ -283,39 +285,35 @@ def wide_horizon(settings):
     settings.SCHEDULING = {**settings.SCHEDULING, "DISPATCH_HORIZON_MINUTES": 3 * 24 * 60}
 
 
-def test_a_driver_going_on_shift_triggers_a_pass(
-    trip_at, wide_horizon, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_a_driver_going_on_shift_triggers_a_pass(trip_at, wide_horizon):
     trip = trip_at(10)
     driver = factories.driver()
-    with django_capture_on_commit_callbacks(execute=True):
-        set_shift(driver=driver, on_shift=True)
+    set_shift(driver=driver, on_shift=True)
     assert assigned(trip) == driver.pk
 
 
-def test_a_new_trip_triggers_a_pass(
-    trip_at, on_shift, tomorrow_at, wide_horizon, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_a_new_trip_triggers_a_pass(trip_at, on_shift, tomorrow_at, wide_horizon):
     driver = on_shift(tomorrow_at(6))
-    with django_capture_on_commit_callbacks(execute=True):
-        trip = trip_at(10)
+    trip = trip_at(10)
     assert assigned(trip) == driver.pk
 
 
-def test_a_completed_trip_triggers_a_pass(
-    trip_at, on_shift, tomorrow_at, wide_horizon, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_a_completed_trip_triggers_a_pass(trip_at, on_shift, tomorrow_at, wide_horizon):
     driver = on_shift(tomorrow_at(6))
     first = trip_at(10)
-    run_pass()
-    assert assigned(first) == driver.pk
-    with django_capture_on_commit_callbacks(execute=True):
-        for action in ("depart", "arrive", "complete"):
-            act_on_trip(actor=driver, trip_id=first.pk, action=action)
+    assert assigned(first) == driver.pk  # by the booking's pass
+    pickup = first.appointment.trips.get(leg="pickup")
+    assert assigned(pickup) is None  # the only driver is busy
+    for action in ("depart", "arrive", "complete"):
+        act_on_trip(actor=driver, trip_id=first.pk, action=action)
     # Back in the queue, the driver gets the next trip: the same appointment's pickup.
-    assert assigned(first.appointment.trips.get(leg="pickup")) == driver.pk
+    assert assigned(pickup) == driver.pk
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_shift_change_triggers_nothing(
     trip_at, wide_horizon, django_capture_on_commit_callbacks
 ):

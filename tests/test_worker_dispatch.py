@@ -268,8 +268,9 @@ def test_fifo_with_several_workers_500_trips_30_drivers(dispatching):
     for decision in DispatchDecision.objects.all():
         skipped = {s["driver"]: s["reason"] for s in decision.skipped}
         ahead = [q["driver"] for q in decision.queue if q["driver"] not in skipped]
+        assert decision.queue_length >= len(decision.queue), decision.pk
         if decision.outcome == "assigned":
-            assert ahead[0] == decision.driver_id, decision.pk
+            assert ahead == [decision.driver_id], decision.pk
         for driver_id, reason in skipped.items():
             if reason == "vehicle":
                 assert not model.fits(driver_id, passengers[decision.trip_id]), decision.pk

@@ -21,9 +21,10 @@ class SkipReason(models.TextChoices):
 class DispatchDecision(models.Model):
     """One look at one queued trip by the dispatcher. Append-only.
 
-    `queue` is the driver queue as it stood, longest-waiting first: a list of
-    `{"driver": id, "since": ISO time}`. `skipped` lists the drivers ahead of the one
-    chosen (all of them when nobody was) with the reason each was passed over:
+    `queue` is the driver queue as it stood, longest-waiting first, as far as the
+    dispatcher read it: the drivers ahead of the one chosen and that one (the whole queue
+    when nobody was), as `{"driver": id, "since": ISO time}`; `queue_length` is how many
+    were waiting in all. `skipped` lists the drivers passed over, with the reason:
     `{"driver": id, "reason": "off_shift" | "busy" | "vehicle"}`.
     """
 
@@ -39,6 +40,7 @@ class DispatchDecision(models.Model):
         related_name="+",
     )
     queue = models.JSONField(default=list)
+    queue_length = models.PositiveIntegerField(default=0)
     skipped = models.JSONField(default=list)
     decided_at = models.DateTimeField(default=timezone.now)
 

@@ -48,7 +48,7 @@ from scheduling.models import (
     Vehicle,
 )
 from scheduling.services.common import role_of
-from scheduling.services.trips import assign_locked
+from scheduling.services.trips import Assignments, assign_locked
 
 # Stream event for the desk: a trip is waiting and no driver could take it.
 TRIP_WAITING = "trip.waiting"
@@ -128,23 +128,23 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
         queue = _lock_queue(list(driver_queue()))
         busy = _busy_windows([c.driver_id for c in queue], since=trips[0].window_start)
         previous = _last_decisions([t.pk for t in trips])
-        batch = EventBatch()
+        writes = Assignments()
         decisions = []
         for trip in trips:
-            decision = _decide(trip, queue, busy, now=now, batch=batch)
+            decision = _decide(trip, queue, busy, now=now, writes=writes)
             if decision.outcome == DispatchOutcome.NO_DRIVER and _same(
                 decision, previous.get(trip.pk)
             ):
                 continue  # nothing changed since the last look: no new line, no new alert
             decisions.append(decision)
             if decision.outcome == DispatchOutcome.NO_DRIVER:
-                batch.add(
+                writes.events.add(
                     TRIP_WAITING,
                     {**events.trip_data(trip), "skipped": decision.skipped},
                     trip=trip,
                 )
         DispatchDecision.objects.bulk_create(decisions)
-        batch.flush()
+        writes.flush()
     return decisions
 
 
@@ -154,12 +154,17 @@ def _decide(
     busy: dict[int, list[tuple[datetime, datetime]]],
     *,
     now: datetime,
-    batch: EventBatch,
+    writes: Assignments,
 ) -> DispatchDecision:
-    """Give `trip` to the first eligible driver of `queue` (who then leaves it)."""
-    stood = [c.entry() for c in queue]
+    """Give `trip` to the first eligible driver of `queue` (who then leaves it).
+
+    The decision records the queue as far as it was read: the drivers ahead of the one
+    chosen and that one (all of them when nobody was), and how long it was. Those behind
+    had no say, and writing them into every decision would make a pass quadratic."""
+    stood = []
     skipped = []
     for candidate in queue:
+        stood.append(candidate.entry())
         reason = candidate.gone
         if reason is None and not fits(candidate.profile, trip):
             reason = SkipReason.VEHICLE
@@ -172,7 +177,7 @@ def _decide(
             try:
                 # The busy windows above were the friendly check; the constraint decides.
                 assign_locked(
-                    trip=trip, profile=candidate.profile, now=now, batch=batch, precheck=False
+                    trip=trip, profile=candidate.profile, now=now, writes=writes, precheck=False
                 )
             except Conflict:
                 # A trip of theirs that the read above missed; the constraint refused.
@@ -180,17 +185,24 @@ def _decide(
         if reason is not None:
             skipped.append({"driver": candidate.driver_id, "reason": str(reason)})
             continue
-        queue.remove(candidate)
-        return DispatchDecision(
+        decision = DispatchDecision(
             trip=trip,
             outcome=DispatchOutcome.ASSIGNED,
             driver_id=candidate.driver_id,
             queue=stood,
+            queue_length=len(queue),
             skipped=skipped,
             decided_at=now,
         )
+        queue.remove(candidate)
+        return decision
     return DispatchDecision(
-        trip=trip, outcome=DispatchOutcome.NO_DRIVER, queue=stood, skipped=skipped, decided_at=now
+        trip=trip,
+        outcome=DispatchOutcome.NO_DRIVER,
+        queue=stood,
+        queue_length=len(queue),
+        skipped=skipped,
+        decided_at=now,
     )
 
 

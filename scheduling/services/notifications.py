@@ -151,7 +151,9 @@ def appointment_changed(appointment: Appointment, transition: Transition) -> lis
     )
 
 
-def trip_assigned(trip: Trip, driver: User, *, now: datetime) -> list[Notification]:
+def trip_assigned(
+    trip: Trip, driver: User, *, now: datetime, outbox: Outbox | None = None
+) -> list[Notification]:
     """Tell the driver. A trip is assigned once in its life, so the trip names the cause."""
     return _write(
         TRIP_ASSIGNED,
@@ -161,7 +163,20 @@ def trip_assigned(trip: Trip, driver: User, *, now: datetime) -> list[Notificati
         cause=f"trip{trip.pk}",
         send_after=now,
         now=now,
+        outbox=outbox,
     )
+
+
+class Outbox:
+    """Messages collected by a transaction that makes many (a dispatcher pass) and written
+    in one statement by `flush()`, before it commits."""
+
+    def __init__(self) -> None:
+        self.rows: list[Notification] = []
+
+    def flush(self) -> list[Notification]:
+        rows, self.rows = self.rows, []
+        return _save(rows)
 
 
 def cancel_pending_reminders(appointment: Appointment) -> int:
@@ -235,6 +250,7 @@ def _write(
     trip: Trip | None = None,
     driver: User | None = None,
     may_exist: bool = False,
+    outbox: Outbox | None = None,
 ) -> list[Notification]:
     """Write the messages of one cause; return the rows written. Keys naming a transition
     or a trip are new by construction; a scan's keys (`may_exist`) may be written already,
@@ -280,6 +296,14 @@ def _write(
             Notification.objects.filter(key__in=[r.key for r in rows]).values_list("key", flat=True)
         )
         rows = [r for r in rows if r.key not in existing]
+    if outbox is not None:
+        outbox.rows.extend(rows)
+        return rows
+    return _save(rows)
+
+
+def _save(rows: list[Notification]) -> list[Notification]:
+    """Insert; each due row gets its delivery task once the transaction commits."""
     if not rows:
         return []
     created = Notification.objects.bulk_create(rows)
