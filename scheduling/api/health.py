@@ -60,6 +60,23 @@ def check_workers() -> str:
     return f"{len(replies)} worker(s)"
 
 
+HEALTH = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "down"]),
+        "checks": serializers.DictField(
+            child=inline_serializer(
+                "Check",
+                {
+                    "ok": serializers.BooleanField(),
+                    "detail": serializers.CharField(),
+                    "ms": serializers.FloatField(),
+                },
+            )
+        ),
+    },
+)
+
 CHECKS = {
     "database": check_database,
     "cache": check_cache,
@@ -72,27 +89,7 @@ class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "Health",
-                {
-                    "status": serializers.ChoiceField(choices=["ok", "down"]),
-                    "checks": serializers.DictField(
-                        child=inline_serializer(
-                            "Check",
-                            {
-                                "ok": serializers.BooleanField(),
-                                "detail": serializers.CharField(),
-                                "ms": serializers.FloatField(),
-                            },
-                        )
-                    ),
-                },
-            ),
-            503: None,
-        }
-    )
+    @extend_schema(responses={200: HEALTH, 503: HEALTH})
     def get(self, request: Request) -> Response:
         checks = {name: _run(check) for name, check in CHECKS.items()}
         healthy = all(c["ok"] for c in checks.values())

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.utils import timezone
 from rest_framework import serializers
 
+from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, Service, Trip, User
 
 # Years outside these are typos, and near 1 or 9999 date arithmetic overflows.
@@ -112,6 +113,13 @@ class TripSerializer(serializers.ModelSerializer):
 
 class AppointmentSerializer(serializers.ModelSerializer):
     trips = TripSerializer(many=True, read_only=True)
+
+    def to_representation(self, instance):
+        # The same shaping as the live stream: a driver gets the address and the times,
+        # not the desk's notes.
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        return shaped_for(request.user, data) if request is not None else data
 
     class Meta:
         model = Appointment

@@ -6,7 +6,12 @@ import json
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
@@ -31,6 +36,14 @@ from scheduling.services.availability import availability
 from scheduling.services.catalog import create_service
 from scheduling.services.clients import create_client, update_client
 from scheduling.services.idempotency import fingerprint, once
+
+
+def documented(serializer_class):
+    """Document the mixins' list and retrieve with the error bodies they can answer."""
+    return extend_schema_view(
+        list=extend_schema(responses={200: serializer_class(many=True), **ERRORS}),
+        retrieve=extend_schema(responses={200: serializer_class, **ERRORS}),
+    )
 
 
 def valid(serializer_class, data, **kwargs) -> dict:
@@ -86,6 +99,7 @@ class TokenView(APIView):
 # --- clients, services, staff ---------------------------------------------------------------
 
 
+@documented(s.ClientSerializer)
 class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsDesk]
     serializer_class = s.ClientSerializer
@@ -118,6 +132,7 @@ class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return Response(s.ClientSerializer(client).data)
 
 
+@documented(s.ServiceSerializer)
 class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ServiceSerializer
     queryset = Service.objects.order_by("name", "id")
@@ -132,6 +147,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
+@documented(s.StaffSerializer)
 class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsDesk]
     serializer_class = s.StaffSerializer
@@ -199,6 +215,7 @@ APPOINTMENT_ACTIONS = {
 }
 
 
+@documented(s.AppointmentSerializer)
 class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.AppointmentSerializer
     pagination_class = ByStart
@@ -321,7 +338,7 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         appointment = Appointment.objects.prefetch_related(
             Prefetch("trips", queryset=Trip.objects.order_by("window_start", "id"))
         ).get(pk=pk)
-        return s.AppointmentSerializer(appointment).data
+        return s.AppointmentSerializer(appointment, context={"request": self.request}).data
 
 
 def _appointment_action(name: str):
@@ -345,6 +362,7 @@ for _name in APPOINTMENT_ACTIONS:
 TRIP_ACTIONS = ("depart", "arrive", "complete")
 
 
+@documented(s.TripSerializer)
 class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsDeskOrDriver]
     serializer_class = s.TripSerializer
