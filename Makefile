@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test lint format stack migrate seed clean
+.PHONY: help venv install run test lint format stack migrate seed clean bench-api
 
 help: ## List the targets
 	@echo "make targets:"
@@ -69,6 +69,11 @@ migrate: install ## Apply migrations to the configured database
 
 seed: install ## Load the demo data into the configured database (idempotent)
 	$(PY) manage.py seed_demo
+
+# Creates or reuses the scheduling_bench database on 127.0.0.1:5432 (never another one);
+# installs Debian's wrk on first use when it is missing (root only). BENCH_ARGS="--workers 3"
+bench-api: install ## API benchmark: gunicorn + PostgreSQL, vs a bare view/insert (~4 min)
+	$(PY) -m bench.api $(BENCH_ARGS)
 
 clean: ## Remove the SQLite database, caches, collected static files and var/
 	rm -rf db.sqlite3 db.sqlite3-* .pytest_cache .ruff_cache .hypothesis staticfiles var

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that measure the product on this machine (see README, Benchmarks)."""

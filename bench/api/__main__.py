@@ -1,0 +1,676 @@
+"""`python -m bench.api` (`make bench-api`): the REST API under load, beside its ceiling.
+
+1. Creates or reuses the PostgreSQL database `scheduling_bench` (migrated, seeded with
+   100,000 clients, 40 therapists, 20,000 appointments; see seed.py) and deletes what
+   earlier runs booked.
+2. Starts gunicorn (sync workers) on a free loopback port with production settings plus
+   two ceiling views (bench/api/urls.py), and always stops it at the end.
+3. For each scenario: saturation (wrk, closed loop, rising concurrency until throughput
+   stops growing), then an open-loop fixed rate at half of that, from which throughput
+   and p50/p95/p99 are reported (load.py).
+4. Prints the table, the targets of issue 3 with PASS/MISS, and the load average of the
+   machine before, during and after; writes them to var/bench-api/.
+
+Traffic goes to 127.0.0.1 only; every load phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/scheduling_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Redis databases of their own, so the bench's cache (rate-limit counters) meets no one
+# else's: the product defaults are 0-2, the test suite uses 10-11.
+REDIS_DBS = {"REDIS_BROKER_DB": "12", "REDIS_CACHE_DB": "13", "REDIS_CHANNELS_DB": "14"}
+LEVELS = (2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Target:
+    rate: float | None  # req/s at half of saturation
+    p95: float  # ms
+
+
+TARGETS = {
+    "create": Target(400, 30),
+    "day_list": Target(1000, 15),
+    "search": Target(None, 10),
+    "availability": Target(None, 25),
+}
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    method: str
+    path: str  # POST path; GETs rotate over `items`
+    items: list = field(repr=False)  # GET paths, or POST bodies (bytes)
+    auth: bool = True
+    ceiling: str | None = None
+    unique_bodies: bool = False  # each POST body used once (bookings)
+
+
+@dataclass
+class Outcome:
+    key: str
+    label: str
+    levels: list[dict]
+    saturation: float
+    saturation_connections: int
+    half_rate: float
+    half_throughput: float
+    p50: float
+    p95: float
+    p99: float
+    half_requests: int
+    half_errors: int
+    half_statuses: dict
+    generator_cpu: float
+    # CPU time of gunicorn's workers and their PostgreSQL backends per answered request
+    # at half load: what a request costs, whoever else is using the machine.
+    server_cpu_ms: float = math.nan
+    ratio: float | None = None
+    verdict: str = ""
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}Z] {message}", flush=True)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.api.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "DEBUG": "false",
+            # The booking limit is a per-user guard for people; the bench is one user
+            # sending hundreds a second, so it is lifted here and nowhere else.
+            "RATE_APPOINTMENT_CREATE": "1000000000",
+            # 4xx answers would each log a warning line; the bench counts them instead.
+            "LOG_LEVEL": "ERROR",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **REDIS_DBS,
+        }
+    )
+    return env
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory_gib": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}",
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, args, wrk: str | None, server, workdir: Path, token: str):
+        self.args, self.wrk, self.workdir, self.token = args, wrk, workdir, token
+        self.port, self.server_pid = server.port, server.process.pid
+        self.cpu: dict[str, dict] = {}
+        self.body_cursor = 0
+        self.outcomes: dict[str, Outcome] = {}
+        self.load_samples: list[str] = []
+
+    def headers(self, scenario: Scenario) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"} if scenario.auth else {}
+
+    def _wrk(self, scenario: Scenario, connections: int, seconds: float, cap: float):
+        from bench.api.tools import run_wrk
+
+        token = self.token if scenario.auth else "-"
+        if scenario.method == "GET":
+            return run_wrk(
+                self.wrk,
+                self.port,
+                "get.lua",
+                [str(self.workdir / f"{scenario.key}.paths"), token],
+                connections=connections,
+                seconds=seconds,
+            )
+        path_file = str(self.workdir / f"{scenario.key}.bodies")
+        if not scenario.unique_bodies:
+            args = [path_file, scenario.path, token, "0", "0"]
+            return run_wrk(
+                self.wrk, self.port, "post.lua", args, connections=connections, seconds=seconds
+            )
+        threads = min(2, connections)
+        per_thread = math.ceil(seconds * cap / threads)
+        args = [path_file, scenario.path, token, str(self.body_cursor), str(per_thread)]
+        result = run_wrk(
+            self.wrk, self.port, "post.lua", args, connections=connections, seconds=seconds
+        )
+        self.body_cursor += per_thread * threads
+        return result
+
+    def _closed(self, scenario: Scenario, connections: int, seconds: float, cap: float):
+        from bench.api import load
+
+        requests = self.requests(scenario, math.ceil(seconds * cap))
+        result = load.closed_loop(self.port, requests, concurrency=connections, duration=seconds)
+        return _from_load(result, connections)
+
+    def requests(self, scenario: Scenario, needed: int) -> list[bytes]:
+        from bench.api import load
+
+        headers = self.headers(scenario)
+        if scenario.method == "GET":
+            return [load.get(p, self.port, headers) for p in scenario.items]
+        if not scenario.unique_bodies:
+            return [load.post(scenario.path, self.port, b, headers) for b in scenario.items]
+        chunk = scenario.items[self.body_cursor : self.body_cursor + needed]
+        self.body_cursor += len(chunk)
+        return [load.post(scenario.path, self.port, b, headers) for b in chunk]
+
+    def saturate(self, scenario: Scenario) -> tuple[list, object]:
+        step = self.args.step_seconds
+        measure = self._wrk if self.wrk else self._closed
+        # `cap` sizes each run's share of the distinct bookings: a booking can go no faster
+        # than a bare insert, and then no faster than three times the best rate seen.
+        cap = self.outcomes["insert"].saturation * 1.5 if "insert" in self.outcomes else 4000
+        warm = measure(scenario, 4, self.args.warmup_seconds, cap)  # warms every worker
+        results, best = [], None
+        for connections in LEVELS:
+            seen = max(warm.throughput, best.throughput if best else 0.0)
+            cap = max(3 * seen, 200)
+            result = measure(scenario, connections, step, cap)
+            results.append(result)
+            log(
+                f"  {scenario.key:<12} c={connections:<3} {result.throughput:8.1f} req/s  "
+                f"p50 {result.p50:6.2f} ms  p99 {result.p99:7.2f} ms  errors {result.errors}"
+                + (f"  wrapped {result.wrapped}" if getattr(result, "wrapped", 0) else "")
+            )
+            if best is not None and connections >= 8 and result.throughput < best.throughput * 1.03:
+                best = max(best, result, key=lambda r: r.throughput)
+                break
+            best = result if best is None else max(best, result, key=lambda r: r.throughput)
+        return results, best
+
+    def half(self, scenario: Scenario, rate: float):
+        from bench.api import load
+
+        seconds = min(self.args.half_seconds_max, max(self.args.half_seconds, 1000 / rate))
+        requests = self.requests(scenario, math.ceil(rate * seconds * 1.05) + 50)
+        return load.open_loop(self.port, requests, rate=rate, duration=seconds)
+
+    def probe(self, scenario: Scenario) -> str:
+        """One request of the scenario, to say what its errors are."""
+        from bench.api import load
+
+        status, body = load.fetch(self.port, self.requests(scenario, 1)[0])
+        return f"{status} {body[:300].decode(errors='replace')}"
+
+    def run(self, scenario: Scenario) -> Outcome:
+        from bench.api.tools import CpuMeter, backend_pids
+
+        log(f"{scenario.label}: saturation")
+        meter = CpuMeter(self.server_pid, backend_pids(self.args.database_url))
+        meter.start()
+        self.meter = meter
+        try:
+            outcome = self._run(scenario)
+        finally:
+            cpu = meter.stop()
+            self.cpu[scenario.key] = cpu
+            log(
+                f"  {scenario.key}: CPU of the machine over {cpu['seconds']:.0f} s: "
+                f"bench {cpu['bench']:.0%}, other processes {cpu['others']:.0%}"
+            )
+        return outcome
+
+    def _run(self, scenario: Scenario) -> Outcome:
+        levels, best = self.saturate(scenario)
+        if any(level.errors for level in levels):
+            answer = self.probe(scenario)
+            log(f"  {scenario.key}: errors under load; one request answers: {answer}")
+            if best.throughput <= 0:
+                outcome = Outcome(
+                    key=scenario.key,
+                    label=scenario.label,
+                    levels=[_level(r) for r in levels],
+                    saturation=0.0,
+                    saturation_connections=best.connections,
+                    half_rate=0.0,
+                    half_throughput=0.0,
+                    p50=math.nan,
+                    p95=math.nan,
+                    p99=math.nan,
+                    half_requests=0,
+                    half_errors=0,
+                    half_statuses={},
+                    generator_cpu=0.0,
+                    verdict=f"FAILED: no request succeeded; one answers {answer[:120]}",
+                )
+                self.outcomes[scenario.key] = outcome
+                return outcome
+        rate = best.throughput / 2
+        log(f"{scenario.label}: open loop at {rate:.1f} req/s (half of {best.throughput:.1f})")
+        server_before = self.meter.server_seconds()
+        result = self.half(scenario, rate)
+        server_cpu = self.meter.server_seconds() - server_before
+        self.load_samples.append(f"{scenario.key}: {load_average()}")
+        outcome = Outcome(
+            key=scenario.key,
+            label=scenario.label,
+            levels=[_level(r) for r in levels],
+            saturation=best.throughput,
+            saturation_connections=best.connections,
+            half_rate=rate,
+            half_throughput=result.throughput,
+            p50=result.percentile(50),
+            p95=result.percentile(95),
+            p99=result.percentile(99),
+            half_requests=result.answered,
+            half_errors=result.errors,
+            half_statuses={str(k): v for k, v in sorted(result.statuses.items())},
+            generator_cpu=result.generator_cpu_share,
+            server_cpu_ms=server_cpu / max(1, result.answered) * 1000,
+        )
+        if scenario.ceiling and scenario.ceiling in self.outcomes:
+            outcome.ratio = outcome.saturation / self.outcomes[scenario.ceiling].saturation
+        outcome.verdict = verdict(scenario.key, outcome)
+        log(
+            f"  {scenario.key:<12} half: {outcome.half_throughput:.1f} req/s  p50 {outcome.p50:.2f}"
+            f"  p95 {outcome.p95:.2f}  p99 {outcome.p99:.2f} ms  errors {outcome.half_errors}"
+            f"  generator CPU {outcome.generator_cpu:.0%} of a core"
+            f"  server CPU {outcome.server_cpu_ms:.2f} ms/request"
+        )
+        self.outcomes[scenario.key] = outcome
+        return outcome
+
+
+def _level(result) -> dict:
+    return {
+        "connections": result.connections,
+        "throughput": round(result.throughput, 1),
+        "p50_ms": round(result.p50, 2),
+        "p99_ms": round(result.p99, 2),
+        "errors": result.errors,
+        "wrapped": getattr(result, "wrapped", 0),
+    }
+
+
+@dataclass
+class _LoadLevel:
+    connections: int
+    throughput: float
+    p50: float
+    p95: float
+    p99: float
+    errors: int
+    wrapped: int = 0
+
+
+def _from_load(result, connections: int) -> _LoadLevel:
+    return _LoadLevel(
+        connections,
+        result.throughput,
+        result.percentile(50),
+        result.percentile(95),
+        result.percentile(99),
+        result.errors,
+    )
+
+
+# --- verdicts and the table ---------------------------------------------------------------------
+
+
+def verdict(key: str, outcome: Outcome) -> str:
+    target = TARGETS.get(key)
+    if target is None:
+        return "ceiling"
+    parts = []
+    if target.rate is not None:
+        got = outcome.half_throughput
+        if got >= target.rate:
+            parts.append(f"rate PASS ({got:.0f} ≥ {target.rate:.0f}/s)")
+        else:
+            short = target.rate - got
+            parts.append(
+                f"rate MISS by {short:.0f}/s ({got:.0f} vs {target.rate:.0f}/s, "
+                f"{short / target.rate:.0%} short)"
+            )
+    if outcome.p95 <= target.p95:
+        parts.append(f"p95 PASS ({outcome.p95:.1f} ≤ {target.p95:.0f} ms)")
+    else:
+        over = outcome.p95 - target.p95
+        parts.append(
+            f"p95 MISS by {over:.1f} ms ({outcome.p95:.1f} vs {target.p95:.0f} ms, "
+            f"{over / target.p95:.0%} over)"
+        )
+    if outcome.half_errors:
+        parts.append(f"{outcome.half_errors} errors")
+    return "; ".join(parts)
+
+
+def target_text(key: str) -> str:
+    target = TARGETS.get(key)
+    if target is None:
+        return "—"
+    rate = f"≥ {target.rate:.0f}/s, " if target.rate else ""
+    return f"{rate}p95 ≤ {target.p95:.0f} ms"
+
+
+def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
+    head = (
+        "| scenario | saturation req/s (conns) | half-load req/s | p50 ms | p95 ms | p99 ms "
+        "| errors | ratio to ceiling | server CPU ms/req | others' CPU | target | result |"
+    )
+    rows = [head, "|" + "---|" * 12]
+    for o in outcomes:
+        ratio = "—" if o.ratio is None else f"{o.ratio:.3f} × {CEILING_NAMES[o.key]}"
+        others = f"{cpu[o.key]['others']:.0%}" if o.key in cpu else "?"
+        rows.append(
+            f"| {o.label} | {o.saturation:.0f} ({o.saturation_connections}) "
+            f"| {o.half_throughput:.1f} | {o.p50:.2f} | {o.p95:.2f} | {o.p99:.2f} "
+            f"| {o.half_errors}/{o.half_requests} | {ratio} | {o.server_cpu_ms:.2f} | {others} "
+            f"| {target_text(o.key)} | {o.verdict} |"
+        )
+    return "\n".join(rows)
+
+
+CEILING_NAMES = {
+    "create": "bare insert",
+    "day_list": "bare view",
+    "search": "bare view",
+    "availability": "bare view",
+    "create_keyed": "bare insert",
+}
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 4)))
+    parser.add_argument("--step-seconds", type=int, default=4)
+    parser.add_argument("--warmup-seconds", type=int, default=2)
+    parser.add_argument("--half-seconds", type=float, default=10.0)
+    parser.add_argument("--half-seconds-max", type=float, default=20.0)
+    parser.add_argument("--create-bodies", type=int, default=40_000)
+    parser.add_argument(
+        "--no-wrk", action="store_true", help="saturate with the Python closed loop instead"
+    )
+    parser.add_argument("--only", help="comma-separated scenario keys (ceilings always run)")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--out", default=str(BASE_DIR / "var" / "bench-api"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    # A `kill` of the bench ends it the way Ctrl-C does: through the `finally` that stops
+    # gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    database = urlsplit(args.database_url)
+    if "bench" not in database.path or database.hostname not in {"127.0.0.1", "localhost", "::1"}:
+        print("refusing: the bench truncates its database, so it must be a local *bench* one")
+        return 2
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    from bench.api.tools import others_now
+
+    machine_state = {"load_before": load_average(), "others_before": others_now()}
+    log(
+        f"load average before: {machine_state['load_before']} ({os.cpu_count()} cores); "
+        f"CPU busy with other processes: {machine_state['others_before']:.0%} of the machine"
+    )
+    env = bench_env(args.database_url, args.redis_url)
+    os.environ.update(env)
+
+    from bench.api.tools import ensure_wrk
+
+    wrk = None if args.no_wrk else ensure_wrk(log)
+    log(f"saturation load: {wrk or 'python closed loop (wrk not available)'}")
+
+    from bench.api.tools import ensure_database
+
+    if ensure_database(args.database_url):
+        log(f"created database {database.path.lstrip('/')}")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    from bench.api import seed, workload
+
+    call_command("migrate", "--noinput", verbosity=0)
+    scale = seed.Scale()
+    seeded = seed.ensure_seeded(scale, log=log)
+    log(f"seed: {seeded.counts} in {seeded.seconds:.1f} s")
+    removed = workload.forget_previous_runs()
+    workload.vacuum()
+    keys = workload.forget_queued_messages(args.redis_url, REDIS_DBS.values())
+    log(f"removed {removed} appointments written by earlier runs, and {keys} Redis keys")
+    described = workload.describe(seeded.anchor, scale)
+    out = Path(args.out)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    workdir = out / f"run-{stamp}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    prepared = time.monotonic()
+    bodies = workload.create_bodies(args.create_bodies, anchor=seeded.anchor, scale=scale)
+    log(f"{len(bodies)} distinct bookable slots computed in {time.monotonic() - prepared:.1f} s")
+    scenarios = [
+        Scenario("bare", "ceiling: bare Django view", "GET", "", ["/bench/bare/"], auth=False),
+        Scenario("insert", "ceiling: bare INSERT", "POST", "/bench/insert/", [b"{}"], auth=False),
+        Scenario(
+            "create",
+            "create appointment",
+            "POST",
+            "/api/appointments/",
+            bodies,
+            ceiling="insert",
+            unique_bodies=True,
+        ),
+        Scenario(
+            "day_list",
+            "appointments of a day",
+            "GET",
+            "",
+            workload.day_list_paths(described),
+            ceiling="bare",
+        ),
+        Scenario("search", "client search", "GET", "", workload.search_paths(), ceiling="bare"),
+        Scenario(
+            "availability",
+            f"availability, {described.availability_therapists} therapists",
+            "GET",
+            "",
+            workload.availability_paths(described),
+            ceiling="bare",
+        ),
+    ]
+    if args.only:
+        wanted = {"bare", "insert", *args.only.split(",")}
+        scenarios = [s for s in scenarios if s.key in wanted]
+    for scenario in scenarios:
+        suffix = "paths" if scenario.method == "GET" else "bodies"
+        lines = [x.decode() if isinstance(x, bytes) else x for x in scenario.items]
+        (workdir / f"{scenario.key}.{suffix}").write_text("\n".join(lines) + "\n")
+    connections.close_all()
+
+    from bench.api.tools import Gunicorn
+
+    server_env = {**env, **described.insert_env}
+    server = Gunicorn(
+        gunicorn=str(Path(sys.executable).parent / "gunicorn"),
+        workers=args.workers,
+        env=server_env,
+        log_path=workdir / "gunicorn.log",
+    )
+    runner = None
+    try:
+        server.start()
+        log(f"gunicorn: {args.workers} sync workers on 127.0.0.1:{server.port}")
+        shapes = check_shapes(server.port, described.token, scenarios)
+        for line in shapes:
+            log(f"  {line}")
+        runner = Runner(args, wrk, server, workdir, described.token)
+        for scenario in scenarios:
+            runner.run(scenario)
+    finally:
+        server.stop()
+        log("gunicorn stopped")
+        for bodies_file in workdir.glob("*.bodies"):
+            bodies_file.unlink()  # megabytes of one-off bookings; the paths and log stay
+    machine_state["load_after"] = load_average()
+    machine_state["others_after"] = others_now()
+    log(
+        f"load average after: {machine_state['load_after']}; CPU busy with other processes: "
+        f"{machine_state['others_after']:.0%} of the machine"
+    )
+    created = count_created(described.load_user)
+    outcomes = list(runner.outcomes.values())
+    text = report(
+        args=args,
+        started=started,
+        seconds=time.monotonic() - clock,
+        machine_state=machine_state,
+        outcomes=outcomes,
+        cpu=runner.cpu,
+        shapes=shapes,
+        created=created,
+        wrk=wrk,
+    )
+    print()
+    print(text)
+    (out / f"{stamp}.md").write_text(text + "\n")
+    (out / f"{stamp}.json").write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "machine": machine(),
+                "workers": args.workers,
+                "machine_state": machine_state,
+                "load_during": runner.load_samples,
+                "cpu": runner.cpu,
+                "outcomes": [asdict(o) for o in outcomes],
+                "created_rows": created,
+            },
+            indent=2,
+        )
+    )
+    log(f"written: {out / f'{stamp}.md'} and .json; run took {time.monotonic() - clock:.0f} s")
+    return 0
+
+
+def check_shapes(port: int, token: str, scenarios: list[Scenario]) -> list[str]:
+    """One request of each read scenario before the load: it answers 200, with what."""
+    from bench.api import load
+
+    lines = []
+    auth = {"Authorization": f"Token {token}"}
+    for scenario in scenarios:
+        if scenario.method != "GET" or not scenario.auth:
+            continue
+        sizes = []
+        for path in scenario.items[:8]:
+            status, body = load.fetch(port, load.get(path, port, auth))
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
+            data = json.loads(body)
+            if "results" in data:
+                sizes.append(len(data["results"]))
+            elif "therapists" in data:
+                sizes.append(sum(len(t["starts"]) for t in data["therapists"]))
+        what = "rows per page" if scenario.key != "availability" else "start times offered"
+        lines.append(f"{scenario.key}: {what} in the first answers: {sizes}")
+    return lines
+
+
+def count_created(load_user: int) -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE start < '2099-01-01'), "
+            "count(*) FILTER (WHERE start >= '2099-01-01') "
+            "FROM scheduling_appointment WHERE created_by_id = %s",
+            [load_user],
+        )
+        api, raw = cursor.fetchone()
+    return {"api_bookings": api, "raw_inserts": raw}
+
+
+def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, created, wrk) -> str:
+    info = machine()
+    version = "python closed loop (bench/api/load.py)"
+    if wrk:
+        done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        version = " ".join((done.stdout or done.stderr).split()[:2])
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC ({seconds:.0f} s), `make bench-api`",
+        "",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB; "
+        f"Python {info['python']}; gunicorn with {args.workers} sync workers; PostgreSQL, "
+        "Redis and the load generators on the same machine.",
+        f"- Load average (1, 5, 15 min): before {machine_state['load_before']}, after "
+        f"{machine_state['load_after']}. CPU busy with other processes (bench idle, 3 s): "
+        f"before {machine_state['others_before']:.0%}, after {machine_state['others_after']:.0%}"
+        ' of the machine; during each scenario: the column "others\' CPU".',
+        f"- Saturation: {version}, closed loop, {args.step_seconds} s per concurrency level "
+        f"({', '.join(map(str, LEVELS))}) until throughput stops growing. Half load: open loop at"
+        " a fixed rate of half the saturation (bench/api/load.py), latency measured from each "
+        "request's due time. Errors: non-2xx answers and failed requests at half load. "
+        "Server CPU: CPU time of gunicorn's workers and their PostgreSQL backends per request "
+        "at half load (what a request costs, however busy the machine is). Others' CPU: the "
+        "machine's CPU used by processes that are not the bench's, during the scenario.",
+        "",
+        table(outcomes, cpu),
+        "",
+        "- What was read: " + "; ".join(shapes) + ".",
+        f"- Rows the bench wrote (deleted before the next run): {created['api_bookings']} "
+        f"bookings through the API, {created['raw_inserts']} raw inserts.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
