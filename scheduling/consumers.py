@@ -49,6 +49,8 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from zope.interface import implementer
 
 try:  # daphne's server depends on Twisted; another ASGI server may not bring it
@@ -73,8 +75,21 @@ FILL_LIMIT = 1000
 PAUSED, RESUMED, STOPPED = "paused", "resumed", "stopped"
 
 
+_settings: dict[str, float] = {}
+
+
 def stream_setting(name: str) -> float:
-    return {**DEFAULTS, **settings.LIVE_STREAM}[name]
+    # Read on every event for every socket: Django's lazy settings object is too slow
+    # for that (a tenth of the process's time under load), so the values are kept here.
+    if not _settings:
+        _settings.update({**DEFAULTS, **settings.LIVE_STREAM})
+    return _settings[name]
+
+
+@receiver(setting_changed)
+def _forget_settings(*, setting: str, **kwargs) -> None:
+    if setting == "LIVE_STREAM":
+        _settings.clear()
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
