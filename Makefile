@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test lint format stack migrate seed clean bench-api bench-ws
+.PHONY: help venv install run test lint format stack migrate seed clean bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -74,6 +74,11 @@ seed: install ## Load the demo data into the configured database (idempotent)
 # installs Debian's wrk on first use when it is missing (root only). BENCH_ARGS="--workers 3"
 bench-api: install ## API benchmark: gunicorn + PostgreSQL, vs a bare view/insert (~4 min)
 	$(PY) -m bench.api $(BENCH_ARGS)
+
+# Creates or reuses the scheduling_bench_worker database on 127.0.0.1:5432 and uses Redis
+# db 15; starts and stops its own workers. BENCH_ARGS="--pool threads --concurrency 8"
+bench-worker: install ## Worker benchmark: dispatch and delivery, vs no-op tasks (~1.5 min)
+	$(PY) -m bench.worker $(BENCH_ARGS)
 
 # Creates or reuses the scheduling_bench_ws database on 127.0.0.1:5432; starts its own Redis
 # and daphne on free loopback ports. BENCH_ARGS="--sockets 1000 --desk 100 --rate 200"

@@ -106,6 +106,9 @@ class RedisStore:
     def log(self) -> list[str]:
         return self.redis.lrange(PREFIX + "log", 0, -1)
 
+    def delivered_count(self) -> int:
+        return self.redis.llen(PREFIX + "log")
+
     def reset(self) -> None:
         self.redis.delete(*(PREFIX + name for name in ("config", "calls", "delivered", "log")))
 
@@ -145,6 +148,9 @@ class MemoryStore:
 
     def log(self) -> list[str]:
         return list(self._log)
+
+    def delivered_count(self) -> int:
+        return len(self._log)
 
     def reset(self) -> None:
         self._behaviour = Behaviour()

@@ -1,0 +1,1 @@
+"""`python -m bench.worker` (`make bench-worker`): dispatch and notification delivery."""
