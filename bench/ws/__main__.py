@@ -11,7 +11,8 @@
    delivery; frames and events delivered per second; deliveries missing at the end.
 4. Saturation: the same sockets while the writer commits as fast as it can.
 5. Idle sockets: a fresh daphne; authenticated sockets opened 1,000 at a time, the
-   process's RSS read after each step, until the target, a failed step, or the time limit.
+   process's RSS read after each step, until the target, a step with more than 1% of its
+   handshakes failing, or the time limit.
 6. Prints the table and the targets (PASS/MISS), the load average before, during and
    after; writes them to var/bench-ws/.
 
