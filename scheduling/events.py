@@ -21,6 +21,7 @@ from django.db.models import OuterRef, Subquery
 
 from scheduling.models import (
     Appointment,
+    DriverProfile,
     EventCounter,
     StreamEvent,
     StreamEventRecipient,
@@ -40,6 +41,7 @@ def _iso(value) -> str | None:
 
 
 def trip_data(trip: Trip) -> dict[str, Any]:
+    appointment = trip.appointment  # where and when the driver goes: their work order
     return {
         "id": trip.pk,
         "appointment": trip.appointment_id,
@@ -48,6 +50,9 @@ def trip_data(trip: Trip) -> dict[str, Any]:
         "window_end": _iso(trip.window_end),
         "status": trip.status,
         "driver": trip.driver_id,
+        "address": appointment.address,
+        "start": _iso(appointment.start),
+        "end": _iso(appointment.end),
     }
 
 
@@ -87,6 +92,7 @@ def shaped_for(user, data: dict[str, Any]) -> dict[str, Any]:
         order = [entry.get("driver") for entry in shaped.pop("queue")]
         shaped["position"] = order.index(user.pk) + 1 if user.pk in order else None
         shaped["queue_length"] = len(order)
+        shaped.pop("left", None)  # other drivers' comings and goings are the desk's view
     return shaped
 
 
@@ -133,6 +139,24 @@ class EventBatch:
 
     def trip(self, type: str, trip: Trip, *, therapist_id: int | None = None) -> None:
         self.add(type, trip_data(trip), recipients=[trip.driver_id, therapist_id], trip=trip)
+
+    def queue(self, *, leaving: Iterable[int] = ()) -> None:
+        """The driver queue as it now stands, for the desk and every driver in it (and
+        those who just left it): each driver's copy is cut to their own position."""
+        waiting = list(
+            DriverProfile.objects.filter(on_shift=True, available_since__isnull=False)
+            .order_by("available_since", "user_id")
+            .values_list("user_id", "available_since")
+        )
+        left = sorted(set(leaving))
+        self.add(
+            DRIVER_QUEUE,
+            {
+                "queue": [{"driver": user_id, "since": _iso(since)} for user_id, since in waiting],
+                "left": left,
+            },
+            recipients=[*(user_id for user_id, _ in waiting), *left],
+        )
 
     def flush(self) -> list[StreamEvent]:
         """Write the events with consecutive sequence numbers. Call inside the service's

@@ -724,7 +724,8 @@ def _entitled(user: User, event: StreamEvent) -> bool:
     """Who an event concerns, read from what it is about (not from its recipient rows)."""
     data = event.data
     if event.type == "driver.queue":
-        return data["driver"] == user.pk
+        listed = {entry["driver"] for entry in data["queue"]} | set(data["left"])
+        return user.pk in listed
     if event.appointment_id is not None:
         drivers = {trip["driver"] for trip in data["trips"]}
         return user.pk == data["therapist"] or user.pk in drivers

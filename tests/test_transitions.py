@@ -600,12 +600,23 @@ def test_assign(trip_in, source):
         assert_logged(
             transition, action="assign", source=source, target=outcome, actor=None, trip=trip
         )
-        [event] = events_since(m)
+        event, queue = events_since(m)
         assert (event.type, event.trip_id, event.data["driver"]) == (
             "trip.assigned",
             trip.pk,
             driver.pk,
         )
+        # The driver's work order: where, and when the session starts and ends.
+        appointment = trip.appointment
+        assert (event.data["address"], event.data["start"], event.data["end"]) == (
+            appointment.address,
+            appointment.start.isoformat(),
+            appointment.end.isoformat(),
+        )
+        # The driver left the queue, and is told so with everyone still in it.
+        assert queue.type == "driver.queue"
+        assert driver.pk not in [entry["driver"] for entry in queue.data["queue"]]
+        assert driver.pk in set(queue.recipients.values_list("user_id", flat=True))
         assert DriverProfile.objects.get(user=driver).available_since is None
     else:
         with pytest.raises(DomainError) as error:
@@ -740,7 +751,10 @@ def test_set_shift_on_and_off(book):
     profile = set_shift(driver=driver, on_shift=True, now=t0)
     assert (profile.on_shift, profile.available_since) == (True, t0)
     [event] = events_since(m)
-    assert (event.type, event.data) == ("driver.queue", {"driver": driver.pk, "on_shift": True})
+    assert (event.type, event.data) == (
+        "driver.queue",
+        {"queue": [{"driver": driver.pk, "since": t0.isoformat()}], "left": []},
+    )
 
     # Already on shift: keeps its place in the queue, says nothing.
     m = mark()
@@ -748,8 +762,11 @@ def test_set_shift_on_and_off(book):
     assert (profile.on_shift, profile.available_since) == (True, t0)
     assert events_since(m) == []
 
+    m = mark()
     profile = set_shift(driver=driver, on_shift=False, now=t0 + timedelta(hours=2))
     assert (profile.on_shift, profile.available_since) == (False, None)
+    [event] = events_since(m)
+    assert event.data == {"queue": [], "left": [driver.pk]}
     assert DriverProfile.objects.get(user=driver).on_shift is False
 
     # Back on shift: the back of the queue, not the old place.

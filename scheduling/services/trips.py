@@ -58,11 +58,14 @@ def cancel_open_trips(appointment: Appointment, *, batch: EventBatch, reason: st
     """Cancel the appointment's trips that have not ended (the platform acting)."""
     now = timezone.now()
     trips = list(appointment.trips.open().select_for_update().order_by("id"))
+    requeued = False
     for trip in trips:
         _change(trip, "cancel", actor=None, reason=reason)
         if trip.driver_id:
-            _requeue_if_free(trip.driver_id, now)
+            requeued |= _requeue_if_free(trip.driver_id, now)
         batch.trip(events.TRIP_UPDATED, trip, therapist_id=appointment.therapist_id)
+    if requeued:
+        batch.queue()
     return trips
 
 
@@ -96,7 +99,9 @@ class Assignments:
 
     def flush(self) -> None:
         Transition.objects.bulk_create(self.log)
-        DriverProfile.objects.filter(pk__in=self.out_of_queue).update(available_since=None)
+        if self.out_of_queue:
+            DriverProfile.objects.filter(user_id__in=self.out_of_queue).update(available_since=None)
+            self.events.queue(leaving=self.out_of_queue)
         self.messages.flush()
         self.events.flush()  # last: it holds the stream's counter until the commit
         self.log, self.out_of_queue = [], []
@@ -130,7 +135,7 @@ def assign_locked(
     except Conflict:
         trip.driver_id, trip.assigned_at, trip.status = None, None, TripStatus.QUEUED
         raise
-    writes.out_of_queue.append(profile.pk)
+    writes.out_of_queue.append(profile.user_id)
     notifications.trip_assigned(trip, profile.user, now=now, outbox=writes.messages)
     writes.events.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
 
@@ -152,10 +157,13 @@ def act_on_trip(
         states.check(TRIP_RULES, action, current=trip.status, role=role_of(actor), noun="trip")
         driver_id = trip.driver_id
         _change(trip, action, actor=actor, reason=reason)
-        if trip.status in {TripStatus.DONE, TripStatus.CANCELLED} and driver_id:
-            _requeue_if_free(driver_id, now)
+        requeued = trip.status in {TripStatus.DONE, TripStatus.CANCELLED} and bool(
+            driver_id and _requeue_if_free(driver_id, now)
+        )
         batch = EventBatch()
         batch.trip(events.TRIP_UPDATED, trip, therapist_id=trip.appointment.therapist_id)
+        if requeued:
+            batch.queue()
         batch.flush()
     return trip
 
@@ -177,9 +185,8 @@ def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> D
         if profile.available_since is not None:
             background.after_commit(background.DISPATCH)
         batch = EventBatch()
-        batch.add(
-            events.DRIVER_QUEUE, {"driver": driver.pk, "on_shift": on_shift}, recipients=[driver.pk]
-        )
+        # Out of the queue (off shift, or on shift but still driving): told so too.
+        batch.queue(leaving=[driver.pk] if profile.available_since is None else [])
         batch.flush()
     return profile
 
@@ -272,9 +279,11 @@ def _change(
         log.append(entry)
 
 
-def _requeue_if_free(driver_id: int, now: datetime) -> None:
-    """Back of the queue once the driver has nothing left to drive."""
+def _requeue_if_free(driver_id: int, now: datetime) -> bool:
+    """Back of the queue once the driver has nothing left to drive; True if they went."""
     if not Trip.objects.busy().filter(driver_id=driver_id).exists() and (
         DriverProfile.objects.filter(user_id=driver_id, on_shift=True).update(available_since=now)
     ):
         background.after_commit(background.DISPATCH)
+        return True
+    return False
