@@ -100,6 +100,8 @@ class Worker:
             "DATABASE_URL": database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "SCHEDULING_TEST_WORKER": "1",
+            # This run's key prefix in the shared Redis databases (config/settings/test.py).
+            "SCHEDULING_TEST_RUN": settings.TEST_RUN,
             "FAKE_PROVIDER_URL": settings.SCHEDULING["FAKE_PROVIDER_URL"],
             "PYTHONUNBUFFERED": "1",
             **self.env,
@@ -199,14 +201,18 @@ def producing_to(url: str | None = None) -> Iterator[None]:
         reset_producer()
 
 
+def key_prefix() -> str:
+    """This run's prefix on every broker key (kombu's global_keyprefix)."""
+    return app.conf.broker_transport_options.get("global_keyprefix", "")
+
+
 def purge(url: str | None = None) -> None:
-    """Empty the queues and the unacknowledged set, keeping kombu's bindings (deleting
+    """Empty this run's queues and unacknowledged set, keeping kombu's bindings (deleting
     them under a producer that already declared its queues would lose its messages)."""
     client = redis.Redis.from_url(url or broker_url())
+    prefix = key_prefix()
     keys = [
-        key
-        for pattern in ("dispatch*", "notify*", "default*", "unacked*")
-        for key in client.scan_iter(match=pattern)
+        key for name in (*QUEUES, "unacked") for key in client.scan_iter(match=f"{prefix}{name}*")
     ]
     if keys:
         client.delete(*keys)
@@ -215,8 +221,11 @@ def purge(url: str | None = None) -> None:
 def pending_messages(url: str | None = None, queues: tuple[str, ...] = QUEUES) -> int:
     """Messages waiting in `queues` plus those a worker holds unacknowledged."""
     client = redis.Redis.from_url(url or broker_url())
-    waiting = sum(client.llen(key) for q in queues for key in client.scan_iter(match=f"{q}*"))
-    return waiting + client.hlen("unacked")
+    prefix = key_prefix()
+    waiting = sum(
+        client.llen(key) for q in queues for key in client.scan_iter(match=f"{prefix}{q}*")
+    )
+    return waiting + client.hlen(f"{prefix}unacked")
 
 
 def free_port() -> int:

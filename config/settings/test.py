@@ -64,9 +64,17 @@ CELERY_BROKER_URL = os.environ.get("TEST_BROKER_URL") or (
     base.redis_db_url(REDIS_URL, 10) if REDIS_URL else "memory://"
 )
 FAKE_PROVIDER_URL = base.redis_db_url(REDIS_URL, 11) if REDIS_URL else ""
+# Like the test database, the keys in those Redis databases are per run: two runs on one
+# machine must not take each other's tasks. A test's worker inherits its run's name.
+TEST_RUN = os.environ.get("SCHEDULING_TEST_RUN") or f"run{os.getpid()}"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **base.CELERY_BROKER_TRANSPORT_OPTIONS,
+    "global_keyprefix": f"{TEST_RUN}:",
+}
 SCHEDULING = {
     **base.SCHEDULING,
     "FAKE_PROVIDER_URL": os.environ.get("FAKE_PROVIDER_URL") or FAKE_PROVIDER_URL,
+    "FAKE_PROVIDER_NAMESPACE": f"{TEST_RUN}:",
 }
 if REDIS_URL:
     # Rate limits and health are tested on the real thing; the prefix keeps two test

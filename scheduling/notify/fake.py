@@ -4,8 +4,9 @@ It behaves like a provider that accepts an idempotency key: the first call with 
 delivers and answers with a message id; any later call with that key answers with the
 same id and delivers nothing. It fails on demand, takes time, and counts everything.
 
-Its state lives in Redis (`SCHEDULING["FAKE_PROVIDER_URL"]`), so a test can configure it
-and count what a separate worker process sent; without that URL it lives in the process.
+Its state lives in Redis (`SCHEDULING["FAKE_PROVIDER_URL"]`, keys prefixed by the optional
+`FAKE_PROVIDER_NAMESPACE`), so a test can configure it and count what a separate worker
+process sent; without that URL it lives in the process.
 
 Failures are decided by hashing, so a test can predict them exactly: a key fails
 permanently when `fails_permanently(key)`, and its n-th call fails transiently when
@@ -53,8 +54,9 @@ def unit(*parts: str) -> float:
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "") -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = PREFIX + namespace
         # One round trip, atomic: the log gets the key only if this call set it.
         self._deliver = self.redis.register_script(
             "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then "
@@ -62,7 +64,7 @@ class RedisStore:
         )
 
     def behaviour(self) -> Behaviour:
-        return self._parse(self.redis.hgetall(PREFIX + "config"))
+        return self._parse(self.redis.hgetall(self.prefix + "config"))
 
     @staticmethod
     def _parse(raw: dict) -> Behaviour:
@@ -78,39 +80,41 @@ class RedisStore:
         """The behaviour, this call's number for `key`, and its first delivery's id: one
         round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(PREFIX + "config")
-        pipe.hincrby(PREFIX + "calls", key, 1)
-        pipe.hget(PREFIX + "delivered", key)
+        pipe.hgetall(self.prefix + "config")
+        pipe.hincrby(self.prefix + "calls", key, 1)
+        pipe.hget(self.prefix + "delivered", key)
         raw, call, first = pipe.execute()
         return self._parse(raw), call, first
 
     def configure(self, behaviour: Behaviour) -> None:
         self.redis.hset(
-            PREFIX + "config", mapping={k: str(v) for k, v in asdict(behaviour).items()}
+            self.prefix + "config", mapping={k: str(v) for k, v in asdict(behaviour).items()}
         )
 
     def call(self, key: str) -> int:
-        return self.redis.hincrby(PREFIX + "calls", key, 1)
+        return self.redis.hincrby(self.prefix + "calls", key, 1)
 
     def delivered(self, key: str) -> str | None:
-        return self.redis.hget(PREFIX + "delivered", key)
+        return self.redis.hget(self.prefix + "delivered", key)
 
     def deliver(self, key: str, provider_id: str) -> bool:
         return bool(
-            self._deliver(keys=[PREFIX + "delivered", PREFIX + "log"], args=[key, provider_id])
+            self._deliver(
+                keys=[self.prefix + "delivered", self.prefix + "log"], args=[key, provider_id]
+            )
         )
 
     def calls(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(PREFIX + "calls").items()}
+        return {k: int(v) for k, v in self.redis.hgetall(self.prefix + "calls").items()}
 
     def log(self) -> list[str]:
-        return self.redis.lrange(PREFIX + "log", 0, -1)
+        return self.redis.lrange(self.prefix + "log", 0, -1)
 
     def delivered_count(self) -> int:
-        return self.redis.llen(PREFIX + "log")
+        return self.redis.llen(self.prefix + "log")
 
     def reset(self) -> None:
-        self.redis.delete(*(PREFIX + name for name in ("config", "calls", "delivered", "log")))
+        self.redis.delete(*(self.prefix + name for name in ("config", "calls", "delivered", "log")))
 
 
 class MemoryStore:
@@ -160,12 +164,13 @@ class MemoryStore:
 
 
 @cache
-def _store_for(url: str) -> RedisStore | MemoryStore:
-    return RedisStore(url) if url else MemoryStore()
+def _store_for(url: str, namespace: str) -> RedisStore | MemoryStore:
+    return RedisStore(url, namespace) if url else MemoryStore()
 
 
 def store() -> RedisStore | MemoryStore:
-    return _store_for(settings.SCHEDULING["FAKE_PROVIDER_URL"])
+    config = settings.SCHEDULING
+    return _store_for(config["FAKE_PROVIDER_URL"], config.get("FAKE_PROVIDER_NAMESPACE", ""))
 
 
 class FakeProvider:
