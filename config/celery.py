@@ -15,11 +15,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@signals.task_prerun.connect
 @signals.task_postrun.connect
 def close_old_connections(sender=None, **kwargs) -> None:
-    """Around each task, Django's rule for a request: keep the database connection up to
-    CONN_MAX_AGE, drop one that is broken or obsolete.
+    """After each task, Django's rule for a request: keep the database connection up to
+    CONN_MAX_AGE, drop one that is broken or obsolete (with CONN_HEALTH_CHECKS, the next
+    task's first query checks it, however long the worker was idle).
 
     Celery's Django fixup would otherwise close every connection before and after every
     task, and reconnecting costs more than most of these tasks (CELERY_DB_REUSE_MAX
