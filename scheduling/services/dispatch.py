@@ -127,7 +127,7 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
             return []
         queue = _lock_queue(list(driver_queue()))
         busy = _busy_windows([c.driver_id for c in queue], since=trips[0].window_start)
-        previous = _last_decisions([t.pk for t in trips])
+        previous = last_decisions([t.pk for t in trips])
         writes = Assignments()
         decisions = []
         for trip in trips:
@@ -256,7 +256,8 @@ def _busy_windows(
     return windows
 
 
-def _last_decisions(trip_ids: list[int]) -> dict[int, DispatchDecision]:
+def last_decisions(trip_ids: list[int]) -> dict[int, DispatchDecision]:
+    """Each trip's latest decision, in one query."""
     latest = (
         DispatchDecision.objects.filter(trip_id__in=trip_ids)
         .values("trip_id")

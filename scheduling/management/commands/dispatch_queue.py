@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Max
 from django.utils import timezone
 
 from scheduling.models import DispatchDecision, DriverProfile, Trip, TripStatus, User
 from scheduling.services.common import local_text
-from scheduling.services.dispatch import dispatchable, driver_queue, run_pass
+from scheduling.services.dispatch import dispatchable, driver_queue, last_decisions, run_pass
 
 
 def describe(driver: DriverProfile) -> str:
@@ -52,13 +51,7 @@ class Command(BaseCommand):
                 "pk", flat=True
             )
         )
-        latest = (
-            DispatchDecision.objects.filter(trip__in=trips)
-            .values("trip_id")
-            .annotate(last=Max("id"))
-            .values("last")
-        )
-        decisions = {d.trip_id: d for d in DispatchDecision.objects.filter(pk__in=latest)}
+        decisions = last_decisions([t.pk for t in trips])
         names = self.driver_names(decisions.values())
         self.stdout.write("Queued trips, by window:")
         for trip in trips:
