@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin_site.urls),
     path("api/", include(("scheduling.api.urls", "api"))),
     path("health/", HealthView.as_view(), name="health"),
+    path("", include("scheduling.urls")),
 ]
 
 handler400 = "scheduling.api.fallbacks.bad_request"

@@ -12,6 +12,8 @@ from django.utils import timezone
 from tests import factories
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Fixtures of the browser tests: site (daphne serving pages and websocket), chromium.
+pytest_plugins = ["tests.browser_support"]
 
 
 def pytest_collection_modifyitems(config, items):

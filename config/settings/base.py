@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
+    "django_htmx",
     "scheduling",
 ]
 
@@ -45,6 +46,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -61,6 +63,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "scheduling.context_processors.business",
             ],
         },
     },
@@ -263,6 +266,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+# Each role lands on its own page (scheduling/views/accounts.py: `home`).
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
@@ -278,6 +284,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # --- Business rules that are settings --------------------------------------------------
+
+# Shown in the pages' header and titles.
+BUSINESS_NAME = env("BUSINESS_NAME", default="Serenity Home Spa")
 
 SCHEDULING = {
     # How long a therapist has to accept a new booking (never later than its start).

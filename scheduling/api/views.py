@@ -410,18 +410,10 @@ class ShiftView(APIView):
 
 
 def shift_state(profile: DriverProfile) -> dict:
-    position = None
-    if profile.on_shift and profile.available_since is not None:
-        position = (
-            1
-            + DriverProfile.objects.filter(
-                on_shift=True, available_since__lt=profile.available_since
-            ).count()
-        )
     return {
         "on_shift": profile.on_shift,
         "available_since": profile.available_since,
-        "queue_position": position,
+        "queue_position": dispatch_services.queue_position(profile),
     }
 
 

@@ -83,6 +83,18 @@ def driver_queue():
     )
 
 
+def queue_position(profile: DriverProfile) -> int | None:
+    """1 for the driver who gets the next trip; None for a driver not in the queue."""
+    if not (profile.on_shift and profile.available_since is not None):
+        return None
+    since = profile.available_since
+    # The queue's own order: waiting since, then id for drivers who joined together.
+    ahead = driver_queue().filter(
+        Q(available_since__lt=since) | Q(available_since=since, user_id__lt=profile.user_id)
+    )
+    return 1 + ahead.count()
+
+
 def fits(profile: DriverProfile, trip: Trip) -> bool:
     """A motorcycle carries one passenger; more need a car with the seats."""
     if trip.passengers > profile.seats:

@@ -1,0 +1,30 @@
+"""Pages: sign-in, and one area per role."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from scheduling.views import accounts
+
+urlpatterns = [
+    path("", accounts.home, name="home"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("desk/", include(("scheduling.views.desk", "desk"))),
+    path("therapist/", include(("scheduling.views.therapist", "therapist"))),
+    path("driver/", include(("scheduling.views.driver", "driver"))),
+    path("reports/", include(("scheduling.views.reports", "reports"))),
+]

@@ -1,0 +1,126 @@
+"""Real pages in a real browser: one daphne serving the pages and the websocket (as the
+embedded server does) on the test database, a Redis of its own, and Debian's headless
+Chromium driven by Playwright. Registered as a plugin in conftest.py.
+
+    pytestmark = browser_marks
+    def test_x(site, chromium, desk):
+        page = site.page(chromium, desk)          # signed in as `desk`
+        page.goto(site.url("/desk/"))
+        site.screenshots(page, "desk-board")      # var/screenshots/desk-board-{desktop,phone}.png
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client as DjangoClient
+
+from tests.conftest import IN_CI
+from tests.live_support import BASE_DIR, Daphne, RedisServer, channel_layers_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Where the browser tests leave a picture of every page (named in the README).
+SCREENSHOTS = BASE_DIR / "var" / "screenshots"
+VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+browser_marks = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    # In CI a missing browser is a failure (.ci/run installs it), never a skip.
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not IN_CI,
+        reason="needs Debian's chromium (apt-get install chromium)",
+    ),
+]
+
+
+class Site:
+    """The running product, seen from the test."""
+
+    def __init__(self, daphne: Daphne) -> None:
+        self.daphne = daphne
+
+    @property
+    def origin(self) -> str:
+        return self.daphne.origin
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    def context(self, browser, user=None, *, phone: bool = False):
+        """A fresh browser profile (its own cookies), signed in as `user` when given."""
+        context = browser.new_context(viewport=VIEWPORTS["phone" if phone else "desktop"])
+        context.set_default_timeout(15_000)
+        if user is not None:
+            client = DjangoClient()
+            client.force_login(user)
+            cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+            context.add_cookies(
+                [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": self.origin}]
+            )
+        return context
+
+    def page(self, browser, user=None, *, phone: bool = False):
+        return self.context(browser, user, phone=phone).new_page()
+
+    def wait_live(self, page) -> None:
+        """Until the page's stream is open: what happens next reaches it live."""
+        page.wait_for_selector("body[data-live-state='live']")
+
+    def screenshots(self, page, name: str) -> list[Path]:
+        """The page as it stands, at desktop and phone widths (full height)."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        original = page.viewport_size
+        paths = []
+        for label, size in VIEWPORTS.items():
+            page.set_viewport_size(size)
+            path = SCREENSHOTS / f"{name}-{label}.png"
+            page.screenshot(path=str(path), full_page=True)
+            paths.append(path)
+        if original:
+            page.set_viewport_size(original)
+        return paths
+
+
+@pytest.fixture(scope="session")
+def browser_redis():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_daphne(browser_redis, django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        server = Daphne(browser_redis).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def site(browser_daphne, browser_redis, settings) -> Site:
+    # What the test itself commits is published where daphne listens.
+    settings.CHANNEL_LAYERS = channel_layers_for(browser_redis)
+    return Site(browser_daphne)
+
+
+# Per module: Playwright's sync API cannot run two at once in one thread, and
+# tests/test_live_browser.py starts its own.
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests
+    # (and the database flush between them) are plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
