@@ -16,7 +16,13 @@ def test_healthy_without_credentials():
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "cache", "channel_layer", "workers"}
+    assert set(body["checks"]) == {
+        "database",
+        "cache",
+        "channel_layer",
+        "stream_layer",
+        "workers",
+    }
     assert all(check["ok"] for check in body["checks"].values())
 
 
@@ -44,3 +50,19 @@ def test_an_unreachable_broker_is_503():
     response = APIClient().get("/health/")
     assert response.status_code == 503
     assert response.json()["checks"]["workers"]["ok"] is False
+
+
+def test_a_dead_stream_layer_is_503_and_no_secret_leaks(settings):
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "stream": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [SECRET_URL]},
+        },
+    }
+    response = APIClient().get("/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["stream_layer"]["ok"] is False
+    assert body["checks"]["channel_layer"]["ok"] is True
+    assert "hunter2" not in response.content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -18,8 +19,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.celery import app as celery_app
+from scheduling.events import STREAM_LAYER
 
 WORKER_PING_SECONDS = 1.0
+STREAM_ROUND_TRIP_SECONDS = 2.0
 
 
 def check_database() -> str:
@@ -44,6 +47,26 @@ def check_channel_layer() -> str:
     message = async_to_sync(layer.receive)(channel)
     if message.get("type") != "health.ping":
         raise RuntimeError("channel layer returned another message")
+    return "ok"
+
+
+def check_stream_layer() -> str:
+    """The live stream's own layer (Redis pub/sub in the full stack): a message published
+    on a fresh channel comes back to its subscriber."""
+    if STREAM_LAYER not in settings.CHANNEL_LAYERS:
+        return "default layer"  # the embedded default: the stream rides the default layer
+    return async_to_sync(_stream_round_trip)(get_channel_layer(STREAM_LAYER))
+
+
+async def _stream_round_trip(layer) -> str:
+    try:
+        channel = await layer.new_channel()  # subscribes before anything is published
+        await layer.send(channel, {"type": "health.ping"})
+        message = await asyncio.wait_for(layer.receive(channel), STREAM_ROUND_TRIP_SECONDS)
+    finally:
+        await layer.flush()  # this request's connections, not the stream's
+    if message.get("type") != "health.ping":
+        raise RuntimeError("stream layer returned another message")
     return "ok"
 
 
@@ -81,6 +104,7 @@ CHECKS = {
     "database": check_database,
     "cache": check_cache,
     "channel_layer": check_channel_layer,
+    "stream_layer": check_stream_layer,
     "workers": check_workers,
 }
 
