@@ -58,6 +58,7 @@ try:  # daphne's server depends on Twisted; another ASGI server may not bring it
 except ImportError:  # pragma: no cover
     IPushProducer = None
 
+from scheduling import revocation
 from scheduling.events import STREAM_GROUP, shaped_for, stream_layer
 from scheduling.models import EventCounter, StreamEvent, StreamEventRecipient
 
@@ -104,8 +105,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=UNAUTHENTICATED)  # before accept: refused with a 403
             return
-        after = _after(self.scope.get("query_string", b""))
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        after = _after(query)
         self.user = user
+        # What authenticated this socket, so that ending that login closes it.
+        self.token = query["token"][0] if "token" in query else None
+        session = self.scope.get("session")
+        self.session_key = None if self.token else getattr(session, "session_key", None)
         self.desk = user.is_desk
         self.pending: list[dict] = []
         self.inbox: list[tuple[int, int, str, Any]] = []
@@ -144,6 +150,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         """Clients only listen; whatever they send is ignored."""
+
+    def revoke_if(self, message: dict) -> None:
+        """The login behind this socket ended (scheduling/revocation.py): log in again."""
+        if self.closing or not revocation.matches(
+            message, session_key=self.session_key, token=self.token
+        ):
+            return
+        self.closing = True
+        logger.info("stream: closing user %s's socket: login ended", self.user.pk)
+        self.close_task = asyncio.create_task(self.close(code=UNAUTHENTICATED))
 
     # --- live events from the hub -------------------------------------------------------
 
@@ -323,8 +339,8 @@ def _chunk() -> int:
     return max(1, min(CATCH_UP_CHUNK, int(stream_setting("BUFFER_EVENTS"))))
 
 
-def _after(query_string: bytes) -> int | None:
-    values = parse_qs(query_string.decode("latin-1")).get("after")
+def _after(query: dict[str, list[str]]) -> int | None:
+    values = query.get("after")
     if not values:
         return None
     try:
@@ -482,6 +498,15 @@ class _Hub:
                 continue
             if message.get("type") == "stream.event":
                 self._arrived(message)
+            elif message.get("type") == revocation.REVOKE:
+                self._revoke(message)
+
+    def _revoke(self, message: dict) -> None:
+        user_id = message.get("user")
+        sockets = [c for c in self.desk if c.user.pk == user_id]
+        sockets += self.by_user.get(user_id, ())
+        for consumer in sockets:
+            consumer.revoke_if(message)
 
     # --- the lost tail -------------------------------------------------------------------
 

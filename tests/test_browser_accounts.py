@@ -33,3 +33,18 @@ def test_a_wrong_password_is_answered_on_the_page(site, chromium):
     assert "correct username and password" in page.get_by_role("alert").inner_text()
     site.screenshots(page, "login")
     page.context.close()
+
+
+def test_signing_out_in_one_tab_tells_the_other_tabs_live_stream(site, chromium, desk):
+    board = site.page(chromium, desk)
+    board.goto(site.url("/desk/"))
+    site.wait_live(board)
+    other_tab = board.context.new_page()
+    other_tab.goto(site.url("/desk/"))
+    other_tab.get_by_text(desk.get_full_name()).click()  # the user menu
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/accounts/login/")
+    # The server closed the first tab's socket with 4401; live.js stops and says so.
+    board.wait_for_selector("body[data-live-state='unauthorized']")
+    assert "Signed out" in board.locator("[data-conn-text]").inner_text()
+    board.context.close()

@@ -376,3 +376,69 @@ def test_events_arriving_out_of_order_are_put_back_in_order(therapist):
         await ws.disconnect()
 
     run(go)
+
+
+# --- a login that ends closes its sockets ---------------------------------------------------
+
+
+def session_socket(browser: DjangoClient) -> WebsocketCommunicator:
+    cookie = (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())
+    return WebsocketCommunicator(application, "/ws/stream/?after=0", [*HOST, cookie])
+
+
+async def closed_with(ws: WebsocketCommunicator) -> int | None:
+    output = await ws.receive_output(timeout=2)
+    assert output["type"] == "websocket.close", output
+    return output.get("code")
+
+
+def test_signing_out_closes_that_sessions_socket_with_4401_and_no_other(desk):
+    laptop, phone = DjangoClient(), DjangoClient()
+    laptop.force_login(desk)
+    phone.force_login(desk)
+
+    async def go():
+        on_laptop, on_phone = session_socket(laptop), session_socket(phone)
+        assert (await on_laptop.connect())[0] and (await on_phone.connect())[0]
+        await sync_to_async(laptop.post)("/accounts/logout/")
+        assert await closed_with(on_laptop) == 4401
+        assert await on_phone.receive_nothing(timeout=0.3)
+        await sync_to_async(add_events)([])  # the phone's stream still works
+        assert events_of(await on_phone.receive_json_from(timeout=2)) == [("test.event", 1)]
+        await on_phone.disconnect()
+
+    run(go)
+
+
+def test_deactivating_a_user_closes_all_their_sockets(therapist, desk):
+    def deactivate() -> None:
+        therapist.is_active = False
+        therapist.save(update_fields=["is_active"])
+
+    async def go():
+        first, second = await asocket(therapist), await asocket(therapist)
+        other = await asocket(desk)
+        for ws in (first, second, other):
+            assert (await ws.connect())[0]
+        await sync_to_async(deactivate)()
+        assert await closed_with(first) == 4401
+        assert await closed_with(second) == 4401
+        assert await other.receive_nothing(timeout=0.3)
+        await other.disconnect()
+
+    run(go)
+
+
+def test_deleting_a_token_closes_the_sockets_it_opened_only(desk):
+    browser = DjangoClient()
+    browser.force_login(desk)
+
+    async def go():
+        by_token, by_session = await asocket(desk), session_socket(browser)
+        assert (await by_token.connect())[0] and (await by_session.connect())[0]
+        await sync_to_async(Token.objects.filter(user=desk).delete)()
+        assert await closed_with(by_token) == 4401
+        assert await by_session.receive_nothing(timeout=0.3)
+        await by_session.disconnect()
+
+    run(go)
