@@ -31,7 +31,14 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from scheduling import background, events, states
-from scheduling.errors import Conflict, InvalidTransition, NotFound, NotPermitted, ValidationFailed
+from scheduling.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    ValidationFailed,
+)
 from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
@@ -291,6 +298,23 @@ def _same(decision: DispatchDecision, previous: DispatchDecision | None) -> bool
 # --- pickups --------------------------------------------------------------------------------
 
 
+def pickup_refusal(appointment: Appointment, pickup: Trip | None) -> DomainError | None:
+    """Why a pickup cannot be asked for (None: it can). `pickup` is the appointment's
+    latest pickup leg. request_pickup raises it; the therapist's page asks it first, to
+    offer the button only where the request would be taken."""
+    if not appointment.needs_transport:
+        return ValidationFailed.on("appointment", "This appointment has no transport.")
+    if appointment.status not in PICKUP_STATUSES:
+        label = appointment.status.replace("_", " ")
+        return InvalidTransition(
+            f"Cannot request a pickup for an appointment that is {label}.", appointment.status
+        )
+    if pickup is None or pickup.status not in states.OPEN_TRIP_STATUSES:
+        current = pickup.status if pickup else TripStatus.CANCELLED
+        return InvalidTransition(f"The pickup is already {current}.", current)
+    return None
+
+
 def request_pickup(*, actor: User, appointment_id: int, now: datetime | None = None) -> Trip:
     """The therapist (or the desk) asks for the pickup now: the trip is dispatched at
     once, whatever the horizon. Asking again changes nothing."""
@@ -306,23 +330,15 @@ def request_pickup(*, actor: User, appointment_id: int, now: datetime | None = N
         # Ownership before status, so another therapist learns nothing about this one.
         if role == states.THERAPIST and appointment.therapist_id != actor.pk:
             raise NotPermitted("Only the appointment's own therapist may do that.")
-        if not appointment.needs_transport:
-            raise ValidationFailed.on("appointment", "This appointment has no transport.")
-        if appointment.status not in PICKUP_STATUSES:
-            label = appointment.status.replace("_", " ")
-            raise InvalidTransition(
-                f"Cannot request a pickup for an appointment that is {label}.",
-                appointment.status,
-            )
         trip = (
             Trip.objects.select_for_update()
             .filter(appointment=appointment, leg=Leg.PICKUP)
             .order_by("-id")
             .first()
         )
-        if trip is None or trip.status not in states.OPEN_TRIP_STATUSES:
-            current = trip.status if trip else TripStatus.CANCELLED
-            raise InvalidTransition(f"The pickup is already {current}.", current)
+        refusal = pickup_refusal(appointment, trip)
+        if refusal is not None:
+            raise refusal
         if trip.requested_at is not None:
             return trip
         trip.requested_at = now

@@ -1,18 +1,315 @@
-"""The therapist's day (phone-first)."""
+"""The therapist's day (phone-first): today's and the next week's appointments, each with
+the buttons the state machine allows a therapist from its status.
+
+Every button is a POST to one service call (act_on_appointment, request_pickup). A
+refusal is shown on the appointment's own card, in the service's words. The list is a
+live region: the stream says when it changed and the server renders it again.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django import forms
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
-from scheduling.views.common import live_after, role_required
+from scheduling.domain import local_date, local_day_bounds
+from scheduling.models import Appointment, Leg, Trip
+from scheduling.services.appointments import act_on_appointment
+from scheduling.services.dispatch import pickup_refusal, request_pickup
+from scheduling.views.common import call_for_form, live_after, role_required
+
+DAYS_AHEAD = 7
+# The status actions this page offers, in the order its buttons appear. Which of them a
+# card shows is APPOINTMENT_RULES' answer for a therapist from the card's status.
+OFFERED_ACTIONS = ("accept", "start", "complete", "reject", "no_show")
+ACTION_TEXT = {
+    "accept": "Accept",
+    "start": "Start session",
+    "complete": "Complete session",
+    "reject": "Reject",
+    "no_show": "Mark no-show",
+}
+DONE_TEXT = {
+    "accept": "Accepted",
+    "start": "Started",
+    "complete": "Completed",
+    "reject": "Rejected",
+    "no_show": "Marked as no-show",
+}
+STATUS_TEXT = {
+    "pending": "Waiting for you",
+    "confirmed": "Confirmed",
+    "in_progress": "In progress",
+    "completed": "Completed",
+    "rejected": "Rejected",
+    "cancelled": "Cancelled",
+    "expired": "Expired",
+    "no_show": "No-show",
+}
+# Finished or called off: shown quietly, below the attention of the day.
+CLOSED_STATUSES = frozenset(
+    {"completed", "rejected", "cancelled", "expired", "no_show"},
+)
+REASON_MAX_LENGTH = 500
+LIVE_EVENTS = "appointment.created appointment.updated trip.assigned trip.updated"
+
+
+class ActionForm(forms.Form):
+    """The reason that goes into the appointment's history; required to reject."""
+
+    reason = forms.CharField(
+        label="Reason",
+        max_length=REASON_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The desk reads this when they rebook the client.",
+        error_messages={"required": "Say why you cannot take it."},
+    )
+
+    def __init__(self, *args, action: str = "reject", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = action == "reject"
+
+
+@dataclass(frozen=True)
+class LegView:
+    trip: Trip
+    name: str
+    state: str
+
+
+def trip_state(trip: Trip) -> str:
+    """A leg's state as the therapist thinks of it: who is coming, and how far along."""
+    driver = (trip.driver.get_full_name() or trip.driver.username) if trip.driver else ""
+    return {
+        "queued": "Requested, finding a driver" if trip.requested_at else "Waiting for a driver",
+        "assigned": f"{driver} assigned",
+        "en_route": f"{driver} on the way",
+        "arrived": f"{driver} has arrived",
+        "done": "Done",
+    }.get(trip.status, "Cancelled")
+
+
+@dataclass
+class Card:
+    """One appointment as the therapist's page shows it."""
+
+    appointment: Appointment
+    form: ActionForm
+    dropoff: Trip | None = None
+    pickup: Trip | None = None
+    actions: list[str] = field(default_factory=list)
+    can_request_pickup: bool = False
+
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT.get(self.appointment.status, self.appointment.status)
+
+    @property
+    def closed(self) -> bool:
+        return self.appointment.status in CLOSED_STATUSES
+
+    @property
+    def legs(self) -> list[LegView]:
+        return [
+            LegView(trip, "Drop-off" if trip.leg == Leg.DROPOFF else "Pickup", trip_state(trip))
+            for trip in (self.dropoff, self.pickup)
+            if trip is not None
+        ]
+
+    @property
+    def primary_actions(self) -> list[tuple[str, str]]:
+        return [(a, ACTION_TEXT[a]) for a in self.actions if a not in {"reject", "no_show"}]
+
+    @property
+    def can_reject(self) -> bool:
+        return "reject" in self.actions
+
+    @property
+    def can_mark_no_show(self) -> bool:
+        return "no_show" in self.actions
+
+
+@dataclass
+class DayGroup:
+    day: date
+    label: str
+    cards: list[Card]
+
+
+def allowed_actions(status: str) -> list[str]:
+    """The page's actions that the state machine lets a therapist take from `status`."""
+    return [
+        action
+        for action in OFFERED_ACTIONS
+        if states.THERAPIST in states.APPOINTMENT_RULES[action].roles
+        and status in states.APPOINTMENT_RULES[action].sources
+    ]
+
+
+def latest_legs(trips: list[Trip]) -> dict[str, Trip]:
+    """Each leg's newest trip: a reschedule cancels the old legs and plans new ones."""
+    legs: dict[str, Trip] = {}
+    for trip in sorted(trips, key=lambda t: t.pk):
+        legs[trip.leg] = trip
+    return legs
+
+
+def build_card(appointment: Appointment, form: ActionForm | None = None) -> Card:
+    legs = latest_legs(list(appointment.trips.all()))
+    pickup = legs.get(Leg.PICKUP)
+    return Card(
+        appointment=appointment,
+        form=form or ActionForm(prefix=f"a{appointment.pk}"),
+        dropoff=legs.get(Leg.DROPOFF),
+        pickup=pickup,
+        actions=allowed_actions(appointment.status),
+        can_request_pickup=(
+            pickup is not None
+            and pickup.requested_at is None
+            and pickup_refusal(appointment, pickup) is None
+        ),
+    )
+
+
+def day_label(day: date, today: date) -> str:
+    if day == today:
+        return "Today"
+    if day == today + timedelta(days=1):
+        return "Tomorrow"
+    return day.strftime("%A")
+
+
+def day_groups(user, forms_by_id: dict[int, ActionForm] | None = None) -> list[DayGroup]:
+    """Today (always, even when empty) and each following day that has appointments."""
+    forms_by_id = forms_by_id or {}
+    today = timezone.localdate()
+    start, _ = local_day_bounds(today)
+    _, end = local_day_bounds(today + timedelta(days=DAYS_AHEAD))
+    appointments = (
+        Appointment.objects.visible_to(user)
+        .filter(start__gte=start, start__lt=end)
+        .select_related("client", "service")
+        .prefetch_related(
+            Prefetch("trips", queryset=Trip.objects.select_related("driver").order_by("id"))
+        )
+        .order_by("start", "id")
+    )
+    groups: dict[date, DayGroup] = {today: DayGroup(today, "Today", [])}
+    for appointment in appointments:
+        day = local_date(appointment.start)
+        group = groups.setdefault(day, DayGroup(day, day_label(day, today), []))
+        group.cards.append(build_card(appointment, forms_by_id.get(appointment.pk)))
+    return sorted(groups.values(), key=lambda g: g.day)
+
+
+def context(request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = None) -> dict:
+    groups = day_groups(request.user, forms_by_id)
+    cards = [card for group in groups for card in group.cards]
+    today = groups[0]
+    return {
+        "groups": groups,
+        "days_ahead": DAYS_AHEAD,
+        "today_count": sum(1 for c in today.cards if c.appointment.status not in CLOSED_STATUSES),
+        "waiting_count": sum(1 for c in cards if c.appointment.status == "pending"),
+        "live_events": LIVE_EVENTS,
+    }
+
+
+def render_day(
+    request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = None
+) -> HttpResponse:
+    """The whole page, or (for htmx) the list region and the page's messages."""
+    if request.htmx:
+        return render(request, "therapist/_response.html", context(request, forms_by_id))
+    after = live_after(request.user)  # before the data: see live_after
+    return render(
+        request, "therapist/day.html", {"live_after": after, **context(request, forms_by_id)}
+    )
 
 
 @role_required(states.THERAPIST)
+@require_GET
 def day(request: HttpRequest) -> HttpResponse:
-    return render(request, "therapist/day.html", {"live_after": live_after(request.user)})
+    return render_day(request)
 
 
-urlpatterns = [path("", day, name="day")]
+@role_required(states.THERAPIST)
+@require_GET
+def appointments(request: HttpRequest) -> HttpResponse:
+    """The live region on its own: what the page fetches when the stream says so."""
+    return render(request, "therapist/_day.html", context(request))
+
+
+def own_appointment(request: HttpRequest, pk: int) -> Appointment:
+    """The therapist's own appointment, or 404: another's is not told apart from none."""
+    return get_object_or_404(
+        Appointment.objects.visible_to(request.user).select_related("client"), pk=pk
+    )
+
+
+def done(request: HttpRequest) -> HttpResponse:
+    """After a successful action: the list again (htmx), or back to the page (PRG)."""
+    if request.htmx:
+        return render_day(request)
+    return redirect("therapist:day")
+
+
+@role_required(states.THERAPIST)
+@require_POST
+def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    if action not in OFFERED_ACTIONS:
+        raise Http404("No such action.")
+    appointment = own_appointment(request, pk)
+    form = ActionForm(request.POST, action=action, prefix=f"a{appointment.pk}")
+    if not form.is_valid():
+        return render_day(request, {appointment.pk: form})
+    changed = call_for_form(
+        form,
+        act_on_appointment,
+        actor=request.user,
+        appointment_id=appointment.pk,
+        action=action,
+        reason=form.cleaned_data["reason"],
+    )
+    if changed is None:
+        return render_day(request, {appointment.pk: form})
+    when = timezone.localtime(changed.start)
+    messages.success(
+        request, f"{DONE_TEXT[action]}: {appointment.client.name}, {when:%a %-d %b, %H:%M}."
+    )
+    return done(request)
+
+
+@role_required(states.THERAPIST)
+@require_POST
+def ask_for_pickup(request: HttpRequest, pk: int) -> HttpResponse:
+    appointment = own_appointment(request, pk)
+    form = ActionForm({}, action="request_pickup", prefix=f"a{appointment.pk}")
+    form.is_valid()
+    trip = call_for_form(form, request_pickup, actor=request.user, appointment_id=appointment.pk)
+    if trip is None:
+        return render_day(request, {appointment.pk: form})
+    messages.success(request, f"Pickup requested from {appointment.client.name}'s address.")
+    return done(request)
+
+
+urlpatterns = [
+    path("", day, name="day"),
+    path("appointments/", appointments, name="appointments"),
+    path(
+        "appointments/<int:pk>/request-pickup/",
+        ask_for_pickup,
+        name="request_pickup",
+    ),
+    path("appointments/<int:pk>/<slug:action>/", act, name="act"),
+]
