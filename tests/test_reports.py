@@ -1,0 +1,249 @@
+"""The reports service (scheduling/services/reports.py) on its own: exact figures against a
+hand-built data set, business-day edges, the range rules, and a fixed query count."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduling.errors import ValidationFailed
+from scheduling.models import Appointment, Trip
+from scheduling.services.reports import build_report, check_range, csv_rows, default_range
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+MANILA = ZoneInfo("Asia/Manila")
+MAY = {"first_day": date(2030, 5, 1), "last_day": date(2030, 5, 31)}
+
+
+def local(day: str, hm: str = "10:00", zone: ZoneInfo = MANILA) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hm}").replace(tzinfo=zone)
+
+
+class Book:
+    """Rows written straight to the tables: the report only reads, and its day edges
+    (midnight) are outside anyone's working hours, so the booking service would refuse
+    them."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self.client = factories.ClientFactory()
+
+    def appointment(self, therapist, start: datetime, status: str, price: str) -> Appointment:
+        end = start + timedelta(minutes=60)
+        return Appointment.objects.create(
+            client=self.client,
+            service=self.service,
+            therapist=therapist,
+            start=start,
+            end=end,
+            blocked_until=end,
+            status=status,
+            price=Decimal(price),
+            response_deadline=start,
+        )
+
+    def trip(self, appointment, driver, start: datetime, status: str, leg: str) -> Trip:
+        return Trip.objects.create(
+            appointment=appointment,
+            driver=driver,
+            leg=leg,
+            window_start=start,
+            window_end=start + timedelta(minutes=20),
+            status=status,
+        )
+
+
+def may_data(service) -> Book:
+    """A month of the business, with every edge that could be counted wrongly."""
+    book = Book(service)
+    ana = factories.therapist(service, first_name="Ana", last_name="Cruz")
+    ben = factories.therapist(service, first_name="Ben", last_name="Lim")
+    factories.therapist(service, first_name="Cora", last_name="Diaz")  # idle all month
+    factories.therapist(service, first_name="Dan", last_name="Old", is_active=False)
+    eve = factories.therapist(service, first_name="Eve", last_name="Gone", is_active=False)
+
+    first = book.appointment(ana, local("2030-05-01", "00:00"), "completed", "1000.00")
+    book.appointment(ana, local("2030-05-31", "23:00"), "completed", "1500.00")
+    book.appointment(ana, local("2030-04-30", "23:00"), "completed", "9999.00")  # April
+    book.appointment(ana, local("2030-06-01", "00:00"), "completed", "8888.00")  # June
+    book.appointment(ana, local("2030-05-10"), "no_show", "1200.00")
+    book.appointment(ana, local("2030-05-11"), "rejected", "1200.00")
+    book.appointment(ben, local("2030-05-05"), "completed", "1200.50")
+    book.appointment(ben, local("2030-05-20"), "confirmed", "800.00")
+    book.appointment(ben, local("2030-05-21"), "in_progress", "700.00")
+    book.appointment(ben, local("2030-05-22"), "pending", "600.00")
+    book.appointment(ben, local("2030-05-23"), "expired", "900.00")
+    book.appointment(ben, local("2030-05-24"), "cancelled", "1100.00")
+    book.appointment(eve, local("2030-05-15"), "completed", "500.00")  # left since
+
+    fay = factories.driver(first_name="Fay", last_name="Uy")
+    gus = factories.driver(first_name="Gus", last_name="Tan")
+    factories.driver(first_name="Hal", last_name="Ong")  # idle all month
+    book.trip(first, fay, local("2030-05-01", "00:00"), "done", "dropoff")
+    book.trip(first, fay, local("2030-05-31", "23:50"), "done", "pickup")
+    book.trip(first, fay, local("2030-04-30", "23:59"), "done", "dropoff")  # April
+    book.trip(first, fay, local("2030-05-10"), "cancelled", "dropoff")
+    book.trip(first, gus, local("2030-05-12"), "done", "pickup")
+    book.trip(first, gus, local("2030-05-13"), "arrived", "dropoff")  # not done yet
+    return book
+
+
+@pytest.fixture
+def may(service) -> Book:
+    return may_data(service)
+
+
+def test_appointments_by_status_count_and_value(may):
+    report = build_report(**MAY)
+
+    assert [(r.status, r.count, r.value) for r in report.by_status] == [
+        ("pending", 1, Decimal("600.00")),
+        ("confirmed", 1, Decimal("800.00")),
+        ("in_progress", 1, Decimal("700.00")),
+        ("completed", 4, Decimal("4200.50")),
+        ("no_show", 1, Decimal("1200.00")),
+        ("cancelled", 1, Decimal("1100.00")),
+        ("rejected", 1, Decimal("1200.00")),
+        ("expired", 1, Decimal("900.00")),
+    ]
+    assert report.appointments == 11
+    assert report.listed_value == Decimal("10700.50")
+
+
+def test_revenue_is_completed_and_booked_is_confirmed_or_in_progress(may):
+    report = build_report(**MAY)
+    assert report.revenue == Decimal("4200.50")
+    assert report.booked_value == Decimal("1500.00")
+    assert report.sessions == 4
+
+
+def test_per_therapist_sessions_and_revenue(may):
+    report = build_report(**MAY)
+
+    assert [
+        (r.name, r.appointments, r.sessions, r.revenue, r.no_shows, r.declined)
+        for r in report.therapists
+    ] == [
+        ("Ana Cruz", 4, 2, Decimal("2500.00"), 1, 1),
+        ("Ben Lim", 6, 1, Decimal("1200.50"), 0, 1),
+        ("Eve Gone", 1, 1, Decimal("500.00"), 0, 0),  # inactive now, but worked in May
+        ("Cora Diaz", 0, 0, Decimal("0.00"), 0, 0),  # active and idle: shown as such
+    ]
+    totals = report.therapist_totals
+    assert (totals.sessions, totals.revenue) == (report.sessions, report.revenue)
+    assert totals.appointments == report.appointments
+
+
+def test_per_driver_trips_done_by_leg(may):
+    report = build_report(**MAY)
+
+    assert [(r.name, r.trips, r.dropoffs, r.pickups) for r in report.drivers] == [
+        ("Fay Uy", 2, 1, 1),
+        ("Gus Tan", 1, 0, 1),
+        ("Hal Ong", 0, 0, 0),
+    ]
+    totals = report.driver_totals
+    assert (totals.trips, totals.dropoffs, totals.pickups) == (3, 1, 2)
+
+
+def test_one_day_is_the_business_zones_day(may):
+    # Manila midnight is 16:00 UTC the day before: the 1st holds only what began after it.
+    report = build_report(first_day=date(2030, 5, 1), last_day=date(2030, 5, 1))
+    assert report.revenue == Decimal("1000.00")
+    assert report.driver_totals.trips == 1
+    april = build_report(first_day=date(2030, 4, 30), last_day=date(2030, 4, 30))
+    assert april.revenue == Decimal("9999.00")
+    assert april.driver_totals.trips == 1
+
+
+def test_days_follow_daylight_saving_in_the_business_zone(service, settings):
+    # London springs forward on Sunday 31 March 2030: that day is 23 hours long.
+    settings.TIME_ZONE = "Europe/London"
+    london = ZoneInfo("Europe/London")
+    book = Book(service)
+    therapist = factories.therapist(service)
+    book.appointment(therapist, local("2030-03-31", "23:30", london), "completed", "100.00")
+    book.appointment(therapist, local("2030-04-01", "00:30", london), "completed", "200.00")
+    book.appointment(therapist, local("2030-03-31", "00:15", london), "completed", "400.00")
+
+    day = build_report(first_day=date(2030, 3, 31), last_day=date(2030, 3, 31))
+
+    assert day.revenue == Decimal("500.00")
+
+
+def test_the_report_is_four_queries_however_many_rows(may, service, django_assert_num_queries):
+    book = Book(service)
+    for n in range(30):
+        therapist = factories.therapist(service)
+        driver = factories.driver()
+        appointment = book.appointment(therapist, local(f"2030-05-{n + 1:02d}"), "completed", "10")
+        book.trip(appointment, driver, local(f"2030-05-{n + 1:02d}", "09:00"), "done", "dropoff")
+
+    # statuses, per therapist, per driver, names
+    with django_assert_num_queries(4):
+        report = build_report(**MAY)
+
+    assert len(report.therapists) == 34 and len(report.drivers) == 33
+    assert report.revenue == Decimal("4500.50")
+
+
+def test_an_empty_range_is_all_zeros(db):
+    report = build_report(**MAY)
+    assert report.appointments == 0
+    assert report.revenue == Decimal("0.00") and report.booked_value == Decimal("0.00")
+    assert [r.count for r in report.by_status] == [0] * 8
+    assert report.therapists == [] and report.drivers == []
+
+
+@pytest.mark.parametrize(
+    ("first_day", "last_day", "field", "message"),
+    [
+        (date(2030, 5, 2), date(2030, 5, 1), "to", "The end date is before the start date."),
+        (date(2030, 1, 1), date(2031, 1, 2), "to", "at most 366 days"),
+        (date(1999, 12, 31), date(2000, 1, 1), "from", "years 2000 to 2999"),
+        (date(2999, 12, 31), date(3000, 1, 1), "to", "years 2000 to 2999"),
+        (date(1, 1, 1), date(9999, 12, 31), "from", "years 2000 to 2999"),
+    ],
+)
+def test_ranges_a_person_did_not_mean_are_refused(first_day, last_day, field, message):
+    with pytest.raises(ValidationFailed) as refused:
+        check_range(first_day, last_day)
+    assert list(refused.value.errors) == [field]
+    assert message in refused.value.errors[field][0]
+
+
+def test_the_longest_range_is_366_days(db):
+    check_range(date(2032, 1, 1), date(2032, 12, 31))  # a leap year: 366 days
+    assert build_report(first_day=date(2000, 1, 1), last_day=date(2000, 12, 31)).days == 366
+
+
+def test_default_range_is_this_month():
+    assert default_range(date(2030, 2, 14)) == (date(2030, 2, 1), date(2030, 2, 28))
+    assert default_range(date(2032, 2, 29)) == (date(2032, 2, 1), date(2032, 2, 29))
+    assert default_range(date(2030, 12, 31)) == (date(2030, 12, 1), date(2030, 12, 31))
+
+
+def test_csv_rows_carry_the_same_figures(may):
+    report = build_report(**MAY)
+
+    rows = csv_rows(report, business="Spa", zone="Asia/Manila")
+
+    assert rows[:4] == [
+        ["Report", "Spa"],
+        ["From", "2030-05-01"],
+        ["To", "2030-05-31"],
+        ["Time zone", "Asia/Manila"],
+    ]
+    assert ["Completed", "4", "4200.50"] in rows
+    assert ["Total", "11", "10700.50"] in rows
+    assert ["Completed (earned)", "4200.50"] in rows
+    assert ["Confirmed and in progress (booked, not yet earned)", "1500.00"] in rows
+    assert ["Ana Cruz", "4", "2", "2500.00", "1", "1"] in rows
+    assert ["Total", "11", "4", "4200.50", "1", "2"] in rows
+    assert ["Fay Uy", "2", "1", "1"] in rows
+    assert rows[-1] == ["Total", "3", "1", "2"]
