@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from scheduling.domain import local_day_bounds
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus
@@ -28,6 +28,18 @@ class AppointmentQuerySet(models.QuerySet):
         """Appointments starting on `day` in the business time zone (the desk's board)."""
         start, end = local_day_bounds(day)
         return self.filter(start__gte=start, start__lt=end)
+
+    def to_rebook(self, *, since: datetime) -> AppointmentQuerySet:
+        """Rejected or expired bookings starting from `since` on that nobody has booked
+        again: a later booking of the same client for the same service settles one."""
+        later = Appointment.objects.filter(
+            client_id=OuterRef("client_id"),
+            service_id=OuterRef("service_id"),
+            pk__gt=OuterRef("pk"),
+        )
+        return self.filter(
+            status__in=(AppointmentStatus.REJECTED, AppointmentStatus.EXPIRED), start__gte=since
+        ).exclude(Exists(later))
 
     def visible_to(self, user) -> AppointmentQuerySet:
         if user.is_desk:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -36,6 +37,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from scheduling import background
+from scheduling.errors import InvalidTransition, NotFound
 from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
@@ -561,14 +563,21 @@ def requeue_stale(*, now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def retry_failed(*, since: datetime | None = None, now: datetime | None = None) -> list[int]:
-    """Give failed notifications (failed since `since`, when given) a fresh set of
-    attempts: a person decided they are worth sending again."""
+def retry_failed(
+    *,
+    since: datetime | None = None,
+    only: Collection[int] | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """Give failed notifications (failed since `since`, and among `only`, when given) a
+    fresh set of attempts: a person decided they are worth sending again."""
     now = now or timezone.now()
     with transaction.atomic():
         rows = Notification.objects.select_for_update().filter(status=NotificationStatus.FAILED)
         if since is not None:
             rows = rows.filter(updated_at__gte=since)
+        if only is not None:
+            rows = rows.filter(pk__in=only)
         ids = list(rows.order_by("id").values_list("pk", flat=True))
         Notification.objects.filter(pk__in=ids).update(
             status=NotificationStatus.PENDING,
@@ -580,3 +589,17 @@ def retry_failed(*, since: datetime | None = None, now: datetime | None = None) 
         for pk in ids:
             background.after_commit(background.DELIVER, pk)
     return ids
+
+
+def retry_notification(*, notification_id: int, now: datetime | None = None) -> int:
+    """The desk's Retry on one failed notification (retry_failed, for that one row)."""
+    if retry_failed(only=[notification_id], now=now):
+        return notification_id
+    current = (
+        Notification.objects.filter(pk=notification_id).values_list("status", flat=True).first()
+    )
+    if current is None:
+        raise NotFound(f"There is no notification with id {notification_id}.")
+    raise InvalidTransition(
+        f"This message is {current} now, not failed: nothing to retry.", current
+    )

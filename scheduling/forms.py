@@ -1,0 +1,169 @@
+"""The desk's forms: they read and type what was typed; the services decide the rest.
+
+Nothing here repeats a business rule. Whether a client, service or therapist exists,
+whether a start is free, in working time, on the step or too far ahead: the booking
+services answer that, in their own words, and the views put the answer beside the field.
+The forms only make sure the services are called with values of the right type, and that
+what is shown again after an error cannot break the page (a year 10000, a start on a day
+other than the one chosen).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django import forms
+from django.utils import timezone
+
+from scheduling.domain import local_date
+
+# The days the desk can page through or book on. Not a booking rule (the services keep
+# those): outside this range date arithmetic itself breaks (9999-12-31 has no next day).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+ADDRESS_MAX = 500
+NOTES_MAX = 2000
+REASON_MAX = 500
+
+
+def sensible_day(value: date) -> date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise forms.ValidationError(
+            f"Check the year: {value.year} is not a year the desk books in.", code="year"
+        )
+    return value
+
+
+def id_field(label: str, what: str, **kwargs) -> forms.IntegerField:
+    """An id chosen from a list. Typed, not looked up: the service says if it exists."""
+    message = f"Choose {what}."
+    return forms.IntegerField(
+        label=label,
+        min_value=1,
+        error_messages={"required": message, "invalid": message, "min_value": message},
+        **kwargs,
+    )
+
+
+class DayField(forms.DateField):
+    widget = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    default_error_messages = {"invalid": "Enter a date like 2030-05-01.", "required": "Pick a day."}
+
+    def validate(self, value: date | None) -> None:
+        super().validate(value)
+        if value is not None:
+            sensible_day(value)
+
+
+class StartField(forms.CharField):
+    """A start time as offered on the page: an ISO date-time with its offset."""
+
+    default_error_messages = {
+        "required": "Pick a start time from the free times shown.",
+        "invalid": "Pick a start time from the free times shown.",
+    }
+
+    def to_python(self, value) -> datetime | None:
+        text = super().to_python(value)
+        if not text:
+            return None
+        try:
+            start = datetime.fromisoformat(text)
+        except ValueError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if timezone.is_naive(start) or not FIRST_DAY <= start.date() <= LAST_DAY:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return start
+
+
+class StartOnDayMixin:
+    """The start must be one of the chosen day's: the list on the page is that day's."""
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, day = data.get("start"), data.get("date")
+        if start is not None and day is not None and local_date(start) != day:
+            self.add_error(
+                "start",
+                f"That time is on {local_date(start):%a %-d %b}, not on the day chosen "
+                f"({day:%a %-d %b}). Pick one of the times shown.",
+            )
+        return data
+
+
+class AppointmentForm(StartOnDayMixin, forms.Form):
+    client = id_field("Client", "a client: search by name or phone, or add a new one")
+    service = id_field("Service", "a service", widget=forms.Select)
+    date = DayField(label="Day")
+    therapist = id_field("Therapist", "a therapist", widget=forms.Select)
+    start = StartField(label="Start time")
+    address = forms.CharField(
+        label="Address",
+        required=False,
+        max_length=ADDRESS_MAX,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Where the session takes place. Left empty, the client's address is used.",
+    )
+    notes = forms.CharField(
+        label="Notes for the therapist",
+        required=False,
+        max_length=NOTES_MAX,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    needs_transport = forms.BooleanField(
+        label="Needs transport (a driver takes the therapist there and back)", required=False
+    )
+
+    def __init__(self, *args, services: list[tuple[int, str]] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["service"].widget.choices = [("", "Choose a service…"), *services]
+
+
+class ClientForm(forms.Form):
+    """A new client, added from the booking form. The service checks name and phone."""
+
+    name = forms.CharField(label="Name", max_length=200, required=False)
+    phone = forms.CharField(
+        label="Phone",
+        max_length=32,
+        required=False,
+        help_text="Local (0917 123 4567) or international (+63 917 123 4567).",
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
+    )
+    address = forms.CharField(
+        label="Address",
+        max_length=ADDRESS_MAX,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    prefix = "new"
+
+
+class RescheduleForm(StartOnDayMixin, forms.Form):
+    date = DayField(label="New day")
+    start = StartField(label="New start time")
+    reason = forms.CharField(
+        label="Reason (optional)",
+        required=False,
+        max_length=REASON_MAX,
+        widget=forms.TextInput(),
+    )
+
+    prefix = "reschedule"
+
+
+class ReasonForm(forms.Form):
+    """Cancel and no-show: the reason goes into the appointment's history."""
+
+    reason = forms.CharField(
+        label="Reason", max_length=REASON_MAX, required=False, widget=forms.TextInput()
+    )
+
+    def __init__(self, *args, reason_required: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["reason"]
+        field.required = reason_required
+        field.error_messages["required"] = "Say why, for the appointment's history."
+        if not reason_required:
+            field.label = "Reason (optional)"
