@@ -59,6 +59,9 @@ STATUS_TEXT = {
 CLOSED_STATUSES = frozenset(
     {"completed", "rejected", "cancelled", "expired", "no_show"},
 )
+# What counts as a session of the day: booked, held or missed by the client; not the
+# ones that were called off.
+SESSION_STATUSES = frozenset({"pending", "confirmed", "in_progress", "completed", "no_show"})
 REASON_MAX_LENGTH = 500
 LIVE_EVENTS = "appointment.created appointment.updated trip.assigned trip.updated"
 
@@ -219,7 +222,8 @@ def context(request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = No
     return {
         "groups": groups,
         "days_ahead": DAYS_AHEAD,
-        "today_count": sum(1 for c in today.cards if c.appointment.status not in CLOSED_STATUSES),
+        "today_count": sum(1 for c in today.cards if c.appointment.status in SESSION_STATUSES),
+        "today_done": sum(1 for c in today.cards if c.appointment.status == "completed"),
         "waiting_count": sum(1 for c in cards if c.appointment.status == "pending"),
         "live_events": LIVE_EVENTS,
     }
