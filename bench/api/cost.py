@@ -1,0 +1,188 @@
+"""`python -m bench.api.cost`: what one request of each scenario costs, in-process.
+
+The load benchmark (`python -m bench.api`) measures throughput and latency on a machine
+that should be quiet. This measures only CPU per request, which does not depend on who
+else is using the machine: it serves the scenarios' requests through the same WSGI
+application gunicorn runs (production settings, the bench database, no HTTP server in
+between) and reports the CPU time of this process and of its PostgreSQL backend per
+request. With `--profile` it prints where the time goes (cProfile: the functions with
+the most time of their own, then the most time including their callees).
+
+    python -m bench.api.cost --only day_list --requests 500
+    python -m bench.api.cost --only create --profile
+
+The numbers are a little lower than the load benchmark's "server CPU", which also pays
+for gunicorn's HTTP parsing and a TCP connection per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.api.__main__ import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_DBS, bench_env
+
+SCENARIOS = ("create", "day_list", "search", "availability")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.api.cost", description=__doc__)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--requests", type=int, default=400, help="measured, per scenario")
+    parser.add_argument("--warmup", type=int, default=40)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    parser.add_argument("--top", type=int, default=35, help="functions listed by --profile")
+    parser.add_argument("--queries", action="store_true", help="print one request's SQL")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    return parser.parse_args(argv)
+
+
+def wsgi_request(method: str, path: str, token: str, body: bytes = b"") -> dict:
+    route, _, query = path.partition("?")
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": route,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_ACCEPT": "application/json",
+        "HTTP_AUTHORIZATION": f"Token {token}",
+        "CONTENT_TYPE": "application/json" if body else "",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+
+
+def serve(application, environ: dict) -> tuple[str, bytes]:
+    answer: dict[str, str] = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer["status"] = status
+
+    result = application(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()  # request_finished: what gunicorn triggers after each answer
+    return answer["status"], body
+
+
+def backend_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.environ.update(bench_env(args.database_url, args.redis_url))
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    from bench.api import seed, workload
+
+    scale = seed.Scale()
+    seeded = seed.ensure_seeded(scale, log=lambda m: print(m, file=sys.stderr))
+    workload.forget_previous_runs()
+    workload.forget_queued_messages(args.redis_url, REDIS_DBS.values())
+    described = workload.describe(seeded.anchor, scale)
+    application = get_wsgi_application()
+    wanted = args.only.split(",")
+    requests: dict[str, list[tuple[str, str, bytes]]] = {}
+    if "create" in wanted:
+        total = args.requests + args.warmup + 1
+        bodies = workload.create_bodies(total, anchor=seeded.anchor, scale=scale)
+        requests["create"] = [("POST", "/api/appointments/", b) for b in bodies]
+    if "day_list" in wanted:
+        requests["day_list"] = [("GET", p, b"") for p in workload.day_list_paths(described)]
+    if "search" in wanted:
+        requests["search"] = [("GET", p, b"") for p in workload.search_paths()]
+    if "availability" in wanted:
+        paths = workload.availability_paths(described)
+        requests["availability"] = [("GET", p, b"") for p in paths]
+    for key, items in requests.items():
+        measure(application, key, items, described.token, args)
+    connection.close()
+    return 0
+
+
+def measure(application, key: str, items: list, token: str, args) -> None:
+    from django.db import connection, reset_queries
+
+    def one(i: int) -> None:
+        method, path, body = items[i % len(items)] if key != "create" else items[i]
+        status, answer = serve(application, wsgi_request(method, path, token, body))
+        if not status.startswith("2"):
+            raise RuntimeError(f"{method} {path} {body[:200]!r} answered {status}: {answer[:300]}")
+
+    for i in range(args.warmup):
+        one(i)
+    if args.queries:
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            one(args.warmup)
+        print(f"--- {key}: {len(captured)} queries")
+        for query in captured:
+            print(f"  {query['time']}s {query['sql'][:400]}")
+    start = args.warmup + 1
+    pid = backend_pid()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    wall, cpu, db = time.perf_counter(), time.process_time(), backend_seconds(pid)
+    for i in range(start, start + args.requests):
+        one(i)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    db = backend_seconds(pid) - db
+    if profiler is not None:
+        profiler.disable()
+        import pstats
+
+        stats = pstats.Stats(profiler).strip_dirs()
+        stats.sort_stats("tottime").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(args.top)
+    if backend_pid() != pid:
+        print(f"  ({key}: the database connection changed; its CPU is not counted)")
+    reset_queries()
+    n = args.requests
+    print(
+        f"{key:<13} {n} requests: python {cpu / n * 1000:6.2f} ms/req, "
+        f"postgres {db / n * 1000:5.2f} ms/req, total {(cpu + db) / n * 1000:6.2f} ms/req "
+        f"(wall {wall / n * 1000:.2f} ms/req)",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Appointments and trips rendered straight from `values()` rows, for the hot paths.
+
+`AppointmentSerializer` builds a model instance per row (and per trip), then walks
+DRF fields over it: about 0.2 ms a row. These functions read only the columns the API
+shows and render them with the same formats (DRF's ISO 8601 in the current time zone,
+the price as a two-decimal string) and the same role shaping (`shaped_for`), at a
+fraction of the cost. The serializers stay the documented shapes (the OpenAPI schema is
+generated from them) and tests compare both renderings field by field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from scheduling.events import shaped_for
+from scheduling.models import Appointment, Trip
+
+# The columns behind AppointmentSerializer's fields (`trips` is read separately).
+APPOINTMENT_COLUMNS = (
+    "id",
+    "client_id",
+    "service_id",
+    "therapist_id",
+    "start",
+    "end",
+    "status",
+    "address",
+    "notes",
+    "price",
+    "payment_status",
+    "needs_transport",
+    "response_deadline",
+)
+TRIP_COLUMNS = ("id", "appointment_id", "leg", "window_start", "window_end", "status", "driver_id")
+# The order the trips of an appointment are shown in, everywhere.
+TRIP_ORDER = ("window_start", "id")
+CENTS = Decimal("0.01")
+
+
+def iso(value: datetime | None, zone: tzinfo) -> str | None:
+    """What DRF's DateTimeField writes: ISO 8601 in the current time zone, UTC as 'Z'."""
+    if value is None:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def money(value: Decimal) -> str:
+    """What DRF's DecimalField (2 places) writes: a fixed-point string."""
+    return f"{value.quantize(CENTS):f}"
+
+
+def appointment_rows(appointments: QuerySet[Appointment]) -> QuerySet:
+    """The columns `render_appointments` needs, as dicts (keyset pagination reads
+    `start` and `id` from them)."""
+    return appointments.values(*APPOINTMENT_COLUMNS)
+
+
+def trips_of(appointment_ids: Sequence[int]) -> dict[int, list[tuple]]:
+    """Each appointment's trips as column tuples, in one query."""
+    by_appointment: dict[int, list[tuple]] = defaultdict(list)
+    if not appointment_ids:
+        return by_appointment
+    rows = (
+        Trip.objects.filter(appointment_id__in=appointment_ids)
+        .order_by(*TRIP_ORDER)
+        .values_list(*TRIP_COLUMNS)
+    )
+    for row in rows:
+        by_appointment[row[1]].append(row)
+    return by_appointment
+
+
+def render_trip(row: tuple, zone: tzinfo) -> dict[str, Any]:
+    trip_id, appointment_id, leg, window_start, window_end, status, driver_id = row
+    return {
+        "id": trip_id,
+        "appointment": appointment_id,
+        "leg": leg,
+        "window_start": iso(window_start, zone),
+        "window_end": iso(window_end, zone),
+        "status": status,
+        "driver": driver_id,
+    }
+
+
+def render_appointments(rows: Iterable[dict], user) -> list[dict[str, Any]]:
+    """`rows` (from `appointment_rows`) as AppointmentSerializer renders them for `user`,
+    each with its trips (read in one query)."""
+    rows = list(rows)
+    trips = trips_of([row["id"] for row in rows])
+    zone = timezone.get_current_timezone()
+    return [shaped_for(user, _appointment(row, trips.get(row["id"], ()), zone)) for row in rows]
+
+
+def _appointment(row: dict, trips: Iterable[tuple], zone: tzinfo) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "client": row["client_id"],
+        "service": row["service_id"],
+        "therapist": row["therapist_id"],
+        "start": iso(row["start"], zone),
+        "end": iso(row["end"], zone),
+        "status": row["status"],
+        "address": row["address"],
+        "notes": row["notes"],
+        "price": money(row["price"]),
+        "payment_status": row["payment_status"],
+        "needs_transport": row["needs_transport"],
+        "response_deadline": iso(row["response_deadline"], zone),
+        "trips": [render_trip(trip, zone) for trip in trips],
+    }

@@ -1,0 +1,143 @@
+"""The fast renderings (scheduling/api/rows.py) say exactly what the serializers say.
+
+The day list renders values() rows instead of going through AppointmentSerializer; the
+serializer stays the documented shape. Here both render the same real data set (every
+status, with and without transport, assigned and queued legs, prices with cents, notes,
+a deadline with microseconds) for each role, and are compared field by field.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Prefetch
+from rest_framework.test import APIClient, APIRequestFactory
+
+from scheduling.api import rows
+from scheduling.api.serializers import AppointmentSerializer
+from scheduling.models import Appointment, Trip
+from scheduling.services.appointments import act_on_appointment, create_appointment
+from scheduling.services.trips import assign_trip, set_shift
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def day(desk, tomorrow_at):
+    """Appointments of tomorrow in every status, over three therapists and two drivers."""
+    service = factories.ServiceFactory(price=Decimal("1234.50"), buffer_minutes=10)
+    therapists = [factories.therapist(service) for _ in range(3)]
+    drivers = [factories.driver() for _ in range(2)]
+    for driver in drivers:
+        set_shift(driver=driver, on_shift=True)
+    booked = []
+    for i in range(12):
+        therapist = therapists[i % 3]
+        client = factories.ClientFactory(address=f"{i} Rizal Ave")
+        booked.append(
+            create_appointment(
+                actor=desk,
+                client_id=client.pk,
+                service_id=service.pk,
+                therapist_id=therapist.pk,
+                start=tomorrow_at(8 + i // 3 * 2, 15 * (i % 3)),
+                notes=f"note {i}" if i % 2 else "",
+                needs_transport=i % 3 != 2,
+                # A deadline with microseconds: the formats must agree on those too.
+                now=tomorrow_at(0) - timedelta(days=1, microseconds=1234 * i),
+            )
+        )
+    for appointment, action in zip(booked, ["accept", "reject", "cancel", "accept"], strict=False):
+        act_on_appointment(
+            actor=appointment.therapist, appointment_id=appointment.pk, action="accept"
+        )
+        if action != "accept":
+            act_on_appointment(actor=desk, appointment_id=appointment.pk, action="cancel")
+    legs = Trip.objects.filter(status="queued").order_by("window_start", "id")
+    assign_trip(trip_id=legs[0].pk, driver_id=drivers[0].pk)
+    assign_trip(
+        trip_id=legs.exclude(appointment=legs[0].appointment)[0].pk, driver_id=drivers[1].pk
+    )
+    return {"therapists": therapists, "drivers": drivers, "appointments": booked}
+
+
+def serialized(user, appointments) -> list[dict]:
+    request = APIRequestFactory().get("/")
+    request.user = user
+    prefetched = appointments.prefetch_related(
+        Prefetch("trips", queryset=Trip.objects.order_by("window_start", "id"))
+    )
+    return [AppointmentSerializer(a, context={"request": request}).data for a in prefetched]
+
+
+def fast(user, appointments) -> list[dict]:
+    return rows.render_appointments(rows.appointment_rows(appointments), user)
+
+
+def callers(day, desk) -> list:
+    return [desk, *day["therapists"][:2], *day["drivers"]]
+
+
+def test_rows_render_exactly_what_the_serializer_renders(day, desk):
+    for user in callers(day, desk):
+        mine = Appointment.objects.visible_to(user).order_by("start", "id")
+        expected = serialized(user, mine)
+        assert expected, user.role  # every caller sees something
+        assert fast(user, mine) == expected, user.role
+        # Field by field, in the serializer's order, so a difference names its field.
+        for got, want in zip(fast(user, mine), expected, strict=True):
+            assert list(got) == list(want)
+            for name in want:
+                assert got[name] == want[name], (user.role, want["id"], name)
+
+
+def test_the_day_list_answers_what_the_serializer_renders(day, desk, tomorrow_at):
+    date = tomorrow_at(0).date()
+    for user in callers(day, desk):
+        body = api(user).get(f"/api/appointments/?date={date}&page_size=200").json()
+        mine = Appointment.objects.visible_to(user).on_day(date).order_by("start", "id")
+        assert body["results"] == serialized(user, mine), user.role
+
+
+def test_the_data_set_covers_what_the_renderings_must_agree_on(day, desk):
+    listed = fast(desk, Appointment.objects.order_by("start", "id"))
+    assert {a["status"] for a in listed} >= {"pending", "confirmed", "cancelled"}
+    assert any(a["trips"] for a in listed) and any(not a["trips"] for a in listed)
+    drivers = {t["driver"] for a in listed for t in a["trips"]}
+    assert None in drivers and len(drivers - {None}) == 2
+    assert any("." in a["response_deadline"] for a in listed)
+    assert {a["price"] for a in listed} == {"1234.50"}
+    driven = fast(day["drivers"][0], Appointment.objects.visible_to(day["drivers"][0]))
+    assert driven and all("notes" not in a for a in driven)
+
+
+def test_keyset_pages_of_rows_cover_the_day_once(day, desk, tomorrow_at):
+    seen, url = [], f"/api/appointments/?date={tomorrow_at(0).date()}&page_size=5"
+    while url:
+        body = api(desk).get(url).json()
+        seen += [a["id"] for a in body["results"]]
+        url = body["next"]
+    assert seen == [a.pk for a in Appointment.objects.order_by("start", "id")]
+    # And back: the previous page of the last one is the one before it.
+    previous = api(desk).get(body["previous"]).json()["results"]
+    assert [a["id"] for a in previous] == seen[-len(previous) - (len(seen) % 5 or 5) :][:5]
+
+
+@pytest.mark.parametrize("page_size", [1, 5, 50])
+def test_the_day_list_query_count_does_not_depend_on_the_page_size(
+    day, desk, tomorrow_at, page_size, django_assert_num_queries
+):
+    url = f"/api/appointments/?date={tomorrow_at(0).date()}&page_size={page_size}"
+    for user in (desk, day["drivers"][0]):
+        with django_assert_num_queries(2):  # the page, then its trips
+            response = api(user).get(url)
+        assert response.status_code == 200
