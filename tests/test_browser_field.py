@@ -112,6 +112,29 @@ def test_a_booking_reaches_the_therapists_open_page_and_is_accepted(
     page.context.close()
 
 
+def test_a_reason_being_typed_survives_a_live_update_and_rejects(site, chromium, therapist, booker):
+    first = booker(therapist, day_at(1, 10))
+    page = site.page(chromium, therapist, phone=True)
+    page.goto(site.url("/therapist/"))
+    site.wait_live(page)
+    card = page.locator(f"#appointment-{first.pk}")
+    card.get_by_text("Can't take this booking?").click()
+    reason = card.get_by_label("Reason")
+    reason.fill("Car broke down")
+
+    second = booker(therapist, day_at(1, 14))  # an event arrives while the reason is typed
+    page.wait_for_timeout(1000)
+
+    assert page.locator(f"#appointment-{second.pk}").count() == 0  # the refresh waits
+    assert reason.input_value() == "Car broke down"
+    card.get_by_role("button", name="Reject booking").click()
+    page.locator(f"#appointment-{first.pk} [data-status='rejected']").wait_for()
+    page.locator(f"#appointment-{second.pk}").wait_for()  # and the list is up to date
+    first.refresh_from_db()
+    assert first.status == "rejected"
+    page.context.close()
+
+
 def test_a_driver_goes_on_shift_gets_a_trip_live_and_drives_it(
     site, chromium, service, desk, driver_with_history, booker, wide_horizon
 ):

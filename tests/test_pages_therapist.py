@@ -81,7 +81,7 @@ def test_the_page_shows_the_therapists_own_appointments_in_business_time(
     assert "Zed Outsider" not in html and "Other therapist" not in html
     assert "99 Elsewhere Rd" not in html
     assert 'data-live="appointment.created appointment.updated trip.assigned trip.updated"' in html
-    assert 'hx-get="/therapist/appointments/"' in html
+    assert 'hx-get="/therapist/appointments/" hx-trigger="live[!typingIn(this)]"' in html
     assert "data-live-after=" in html
 
 
