@@ -90,7 +90,8 @@ def sqlite_database(path: str) -> dict:
 
 def postgres_database(url: str) -> dict:
     database = env.db_url_config(url)
-    database["ENGINE"] = "django.db.backends.postgresql"
+    # Django's backend with psycopg's C parser for timestamptz values (config/postgresql).
+    database["ENGINE"] = "config.postgresql"
     # Persistent connections, checked before reuse so a restarted server is survived.
     database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     database["CONN_HEALTH_CHECKS"] = True
