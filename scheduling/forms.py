@@ -93,9 +93,9 @@ class StartOnDayMixin:
 
 class AppointmentForm(StartOnDayMixin, forms.Form):
     client = id_field("Client", "a client: search by name or phone, or add a new one")
-    service = id_field("Service", "a service", widget=forms.Select)
+    service = id_field("Service", "a service")
     date = DayField(label="Day")
-    therapist = id_field("Therapist", "a therapist", widget=forms.Select)
+    therapist = id_field("Therapist", "a therapist")
     start = StartField(label="Start time")
     address = forms.CharField(
         label="Address",
@@ -113,10 +113,6 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
     needs_transport = forms.BooleanField(
         label="Needs transport (a driver takes the therapist there and back)", required=False
     )
-
-    def __init__(self, *args, services: list[tuple[int, str]] = (), **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["service"].widget.choices = [("", "Choose a service…"), *services]
 
 
 class ClientForm(forms.Form):

@@ -10,12 +10,14 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduling.models import (
     Appointment,
     Break,
+    Client,
     Notification,
     TimeOff,
     Trip,
@@ -272,3 +274,286 @@ def test_board_queries_do_not_grow_with_therapists_or_appointments(
     assert response.content.decode().count('class="tl-row"') == 40
     fragment_few = queries_of(desk_client, f"/desk/board/?date={day.isoformat()}")[0]
     assert fragment_few <= 10
+
+
+# --- booking -------------------------------------------------------------------------------
+
+
+def booking(client_record, service, therapist, when: datetime, /, **changes) -> dict:
+    data = {
+        "client": client_record.pk,
+        "service": service.pk,
+        "therapist": therapist.pk,
+        "date": timezone.localtime(when).date().isoformat(),
+        "start": timezone.localtime(when).isoformat(),
+        "address": "",
+        "notes": "Ring twice",
+        "needs_transport": "on",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_booking_through_the_form_creates_one_appointment(
+    desk_client, desk, client_record, service, therapist
+):
+    start = local(tomorrow(), 10, 30)
+    response = desk_client.post(
+        "/desk/appointments/new/", booking(client_record, service, therapist, start)
+    )
+    appointment = Appointment.objects.get()
+    assert response.status_code == 302
+    assert response.url == f"/desk/appointments/{appointment.pk}/"
+    assert (appointment.client, appointment.therapist, appointment.start) == (
+        client_record,
+        therapist,
+        start,
+    )
+    assert appointment.address == client_record.address  # empty: the client's own
+    assert appointment.notes == "Ring twice" and appointment.needs_transport
+    assert appointment.created_by == desk and appointment.status == "pending"
+    assert appointment.trips.count() == 2
+    page = desk_client.get(response.url)
+    assert "Booked Maria Santos with Ana Cruz on" in page.content.decode()
+
+
+def test_a_conflict_names_the_appointment_beside_the_start_and_writes_nothing(
+    desk_client, desk, client_record, service, therapist
+):
+    first = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    other = factories.ClientFactory(name="Jose Rizal")
+    response = desk_client.post(
+        "/desk/appointments/new/",
+        booking(other, service, therapist, local(tomorrow(), 10, 30)),
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert Appointment.objects.count() == 1
+    error = re.search(r'<p class="field-error" id="id_start_error">([^<]+)</p>', html)
+    assert error, html
+    text = error.group(1).replace("&#x27;", "'")
+    assert "Ana Cruz is already booked then: Maria Santos" in text
+    assert "10:00–11:15" in text and "Pick another time" in text
+    assert f'href="/desk/appointments/{first.pk}/"' in html
+    # What was typed comes back, and the client stays chosen.
+    assert f'value="{other.pk}" form="appointment-form"' in html
+    assert "Ring twice" in html
+
+
+def day_after():
+    return tomorrow() + timedelta(days=1)
+
+
+BAD_BOOKINGS = {
+    "unknown client": ({"client": "999999"}, "There is no client with id 999999."),
+    "non-numeric client": ({"client": "abc"}, "Choose a client"),
+    "missing client": ({"client": None}, "Choose a client"),
+    "unknown service": ({"service": "999999"}, "There is no service with id 999999."),
+    "non-numeric service": ({"service": "1 OR 1=1"}, "Choose a service."),
+    "unknown therapist": ({"therapist": "999999"}, "There is no therapist with id 999999."),
+    "non-numeric therapist": ({"therapist": "-3"}, "Choose a therapist."),
+    "another day's start": (
+        {"start": lambda: timezone.localtime(local(day_after(), 10)).isoformat()},
+        "not on the day chosen",
+    ),
+    "a start outside working hours": (
+        {"start": lambda: timezone.localtime(local(tomorrow(), 3)).isoformat()},
+        "is outside working hours for Ana Cruz",
+    ),
+    "a start off the step": (
+        {"start": lambda: timezone.localtime(local(tomorrow(), 10, 7)).isoformat()},
+        "Start times are every 15 minutes",
+    ),
+    "a start without a zone": ({"start": "2030-01-01T10:00"}, "Pick a start time"),
+    "a garbage start": ({"start": "tomorrow at ten"}, "Pick a start time"),
+    "year 10000": ({"date": "10000-01-01"}, "Enter a date like 2030-05-01."),
+    "year 9999": (
+        {"date": "9999-12-31", "start": "9999-12-31T10:00:00+08:00"},
+        "9999 is not a year the desk books in",
+    ),
+    "a word for a date": ({"date": "yesterday"}, "Enter a date like 2030-05-01."),
+    "huge notes": ({"notes": "x" * 100_000}, "at most 2000 characters"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BOOKINGS))
+def test_bad_bookings_are_answered_on_the_form_and_write_nothing(
+    desk_client, client_record, service, therapist, case
+):
+    changes, message = BAD_BOOKINGS[case]
+    changes = {k: v() if callable(v) else v for k, v in changes.items()}
+    data = booking(client_record, service, therapist, local(tomorrow(), 10), **changes)
+    response = desk_client.post("/desk/appointments/new/", data)
+    assert response.status_code == 200
+    html = response.content.decode().replace("&#x27;", "'")
+    assert message in html
+    assert 'id="form-problems"' in html
+    assert Appointment.objects.count() == 0
+
+
+def test_a_therapist_who_does_not_perform_the_service_is_refused(
+    desk_client, client_record, service, therapist
+):
+    other_service = factories.ServiceFactory(name="Shiatsu")
+    response = desk_client.post(
+        "/desk/appointments/new/",
+        booking(client_record, other_service, therapist, local(tomorrow(), 10)),
+    )
+    assert "Ana Cruz does not perform Shiatsu." in response.content.decode()
+    assert Appointment.objects.count() == 0
+
+
+def test_the_form_opens_prefilled_from_the_board_and_for_a_rebooking(
+    desk_client, desk, client_record, service, therapist
+):
+    day = tomorrow().isoformat()
+    html = desk_client.get(
+        f"/desk/appointments/new/?date={day}&therapist={therapist.pk}&service={service.pk}"
+    ).content.decode()
+    assert f'value="{day}"' in html
+    assert f'<option value="{therapist.pk}" selected>Ana Cruz' in html
+    assert 'name="start" value="' in html  # the free times are there already
+
+    rejected = book(
+        desk,
+        client_record,
+        service,
+        therapist,
+        local(tomorrow(), 9),
+        address="7 Palm Rd",
+        notes="Bring oil",
+    )
+    act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
+    html = desk_client.get(f"/desk/appointments/new/?rebook={rejected.pk}").content.decode()
+    assert f'value="{client_record.pk}" form="appointment-form"' in html
+    assert "7 Palm Rd" in html and "Bring oil" in html
+    assert f'<option value="{service.pk}" selected>' in html
+
+
+@pytest.mark.parametrize(
+    "query", ["therapist=abc&service=-1&date=10000-01-01", "rebook=abc&client=x", "rebook=999999"]
+)
+def test_garbage_in_the_form_link_is_ignored(desk_client, query):
+    assert desk_client.get(f"/desk/appointments/new/?{query}").status_code == 200
+
+
+def test_free_times_fragment(desk_client, desk, client_record, service, therapist):
+    day = tomorrow()
+    book(desk, client_record, service, therapist, local(day, 10))
+    url = "/desk/appointments/new/times/"
+    html = desk_client.get(
+        url, {"service": service.pk, "date": day.isoformat(), "therapist": therapist.pk}
+    ).content.decode()
+    offered = re.findall(r'name="start" value="([^"]+)"', html)
+    assert timezone.localtime(local(day, 8)).isoformat() in offered
+    # 10:00-11:15 is taken, and a session that would run into it too.
+    assert timezone.localtime(local(day, 10)).isoformat() not in offered
+    assert timezone.localtime(local(day, 9, 15)).isoformat() not in offered
+    assert timezone.localtime(local(day, 11, 15)).isoformat() in offered
+    assert "Ana Cruz · " in html and "free times" in html
+
+
+@pytest.mark.parametrize(
+    ("params", "note"),
+    [
+        ({}, "Choose a therapist to see their free times."),
+        ({"service": "999999", "date": "2030-01-01"}, "Choose a service"),
+        ({"service": "x"}, "Choose a service"),
+        ({"date": "10000-01-01", "service": "S"}, "Choose a service"),
+        ({"date": "10000-01-01"}, "Enter a date like 2030-05-01."),
+        ({"date": "9999-12-31"}, "9999 is not a year"),
+        ({"date": "2001-01-01"}, "That day has passed."),
+        ({"date": "2999-01-01"}, "too far ahead to book"),
+        ({"therapist": "999999"}, "does not perform"),
+    ],
+)
+def test_free_times_fragment_explains_what_is_missing(
+    desk_client, service, therapist, params, note
+):
+    query = {"service": service.pk, "date": tomorrow().isoformat(), **params}
+    query = {k: v for k, v in query.items() if v != "S"}
+    response = desk_client.get("/desk/appointments/new/times/", query)
+    assert response.status_code == 200
+    assert note in response.content.decode()
+
+
+def test_client_search_by_name_and_phone_masks_the_number(desk_client, client_record):
+    factories.ClientFactory(name="Pedro Penduko", phone="+639181112222")
+    by_name = desk_client.get("/desk/clients/search/", {"q": "mar"}).content.decode()
+    assert "Maria Santos" in by_name and "Pedro" not in by_name
+    assert "0917 ••• 4567" in by_name and "1234567" not in by_name
+    assert 'type="radio" name="client"' in by_name
+    by_phone = desk_client.get("/desk/clients/search/", {"q": "0918 111"}).content.decode()
+    assert "Pedro Penduko" in by_phone and "Maria" not in by_phone
+    nothing = desk_client.get("/desk/clients/search/", {"q": "zzz"}).content.decode()
+    assert "No client matches" in nothing
+    assert desk_client.get("/desk/clients/search/", {"q": "x" * 5000}).status_code == 200
+
+
+def test_client_search_is_bounded(desk_client, django_assert_max_num_queries):
+    for _ in range(30):
+        factories.ClientFactory(name="Maria Clara")
+    with django_assert_max_num_queries(3):
+        html = desk_client.get("/desk/clients/search/", {"q": "maria"}).content.decode()
+    assert html.count('name="client"') == 8
+    assert "More clients match" in html
+
+
+def test_a_client_is_added_inline_and_comes_back_chosen(desk_client):
+    response = desk_client.post(
+        "/desk/clients/new/",
+        {"new-name": "Lea Salonga", "new-phone": "0917 555 0101", "new-address": "1 Rizal Ave"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    created = Client.objects.get(name="Lea Salonga")
+    assert created.phone == "+639175550101"
+    assert f'value="{created.pk}" form="appointment-form"' in html and "checked" in html
+    assert 'hx-swap-oob="true"' in html
+    assert "Lea Salonga added and chosen." in html
+
+
+def test_a_duplicate_phone_is_answered_beside_the_phone_field(desk_client, client_record):
+    response = desk_client.post(
+        "/desk/clients/new/",
+        {"new-name": "Someone Else", "new-phone": "0917 123 4567"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    error = re.search(r'id="id_new-phone_error">([^<]+)<', html)
+    assert error and "already belongs to Maria Santos" in error.group(1)
+    assert Client.objects.count() == 1
+
+
+def test_adding_a_client_without_htmx_returns_to_the_form(desk_client):
+    response = desk_client.post(
+        "/desk/clients/new/", {"new-name": "Lea Salonga", "new-phone": "0917 555 0101"}
+    )
+    created = Client.objects.get()
+    assert response.status_code == 302
+    assert response.url == f"/desk/appointments/new/?client={created.pk}"
+    bad = desk_client.post("/desk/clients/new/", {"new-name": "", "new-phone": "12"})
+    assert bad.status_code == 200
+    assert "A name is required." in bad.content.decode()
+    assert Client.objects.count() == 1
+
+
+def test_csrf_is_enforced_on_the_desk_forms(desk, client_record, service, therapist, booked):
+    strict = DjangoClient(enforce_csrf_checks=True)
+    strict.force_login(desk)
+    data = booking(client_record, service, therapist, local(tomorrow(), 14))
+    assert strict.post("/desk/appointments/new/", data).status_code == 403
+    assert (
+        strict.post(f"/desk/appointments/{booked.pk}/cancel/", {"cancel-reason": "x"}).status_code
+        == 403
+    )
+    assert Appointment.objects.count() == 1
+    booked.refresh_from_db()
+    assert booked.status == "pending"
+    # With the token the page gives, the same post goes through.
+    page = strict.get("/desk/appointments/new/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert (
+        strict.post("/desk/appointments/new/", {**data, "csrfmiddlewaretoken": token}).status_code
+        == 302
+    )

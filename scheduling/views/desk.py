@@ -172,31 +172,32 @@ def int_or_none(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Transport:
-    label: str
+    label: str  # in full: "Drop-off: Dan Lim en route"
     tone: str  # a CSS suffix: none, queued, assigned, moving, done, cancelled
+    short: str  # for a small board block: "En route"
 
 
 def transport_of(appointment: Appointment) -> Transport:
     """Where the appointment's transport stands: the first leg still to be driven.
     Reads `appointment.trips` (prefetch it, ordered by window)."""
     if not appointment.needs_transport:
-        return Transport("No transport", "none")
+        return Transport("No transport", "none", "No transport")
     trips = list(appointment.trips.all())
     if not trips or all(t.status == TripStatus.CANCELLED for t in trips):
-        return Transport("Transport cancelled", "cancelled")
+        return Transport("Transport cancelled", "cancelled", "Transport cancelled")
     ahead = [t for t in trips if t.status not in (TripStatus.DONE, TripStatus.CANCELLED)]
     if not ahead:
-        return Transport("Transport done", "done")
+        return Transport("Transport done", "done", "Transport done")
     trip = ahead[0]
     leg = word(trip.leg)
     if trip.status == TripStatus.QUEUED:
-        return Transport(f"{leg}: trip queued", "queued")
+        return Transport(f"{leg}: trip queued", "queued", "Trip queued")
     driver = str(trip.driver) if trip.driver_id else "driver"
     if trip.status == TripStatus.ASSIGNED:
-        return Transport(f"{leg}: {driver} assigned", "assigned")
+        return Transport(f"{leg}: {driver} assigned", "assigned", driver)
     if trip.status == TripStatus.EN_ROUTE:
-        return Transport(f"{leg}: {driver} en route", "moving")
-    return Transport(f"{leg}: {driver} arrived", "moving")
+        return Transport(f"{leg}: {driver} en route", "moving", f"En route, {driver}")
+    return Transport(f"{leg}: {driver} arrived", "moving", f"Arrived, {driver}")
 
 
 def trips_prefetch() -> Prefetch:
@@ -231,7 +232,8 @@ class Span:
 @dataclass
 class Segment:
     kind: str  # off, break, time-off
-    label: str
+    label: str  # with its times, for screen readers and the tooltip
+    short: str  # drawn in the segment
     left: str
     width: str
 
@@ -250,6 +252,10 @@ class Block:
     @property
     def times(self) -> str:
         return f"{local_hm(self.appointment.start)}–{local_hm(self.appointment.end)}"
+
+    @property
+    def starts(self) -> str:
+        return local_hm(self.appointment.start)
 
     @property
     def status_label(self) -> str:
@@ -319,7 +325,7 @@ def segments_of(schedule: DaySchedule, span: Span) -> list[Segment]:
         left, width = span.place(interval.start, interval.end)
         text = f"{label} {local_hm(max(interval.start, span.start))}–"
         text += local_hm(min(interval.end, span.end))
-        segments.append(Segment(kind, text, left, width))
+        segments.append(Segment(kind, text, label, left, width))
     return segments
 
 
@@ -368,6 +374,8 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
     by_therapist: dict[int, list[Appointment]] = {}
     for appointment in shown:
         by_therapist.setdefault(appointment.therapist_id, []).append(appointment)
+    # Therapists with neither hours nor bookings that day are named, not drawn.
+    resting = [t for t in therapists if not schedules[t.pk].hours and t.pk not in by_therapist]
     rows = [
         Row(
             therapist=t,
@@ -376,6 +384,7 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
             blocks=lay_out(by_therapist.get(t.pk, []), span, show_all=show_all),
         )
         for t in therapists
+        if t not in resting
     ]
     today = timezone.localdate()
     now = timezone.now()
@@ -386,6 +395,7 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
         "next_day": day + timedelta(days=1),
         "today": today,
         "rows": rows,
+        "resting": resting,
         "ticks": hour_ticks(span),
         "span": span,
         "now_at": f"{span.at(now):.3f}" if span.start <= now < span.end else None,
@@ -411,7 +421,7 @@ def board(request: HttpRequest) -> HttpResponse:
         "live_after": after,
         "board_query": board_query(day, show_all),
         **board_context(day, show_all=show_all),
-        **queues_context(),
+        **queues_context(limit=1),
         **drivers_context(),
     }
     return render(request, "desk/board.html", context)
@@ -438,9 +448,9 @@ class WaitingTrip:
     checked_at: datetime | None
 
 
-def first_rows(rows: QuerySet) -> tuple[list, int]:
-    """The first QUEUE_LIMIT rows and how many there are in all, in one query."""
-    listed = list(rows.annotate(total=Window(Count("pk")))[:QUEUE_LIMIT])
+def first_rows(rows: QuerySet, limit: int) -> tuple[list, int]:
+    """The first `limit` rows and how many there are in all, in one query."""
+    listed = list(rows.annotate(total=Window(Count("pk")))[:limit])
     return listed, (listed[0].total if listed else 0)
 
 
@@ -481,6 +491,7 @@ class FailedLine:
 
 
 def failed_lines(rows: list[Notification]) -> list[FailedLine]:
+    """Notifications as the desk reads them (the failed ones, or an appointment's)."""
     return [
         FailedLine(
             notification=n,
@@ -493,27 +504,32 @@ def failed_lines(rows: list[Notification]) -> list[FailedLine]:
     ]
 
 
-def queues_context() -> dict[str, Any]:
+def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
+    """The four lists (their first `limit` rows) and how long each is."""
     now = timezone.now()
     pending, pending_total = first_rows(
         Appointment.objects.filter(status=AppointmentStatus.PENDING)
         .select_related("client", "service", "therapist")
-        .order_by("response_deadline", "id")
+        .order_by("response_deadline", "id"),
+        limit,
     )
     rebook, rebook_total = first_rows(
         Appointment.objects.to_rebook(since=now - REBOOK_RECENT)
         .select_related("client", "service", "therapist")
-        .order_by("start", "id")
+        .order_by("start", "id"),
+        limit,
     )
     trips, trips_total = first_rows(
         Trip.objects.filter(dispatch.dispatchable(now))
         .select_related("appointment__client", "appointment__service")
-        .order_by("window_start", "created_at", "id")
+        .order_by("window_start", "created_at", "id"),
+        limit,
     )
     failed, failed_total = first_rows(
         Notification.objects.filter(status=NotificationStatus.FAILED)
         .select_related("client", "user")
-        .order_by("-updated_at", "-id")
+        .order_by("-updated_at", "-id"),
+        limit,
     )
     return {
         "pending": pending,
@@ -538,8 +554,14 @@ def queues(request: HttpRequest) -> HttpResponse:
 @desk_only
 @require_GET
 def queues_fragment(request: HttpRequest) -> HttpResponse:
-    context = {"compact": request.GET.get("compact") == "1", **queues_context()}
-    return render(request, "desk/_queues.html", context)
+    return render(request, "desk/_queues.html", queues_context())
+
+
+@desk_only
+@require_GET
+def attention_fragment(request: HttpRequest) -> HttpResponse:
+    """The board's summary of the queues: how many of each, and the most pressing."""
+    return render(request, "desk/_attention.html", queues_context(limit=1))
 
 
 @desk_only
@@ -549,8 +571,13 @@ def retry_notification(request: HttpRequest, pk: int) -> HttpResponse:
     if done is not None:
         messages.success(request, "The message will be sent again.")
     if request.htmx:
-        context = {"compact": request.GET.get("compact") == "1", **queues_context()}
-        return render(request, "desk/_queues_swap.html", context)
+        return render(request, "desk/_queues_swap.html", queues_context())
+    if request.POST.get("back") == "appointment":
+        appointment_id = (
+            Notification.objects.filter(pk=pk).values_list("appointment_id", flat=True).first()
+        )
+        if appointment_id:
+            return redirect("desk:appointment", pk=appointment_id)
     return redirect("desk:queues")
 
 
@@ -599,8 +626,13 @@ def drivers(request: HttpRequest) -> HttpResponse:
 @desk_only
 @require_GET
 def drivers_fragment(request: HttpRequest) -> HttpResponse:
-    context = {"compact": request.GET.get("compact") == "1", **drivers_context()}
-    return render(request, "desk/_drivers.html", context)
+    return render(request, "desk/_drivers.html", drivers_context())
+
+
+@desk_only
+@require_GET
+def drivers_summary_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "desk/_drivers_summary.html", drivers_context())
 
 
 # --- booking -------------------------------------------------------------------------------
@@ -639,6 +671,16 @@ class TimesPanel:
     @property
     def therapist(self) -> User | None:
         return next((t for t, _ in self.therapists if t.pk == self.therapist_id), None)
+
+    @property
+    def groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The starts by part of the day, so a long list is quick to scan."""
+        parts: dict[str, list[tuple[str, str]]] = {"Morning": [], "Afternoon": [], "Evening": []}
+        for value, label in self.starts:
+            hour = int(label[:2])
+            part = "Morning" if hour < 12 else "Afternoon" if hour < 17 else "Evening"
+            parts[part].append((value, label))
+        return [(part, starts) for part, starts in parts.items() if starts]
 
 
 def times_panel(
@@ -696,6 +738,7 @@ def new_form_page(
     day = getattr(form, "cleaned_data", {}).get("date") if form.is_bound else values.get("date")
     context = {
         "form": form,
+        "services": service_choices(),
         "client_form": client_form or ClientForm(),
         "client_results": client_choices(chosen, client_id),
         "times": times_panel(
@@ -776,10 +819,9 @@ def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[A
 @desk_only
 @require_http_methods(["GET", "POST"])
 def new_appointment(request: HttpRequest) -> HttpResponse:
-    services = service_choices()
     if request.method == "GET":
-        return new_form_page(request, AppointmentForm(initial=prefill(request), services=services))
-    form = AppointmentForm(request.POST, services=services)
+        return new_form_page(request, AppointmentForm(initial=prefill(request)))
+    form = AppointmentForm(request.POST)
     if not form.is_valid():
         return new_form_page(request, form)
     appointment, clashing = book(form, request.user)
@@ -823,6 +865,7 @@ def client_search(request: HttpRequest) -> HttpResponse:
         ),
         "query": query.strip(),
         "more": len(found) > CLIENT_RESULTS,
+        "searched": True,
     }
     return render(request, "desk/_client_results.html", context)
 
@@ -843,9 +886,7 @@ def new_client(request: HttpRequest) -> HttpResponse:
         )
     if not request.htmx:
         if client is None:
-            page = AppointmentForm(
-                initial={"date": timezone.localdate()}, services=service_choices()
-            )
+            page = AppointmentForm(initial={"date": timezone.localdate()})
             return new_form_page(request, page, client_form=form)
         return redirect(f"{reverse('desk:new')}?client={client.pk}")
     if client is None:
@@ -878,31 +919,71 @@ def allowed_actions(appointment: Appointment, actor_role: str | None) -> list[st
     ]
 
 
-def detail_context(appointment: Appointment) -> dict[str, Any]:
-    """Everything about one appointment. `appointment` comes from `appointment_for`."""
-    trips = list(appointment.trips.all())
-    queued = [t for t in trips if t.status == TripStatus.QUEUED]
-    reasons = {w.trip.pk: w for w in waiting_trips(queued)} if queued else {}
-    log = list(
+@dataclass
+class LogLine:
+    at: datetime
+    subject: str
+    from_label: str
+    to_label: str
+    action_note: str
+    actor: User | None
+    reason: str
+
+
+# Actions whose status change alone does not say what happened.
+TOLD_ACTIONS = {"reschedule": "rescheduled", "request_pickup": "pickup asked for"}
+
+
+def log_lines(appointment: Appointment) -> list[LogLine]:
+    """The appointment's and its trips' transitions, oldest first, in one query."""
+    rows = (
         Transition.objects.filter(Q(appointment=appointment) | Q(trip__appointment=appointment))
         .select_related("actor", "trip")
         .order_by("at", "id")
     )
-    sent = list(
-        appointment.notifications.select_related("client", "user").order_by("-created_at", "-id")
-    )
+    return [
+        LogLine(
+            at=t.at,
+            subject=f"{word(t.trip.leg)} trip" if t.trip_id else "Appointment",
+            from_label=word(t.from_status) if t.from_status else "",
+            to_label=word(t.to_status),
+            action_note=TOLD_ACTIONS.get(t.action, ""),
+            actor=t.actor,
+            reason=t.reason,
+        )
+        for t in rows
+    ]
+
+
+def national_phone(e164: str) -> str:
+    try:
+        number = phonenumbers.parse(e164, default_region())
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def detail_context(appointment: Appointment) -> dict[str, Any]:
+    """Everything about one appointment. `appointment` comes from `appointment_for`."""
+    trips = labelled(list(appointment.trips.all()), "status", "leg")
+    queued = [t for t in trips if t.status == TripStatus.QUEUED]
+    reasons = {w.trip.pk: w for w in waiting_trips(queued)} if queued else {}
+    sent = appointment.notifications.select_related("client", "user").order_by("-created_at", "-id")
     return {
         "appointment": appointment,
-        "transport": transport_of(appointment),
+        "status_label": word(appointment.status),
+        "payment_label": word(appointment.payment_status),
+        "client_phone": national_phone(appointment.client.phone),
         "price": money(appointment.price),
+        "transport": transport_of(appointment),
         "trips": [
             TripLine(t, reasons[t.pk].reason, reasons[t.pk].checked_at)
             if t.pk in reasons
             else TripLine(t)
             for t in trips
         ],
-        "log": log,
-        "sent": sent,
+        "log": log_lines(appointment),
+        "sent": failed_lines(list(sent)),
     }
 
 
@@ -927,6 +1008,7 @@ def actions_context(
     chosen_day = getattr(reschedule, "cleaned_data", {}).get("date") if bound else day
     return {
         "appointment": appointment,
+        "status_label": word(appointment.status),
         "actions": actions,
         "reschedule_form": reschedule,
         "reschedule_times": times_panel(
@@ -1059,8 +1141,10 @@ urlpatterns = [
     path("board/", board_fragment, name="board_fragment"),
     path("queues/", queues, name="queues"),
     path("queues/fragment/", queues_fragment, name="queues_fragment"),
+    path("queues/summary/", attention_fragment, name="attention_fragment"),
     path("drivers/", drivers, name="drivers"),
     path("drivers/fragment/", drivers_fragment, name="drivers_fragment"),
+    path("drivers/summary/", drivers_summary_fragment, name="drivers_summary_fragment"),
     path("notifications/<int:pk>/retry/", retry_notification, name="retry_notification"),
     path("appointments/new/", new_appointment, name="new"),
     path("appointments/new/times/", booking_times, name="booking_times"),

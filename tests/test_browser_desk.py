@@ -1,0 +1,341 @@
+"""The receptionist's desk in headless Chromium against a real daphne: booking through the
+form (with the mouse, and with the keyboard alone), the inline conflict, the board
+changing live when another session books, retrying a failed message, and a picture of
+every desk page at desktop and phone widths (var/screenshots/desk-*.png)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+from django.utils import timezone
+
+from scheduling.models import Appointment, Break, Notification, TimeOff, Trip, WorkingHours
+from scheduling.services.appointments import act_on_appointment, create_appointment
+from scheduling.services.trips import set_shift
+from tests import factories
+from tests.browser_support import browser_marks
+from tests.live_support import wait_until
+
+pytestmark = browser_marks
+
+
+def tomorrow():
+    return timezone.localdate() + timedelta(days=1)
+
+
+def at(day, hour: int, minute: int = 0) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
+
+
+@pytest.fixture
+def desk_user(db):
+    return factories.UserFactory(
+        role="receptionist", username="rita", first_name="Rita", last_name="Santos"
+    )
+
+
+@pytest.fixture
+def massage(db):
+    return factories.ServiceFactory(name="Swedish massage", duration_minutes=60, buffer_minutes=15)
+
+
+@pytest.fixture
+def ana(massage):
+    return factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
+
+
+@pytest.fixture
+def maria(db):
+    return factories.ClientFactory(
+        name="Maria Santos", phone="+639171234567", address="12 Acacia St, Makati"
+    )
+
+
+def book(actor, client, service, therapist, start, **extra) -> Appointment:
+    return create_appointment(
+        actor=actor,
+        client_id=client.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=start,
+        **extra,
+    )
+
+
+def slot_id(start: datetime) -> str:
+    return f"#start-{timezone.localtime(start):%H%M}"
+
+
+def open_new_form(site, chromium, user, **query):
+    page = site.page(chromium, user)
+    params = "&".join(f"{k}={v}" for k, v in {"date": tomorrow().isoformat(), **query}.items())
+    page.goto(site.url(f"/desk/appointments/new/?{params}"))
+    return page
+
+
+# --- booking -------------------------------------------------------------------------------
+
+
+def test_a_receptionist_books_through_the_form_and_sees_it_on_the_board(
+    site, chromium, desk_user, massage, ana, maria
+):
+    page = open_new_form(site, chromium, desk_user)
+    page.get_by_label("Search by name or phone").fill("Maria")
+    page.get_by_role("radio", name="Maria Santos").check()
+    page.get_by_label("Service").select_option(label=f"{massage.name} · 60 min · 1,200.00")
+    page.locator("#id_therapist option", has_text="Ana Cruz").wait_for(state="attached")
+    page.get_by_label("Therapist").select_option(value=str(ana.pk))
+    start = at(tomorrow(), 10)
+    page.locator(slot_id(start)).check()
+    assert page.get_by_label("Address").input_value() == "12 Acacia St, Makati"
+    page.get_by_label("Notes for the therapist").fill("Gate code 4321")
+    page.get_by_role("button", name="Book appointment").click()
+
+    page.wait_for_url("**/desk/appointments/*/")
+    assert "Booked Maria Santos with Ana Cruz" in page.locator("#messages").inner_text()
+    appointment = Appointment.objects.get()
+    assert (appointment.start, appointment.therapist, appointment.notes) == (
+        start,
+        ana,
+        "Gate code 4321",
+    )
+    page.get_by_role("link", name="Board for").click()
+    block = page.locator(f"#block-{appointment.pk}")
+    block.wait_for()
+    assert "Maria Santos" in block.inner_text()
+    page.context.close()
+
+
+def test_a_conflicting_booking_is_refused_beside_the_start_time(
+    site, chromium, desk_user, massage, ana, maria
+):
+    other = factories.ClientFactory(name="Jose Rizal")
+    start = at(tomorrow(), 14)
+    page = open_new_form(site, chromium, desk_user, service=massage.pk, therapist=ana.pk)
+    page.get_by_label("Search by name or phone").fill("Jose")
+    page.get_by_role("radio", name="Jose Rizal").check()
+    page.locator(slot_id(start)).check()
+    # Meanwhile another receptionist books Maria at that very time.
+    book(desk_user, maria, massage, ana, start)
+    page.get_by_role("button", name="Book appointment").click()
+
+    error = page.locator("#id_start_error")
+    error.wait_for()
+    assert "Ana Cruz is already booked then: Maria Santos" in error.inner_text()
+    assert "14:00" in error.inner_text()
+    assert page.locator("#form-problems").is_visible()
+    assert Appointment.objects.filter(client=other).count() == 0
+    site.screenshots(page, "desk-new-appointment-conflict")
+    page.context.close()
+
+
+def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana, maria):
+    page = open_new_form(site, chromium, desk_user)
+    keys = page.keyboard
+    # The search box has the focus when the form opens.
+    keys.type("Maria")
+    page.get_by_role("radio", name="Maria Santos").wait_for()
+    keys.press("Tab")  # into the results: the first client
+    keys.press("Space")
+    assert page.get_by_role("radio", name="Maria Santos").is_checked()
+    keys.press("Tab")  # "+ New client"
+    keys.press("Tab")  # service
+    assert page.evaluate("document.activeElement.id") == "id_service"
+    keys.press("ArrowDown")
+    page.locator("#id_therapist option", has_text="Ana Cruz").wait_for(state="attached")
+    keys.press("Tab")  # day (already tomorrow)
+    keys.press("Tab")  # therapist
+    assert page.evaluate("document.activeElement.id") == "id_therapist"
+    keys.press("ArrowDown")
+    page.locator("input[name='start']").first.wait_for()
+    keys.press("Tab")  # the first free start time
+    keys.press("ArrowRight")  # the next one: arrows move and choose within the group
+    chosen = page.locator("input[name='start']:checked")
+    assert chosen.count() == 1
+    keys.press("Tab")  # address
+    keys.press("Tab")  # notes
+    keys.type("Keyboard booking")
+    keys.press("Tab")  # needs transport
+    keys.press("Space")
+    keys.press("Tab")  # the submit button
+    keys.press("Enter")
+
+    page.wait_for_url("**/desk/appointments/*/")
+    appointment = Appointment.objects.get()
+    assert appointment.client == maria and appointment.therapist == ana
+    assert appointment.notes == "Keyboard booking" and appointment.needs_transport
+    assert appointment.start == at(tomorrow(), 8, 15)
+    page.context.close()
+
+
+# --- live ----------------------------------------------------------------------------------
+
+
+def test_an_appointment_booked_elsewhere_appears_on_the_open_board(
+    site, chromium, desk_user, massage, ana, maria
+):
+    page = site.page(chromium, desk_user)
+    page.goto(site.url(f"/desk/?date={tomorrow().isoformat()}"))
+    site.wait_live(page)
+    assert page.locator(".tl-block").count() == 0
+    appointment = book(desk_user, maria, massage, ana, at(tomorrow(), 11))
+    block = page.locator(f"#block-{appointment.pk}")
+    block.wait_for()
+    assert "Maria Santos" in block.inner_text() and "Pending" in block.inner_text()
+    assert page.locator("#queues").get_by_text("Maria Santos").count() == 1
+    # Announced politely to screen readers.
+    assert f"New appointment #{appointment.pk}" in page.locator("#announcer").inner_text()
+    act_on_appointment(actor=ana, appointment_id=appointment.pk, action="accept")
+    page.locator(f"#block-{appointment.pk}.block-confirmed").wait_for()
+    page.context.close()
+
+
+def test_a_failed_message_is_sent_again_with_retry(site, chromium, desk_user, massage, ana, maria):
+    appointment = book(desk_user, maria, massage, ana, at(tomorrow(), 9))
+    failed = Notification.objects.filter(appointment=appointment, audience="client").get()
+    Notification.objects.filter(pk=failed.pk).update(
+        status="failed", attempts=6, last_error="provider: number unreachable"
+    )
+    page = site.page(chromium, desk_user)
+    page.goto(site.url("/desk/queues/"))
+    item = page.locator(f"#failed-{failed.pk}")
+    assert "number unreachable" in item.inner_text()
+    item.get_by_role("button", name="Retry").click()
+    item.wait_for(state="detached")
+    assert "will be sent again" in page.locator("#messages").inner_text()
+    failed.refresh_from_db()
+    assert failed.status in {"pending", "sending", "sent"}
+    page.context.close()
+
+
+# --- pictures ------------------------------------------------------------------------------
+
+
+def a_busy_day(desk_user, massage):
+    """Six therapists, a day of bookings in every state, drivers at work, and the things
+    that need a person: what a desk sees on an ordinary afternoon."""
+    day = tomorrow()
+    stones = factories.ServiceFactory(name="Hot stone massage", duration_minutes=90)
+    names = [
+        ("Ana", "Cruz"),
+        ("Ben", "Reyes"),
+        ("Carla", "Diaz"),
+        ("Dina", "Lopez"),
+        ("Eli", "Ramos"),
+        ("Faye", "Tan"),
+    ]
+    staff = [
+        factories.therapist(
+            massage,
+            stones,
+            username=first.lower(),
+            first_name=first,
+            last_name=last,
+            hours=None if first == "Faye" else (time(8), time(20)),
+        )
+        for first, last in names
+    ]
+    for therapist in staff[:4]:
+        Break.objects.create(staff=therapist, weekday=day.weekday(), start=time(12), end=time(13))
+    TimeOff.objects.create(staff=staff[4], start=at(day, 14), end=at(day, 20), reason="Training")
+    clients = [
+        factories.ClientFactory(name=name)
+        for name in [
+            "Maria Santos",
+            "Jose Rizal",
+            "Liza Soberano",
+            "Paolo Aquino",
+            "Grace Lim",
+            "Tony Uy",
+            "Bea Alonzo",
+            "Carlo Reyes",
+            "Nina Ong",
+            "Lito Cruz",
+        ]
+    ]
+    plan = [
+        (0, 0, massage, 9, 0, True, "accept"),
+        (0, 1, stones, 10, 30, False, "accept"),
+        (0, 2, massage, 14, 0, True, None),
+        (1, 3, massage, 8, 0, False, "accept"),
+        (1, 4, stones, 9, 30, True, "accept"),
+        (1, 5, massage, 15, 0, False, "reject"),
+        (1, 6, massage, 16, 30, False, None),
+        (2, 7, stones, 10, 30, True, "accept"),
+        (2, 8, massage, 13, 15, False, None),
+        (3, 9, massage, 10, 0, False, "accept"),
+        (3, 0, massage, 17, 0, True, "accept"),
+        (4, 1, massage, 9, 0, False, "accept"),
+    ]
+    for who, whom, service, hour, minute, transport, action in plan:
+        appointment = book(
+            desk_user,
+            clients[whom],
+            service,
+            staff[who],
+            at(day, hour, minute),
+            needs_transport=transport,
+            notes="Prefers firm pressure" if whom == 0 else "",
+        )
+        if action:
+            act_on_appointment(
+                actor=staff[who],
+                appointment_id=appointment.pk,
+                action=action,
+                reason="Double-booked with a private client" if action == "reject" else "",
+            )
+    # Today: trips within the dispatch horizon. Dan and Eva take the first two; the third
+    # needs a car for two and waits, Ferdie's motorcycle being too small; Ferdie waits too.
+    now = timezone.localtime()
+    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=75 - now.minute % 15)
+    drivers = [
+        factories.driver(first_name="Dan", last_name="Lim"),
+        factories.driver(vehicle="car", seats=3, first_name="Eva", last_name="Go"),
+        factories.driver(first_name="Ferdie", last_name="Sy"),
+    ]
+    factories.driver(first_name="Gil", last_name="Mendoza")  # off shift
+    for driver in drivers[:2]:
+        set_shift(driver=driver, on_shift=True)
+    today = [
+        factories.ClientFactory(name=n)
+        for n in ("Rosa Dela Cruz", "Mark Villanueva", "Joy Bautista")
+    ]
+    for client in today:
+        night = factories.therapist(massage, hours=None)
+        WorkingHours.objects.create(
+            staff=night, weekday=soon.weekday(), start=time(0), end=time(23, 59)
+        )
+        last = book(desk_user, client, massage, night, soon, needs_transport=True)
+        soon += timedelta(minutes=15)
+    Trip.objects.filter(appointment=last).update(passengers=2)
+    set_shift(driver=drivers[2], on_shift=True)
+    failed = Notification.objects.filter(audience="client").order_by("id")[:2]
+    errors = ["Twilio 21211: 'To' number is not a valid phone number", "provider timed out"]
+    for row, error in zip(failed, errors, strict=True):
+        Notification.objects.filter(pk=row.pk).update(status="failed", attempts=6, last_error=error)
+    return day
+
+
+def test_pictures_of_every_desk_page(site, chromium, desk_user, massage):
+    day = a_busy_day(desk_user, massage)
+    page = site.page(chromium, desk_user)
+    page.goto(site.url(f"/desk/?date={day.isoformat()}"))
+    site.wait_live(page)
+    site.screenshots(page, "desk-board")
+    page.goto(site.url("/desk/queues/"))
+    site.screenshots(page, "desk-queues")
+    page.goto(site.url("/desk/drivers/"))
+    site.screenshots(page, "desk-drivers")
+    pending = Appointment.objects.filter(status="pending", needs_transport=True).first()
+    page.goto(site.url(f"/desk/appointments/{pending.pk}/"))
+    site.screenshots(page, "desk-appointment")
+    confirmed = Appointment.objects.filter(status="confirmed").first()
+    page.goto(site.url(f"/desk/appointments/{confirmed.pk}/"))
+    site.screenshots(page, "desk-appointment-confirmed")
+    page.goto(site.url(f"/desk/appointments/new/?date={day.isoformat()}"))
+    page.get_by_label("Search by name or phone").fill("a")
+    page.locator(".client-option").first.wait_for()
+    site.screenshots(page, "desk-new-appointment")
+    wait_until(lambda: True, timeout=1, what="nothing")
+    page.context.close()
