@@ -18,10 +18,15 @@ from scheduling.models import (
     Appointment,
     Break,
     Client,
+    DispatchDecision,
+    DispatchOutcome,
+    DriverProfile,
     Notification,
     TimeOff,
+    Transition,
     Trip,
 )
+from scheduling.services import dispatch
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from tests import factories
 
@@ -557,3 +562,410 @@ def test_csrf_is_enforced_on_the_desk_forms(desk, client_record, service, therap
         strict.post("/desk/appointments/new/", {**data, "csrfmiddlewaretoken": token}).status_code
         == 302
     )
+
+
+# --- an appointment ------------------------------------------------------------------------
+
+
+def actions_of(html: str) -> set[str]:
+    found = set()
+    for action, marker in [
+        ("reschedule", "Move the appointment"),
+        ("cancel", "Cancel the appointment"),
+        ("no_show", "Mark as no-show"),
+    ]:
+        if marker in html:
+            found.add(action)
+    return found
+
+
+def test_detail_shows_the_whole_appointment(desk_client, desk, client_record, service, therapist):
+    appointment = book(
+        desk,
+        client_record,
+        service,
+        therapist,
+        local(tomorrow(), 10),
+        needs_transport=True,
+        notes="Bring oil",
+        address="7 Palm Rd",
+    )
+    failed = Notification.objects.filter(appointment=appointment, audience="client").get()
+    Notification.objects.filter(pk=failed.pk).update(status="failed", last_error="bad number")
+    html = desk_client.get(f"/desk/appointments/{appointment.pk}/").content.decode()
+    for text in [
+        "Maria Santos",
+        "Swedish massage",
+        "Ana Cruz",
+        "7 Palm Rd",
+        "Bring oil",
+        "1,200.00",
+        "Unpaid",
+        "Pending",
+        "Drop-off",
+        "Pick-up",
+        "bad number",
+        "Booking received",
+        "The dispatcher has not looked at it yet.",
+    ]:
+        assert text in html, text
+    # A live countdown to the response deadline while pending.
+    deadline = timezone.localtime(appointment.response_deadline).isoformat()
+    assert f'data-countdown datetime="{deadline}"' in html
+    assert 'data-live="appointment.updated trip.assigned trip.updated' in html
+    assert 'class="badge status-failed"' in html
+
+
+def test_detail_names_the_dispatchers_reason_for_a_queued_trip(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(
+        desk, client_record, service, therapist, local(tomorrow(), 10), needs_transport=True
+    )
+    busy = factories.driver(first_name="Dan", last_name="Lim")
+    trip = appointment.trips.get(leg="dropoff")
+    DispatchDecision.objects.create(
+        trip=trip,
+        outcome=DispatchOutcome.NO_DRIVER,
+        queue=[{"driver": busy.pk, "since": timezone.now().isoformat()}],
+        queue_length=1,
+        skipped=[{"driver": busy.pk, "reason": "busy"}],
+    )
+    html = desk_client.get(f"/desk/appointments/{appointment.pk}/").content.decode()
+    assert "Every waiting driver was passed over: Dan Lim (busy)." in html
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("pending", {"reschedule", "cancel"}),
+        ("confirmed", {"reschedule", "cancel", "no_show"}),
+        ("in_progress", set()),
+        ("completed", set()),
+        ("cancelled", set()),
+    ],
+)
+def test_detail_offers_what_the_rules_allow_the_desk(
+    desk_client, desk, client_record, service, therapist, status, expected
+):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    Appointment.objects.filter(pk=appointment.pk).update(status=status)
+    html = desk_client.get(f"/desk/appointments/{appointment.pk}/").content.decode()
+    assert actions_of(html) == expected
+
+
+def test_unknown_appointments_are_404(desk_client):
+    assert desk_client.get("/desk/appointments/999999/").status_code == 404
+    assert desk_client.get("/desk/appointments/999999/fragment/").status_code == 404
+    assert (
+        desk_client.post("/desk/appointments/999999/cancel/", {"cancel-reason": "x"}).status_code
+        == 404
+    )
+    assert desk_client.get("/desk/appointments/abc/").status_code == 404
+
+
+def test_detail_queries_do_not_grow_with_history(
+    desk_client, desk, client_record, service, therapist, django_assert_max_num_queries
+):
+    appointment = book(
+        desk, client_record, service, therapist, local(tomorrow(), 10), needs_transport=True
+    )
+    url = f"/desk/appointments/{appointment.pk}/"
+    few, _ = queries_of(desk_client, url)
+    trips = list(appointment.trips.all())
+    Transition.objects.bulk_create(
+        Transition(
+            appointment=appointment if i % 2 else None,
+            trip=None if i % 2 else trips[i % 4 // 2],
+            action="note",
+            from_status="pending",
+            to_status="pending",
+            actor=desk if i % 3 else None,
+            reason=f"entry {i}",
+        )
+        for i in range(200)
+    )
+    for i in range(30):
+        Notification.objects.create(
+            key=f"k{i}",
+            kind="booking_created",
+            channel="sms",
+            audience="client",
+            client=client_record,
+            to=client_record.phone,
+            appointment=appointment,
+            body="x",
+        )
+    with django_assert_max_num_queries(16):
+        many, response = queries_of(desk_client, url)
+    assert many == few
+    assert response.content.decode().count("entry ") == 200
+    assert queries_of(desk_client, url + "fragment/")[0] <= 10
+
+
+def test_the_actions_panel_is_redrawn_only_when_the_status_changed(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    url = f"/desk/appointments/{appointment.pk}/actions/"
+    assert desk_client.get(url, {"drawn_for": "pending"}).status_code == 204
+    act_on_appointment(actor=therapist, appointment_id=appointment.pk, action="accept")
+    response = desk_client.get(url, {"drawn_for": "pending"})
+    assert response.status_code == 200
+    assert actions_of(response.content.decode()) == {"reschedule", "cancel", "no_show"}
+    assert "drawn_for=confirmed" in response.content.decode()
+
+
+def test_reschedule_through_the_page(desk_client, desk, client_record, service, therapist):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    act_on_appointment(actor=therapist, appointment_id=appointment.pk, action="accept")
+    new_start = local(day_after(), 15)
+    times = desk_client.get(
+        f"/desk/appointments/{appointment.pk}/times/", {"reschedule-date": day_after().isoformat()}
+    ).content.decode()
+    assert f'value="{timezone.localtime(new_start).isoformat()}"' in times
+    response = desk_client.post(
+        f"/desk/appointments/{appointment.pk}/reschedule/",
+        {
+            "reschedule-date": day_after().isoformat(),
+            "reschedule-start": timezone.localtime(new_start).isoformat(),
+            "reschedule-reason": "Client asked",
+        },
+    )
+    assert response.status_code == 302
+    appointment.refresh_from_db()
+    assert (appointment.start, appointment.status) == (new_start, "pending")
+    log = appointment.transitions.get(action="reschedule")
+    assert (log.actor, log.reason, log.from_status) == (desk, "Client asked", "confirmed")
+    assert "Moved to" in desk_client.get(response.url).content.decode()
+
+
+def test_a_reschedule_into_a_conflict_names_it_and_moves_nothing(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    other = book(
+        desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(tomorrow(), 14)
+    )
+    response = desk_client.post(
+        f"/desk/appointments/{appointment.pk}/reschedule/",
+        {
+            "reschedule-date": tomorrow().isoformat(),
+            "reschedule-start": timezone.localtime(local(tomorrow(), 14, 30)).isoformat(),
+        },
+    )
+    html = response.content.decode().replace("&#x27;", "'")
+    assert response.status_code == 200
+    assert "Ana Cruz is already booked then: Jose Rizal" in html
+    appointment.refresh_from_db()
+    assert appointment.start == local(tomorrow(), 10)
+    assert other.pk
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"reschedule-date": "10000-01-01"}, "Enter a date like 2030-05-01."),
+        ({"reschedule-start": "noon"}, "Pick a start time"),
+        (
+            {"reschedule-start": "2001-01-01T10:00:00+08:00", "reschedule-date": "2001-01-01"},
+            "That time has already passed.",
+        ),
+    ],
+)
+def test_bad_reschedules_are_answered_on_the_form(
+    desk_client, desk, client_record, service, therapist, data, message
+):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    form = {
+        "reschedule-date": tomorrow().isoformat(),
+        "reschedule-start": timezone.localtime(local(tomorrow(), 12)).isoformat(),
+        **data,
+    }
+    response = desk_client.post(f"/desk/appointments/{appointment.pk}/reschedule/", form)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    appointment.refresh_from_db()
+    assert appointment.start == local(tomorrow(), 10)
+
+
+def test_cancel_needs_a_reason_and_then_cancels(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(
+        desk, client_record, service, therapist, local(tomorrow(), 10), needs_transport=True
+    )
+    url = f"/desk/appointments/{appointment.pk}/cancel/"
+    refused = desk_client.post(url, {"cancel-reason": "  "})
+    assert "Say why, for the appointment" in refused.content.decode()
+    appointment.refresh_from_db()
+    assert appointment.status == "pending"
+
+    response = desk_client.post(url, {"cancel-reason": "Client is ill"})
+    assert response.status_code == 302
+    appointment.refresh_from_db()
+    assert appointment.status == "cancelled"
+    assert appointment.transitions.get(action="cancel").reason == "Client is ill"
+    assert set(appointment.trips.values_list("status", flat=True)) == {"cancelled"}
+    # Once cancelled, doing it again is refused in the service's words.
+    again = desk_client.post(url, {"cancel-reason": "again"})
+    assert "Cannot cancel an appointment that is cancelled." in again.content.decode()
+
+
+def test_no_show_through_the_page(desk_client, desk, client_record, service, therapist):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    url = f"/desk/appointments/{appointment.pk}/no-show/"
+    pending = desk_client.post(url, {"no_show-reason": ""})
+    assert "Cannot no-show an appointment that is pending." in pending.content.decode()
+    act_on_appointment(actor=therapist, appointment_id=appointment.pk, action="accept")
+    assert desk_client.post(url, {"no_show-reason": ""}).status_code == 302
+    appointment.refresh_from_db()
+    assert appointment.status == "no_show"
+
+
+# --- queues, retry, drivers ----------------------------------------------------------------
+
+
+def test_queues_list_what_needs_a_person(desk_client, desk, client_record, service, therapist):
+    day = tomorrow()
+    pending = book(desk, client_record, service, therapist, local(day, 9))
+    rejected = book(
+        desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(day, 11)
+    )
+    act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
+    rebooked = book(
+        desk, factories.ClientFactory(name="Lito Cruz"), service, therapist, local(day, 13)
+    )
+    act_on_appointment(actor=therapist, appointment_id=rebooked.pk, action="reject")
+    book(desk, rebooked.client, service, therapist, local(day, 15))  # already booked again
+    soon = timezone.localtime() + timedelta(minutes=30)
+    soon = soon.replace(minute=soon.minute - soon.minute % 15, second=0, microsecond=0)
+    late = factories.therapist(service, hours=(time(0), time(23, 59)))
+    with_trip = book(
+        desk, client_record, service, late, soon + timedelta(minutes=15), needs_transport=True
+    )
+    failed = Notification.objects.filter(appointment=pending, audience="client").get()
+    Notification.objects.filter(pk=failed.pk).update(status="failed", last_error="no such number")
+    dispatch.run_pass()  # on commit in life; this test's transaction never commits
+
+    html = desk_client.get("/desk/queues/").content.decode()
+    deadline = timezone.localtime(pending.response_deadline).isoformat()
+    assert f'data-countdown datetime="{deadline}"' in html
+    assert f'href="/desk/appointments/new/?rebook={rejected.pk}"' in html
+    assert f"rebook={rebooked.pk}" not in html
+    assert "Drop-off · Maria Santos" in html
+    assert "No driver was waiting in the queue." in html
+    assert with_trip.pk
+    assert "no such number" in html and "(0917 ••• 4567)" in html
+    assert f'action="/desk/notifications/{failed.pk}/retry/"' in html
+    tiles = desk_client.get("/desk/queues/summary/").content.decode()
+    assert 'id="attention"' in tiles and "to rebook" in tiles
+
+
+def test_queues_queries_are_bounded(desk_client, desk, service, django_assert_max_num_queries):
+    therapists = [factories.therapist(service) for _ in range(10)]
+    appointments = crowd(tomorrow(), therapists, service, 10, desk)
+    Appointment.objects.filter(pk__in=[a.pk for a in appointments[::3]]).update(status="rejected")
+    Notification.objects.bulk_create(
+        Notification(
+            key=f"n{i}",
+            kind="booking_created",
+            channel="sms",
+            audience="client",
+            client=a.client,
+            to=a.client.phone,
+            appointment=a,
+            body="x",
+            status="failed",
+            last_error="down",
+        )
+        for i, a in enumerate(appointments)
+    )
+    with django_assert_max_num_queries(12):
+        _, response = queries_of(desk_client, "/desk/queues/")
+    assert "Showing the 50 latest." in response.content.decode()
+    with django_assert_max_num_queries(10):
+        queries_of(desk_client, "/desk/queues/summary/")
+
+
+def test_retry_of_a_failed_message(desk_client, failed_notification):
+    response = desk_client.post(f"/desk/notifications/{failed_notification.pk}/retry/")
+    assert response.status_code == 302 and response.url == "/desk/queues/"
+    failed_notification.refresh_from_db()
+    assert (failed_notification.status, failed_notification.attempts) == ("pending", 0)
+    again = desk_client.post(
+        f"/desk/notifications/{failed_notification.pk}/retry/", follow=True
+    ).content.decode()
+    assert "This message is pending now, not failed: nothing to retry." in again
+    missing = desk_client.post("/desk/notifications/999999/retry/", follow=True)
+    assert "There is no notification with id 999999." in missing.content.decode()
+
+
+def test_retry_from_the_queues_with_htmx_redraws_them(desk_client, failed_notification):
+    response = desk_client.post(
+        f"/desk/notifications/{failed_notification.pk}/retry/", headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith("{#") is False and 'id="queues"' in html
+    assert f'id="failed-{failed_notification.pk}"' not in html
+    assert 'id="messages" class="messages" hx-swap-oob="true"' in html
+    assert "will be sent again" in html
+
+
+def test_retry_from_the_appointment_goes_back_to_it(desk_client, failed_notification):
+    response = desk_client.post(
+        f"/desk/notifications/{failed_notification.pk}/retry/", {"back": "appointment"}
+    )
+    assert response.url == f"/desk/appointments/{failed_notification.appointment_id}/"
+
+
+def test_retry_is_a_post(desk_client, failed_notification):
+    assert (
+        desk_client.get(f"/desk/notifications/{failed_notification.pk}/retry/").status_code == 405
+    )
+
+
+def test_drivers_panel_shows_the_queue_in_order_and_each_drivers_trip(
+    desk_client, desk, client_record, service, therapist
+):
+    from scheduling.services.trips import set_shift
+
+    first = factories.driver(first_name="Dan", last_name="Lim")
+    second = factories.driver(first_name="Eva", last_name="Go")
+    factories.driver(first_name="Gil", last_name="Mendoza")
+    set_shift(driver=first, on_shift=True)
+    set_shift(driver=second, on_shift=True)
+    DriverProfile.objects.filter(user=second).update(
+        available_since=timezone.now() - timedelta(hours=1)
+    )
+    appointment = book(
+        desk,
+        client_record,
+        service,
+        therapist,
+        local(tomorrow(), 10),
+        needs_transport=True,
+        address="7 Palm Rd",
+    )
+    Trip.objects.filter(appointment=appointment, leg="dropoff").update(
+        status="en_route", driver=first
+    )
+    DriverProfile.objects.filter(user=first).update(available_since=None)
+    html = desk_client.get("/desk/drivers/").content.decode()
+    queue = html[html.index('class="driver-queue"') : html.index('id="d-shift"')]
+    assert "Eva Go" in queue and "Dan Lim" not in queue
+    assert "Drop-off · Maria Santos" in html and "7 Palm Rd" in html and "En route" in html
+    assert "Off shift: Gil Mendoza" in html
+    summary = desk_client.get("/desk/drivers/summary/").content.decode()
+    assert "1 driving" in summary and "Eva Go" in summary
+
+
+def test_drivers_queries_are_bounded(desk_client, django_assert_max_num_queries):
+    from scheduling.services.trips import set_shift
+
+    for _ in range(20):
+        set_shift(driver=factories.driver(), on_shift=True)
+    with django_assert_max_num_queries(9):
+        _, response = queries_of(desk_client, "/desk/drivers/")
+    assert response.content.decode().count('class="pos"') == 20

@@ -1032,10 +1032,16 @@ def detail_page(
     after: int | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    actions = actions_context(appointment, request.user, forms_by_action)
+    for action, form in (forms_by_action or {}).items():
+        # The status moved on and the action's form is no longer drawn: say why here.
+        if action not in actions["actions"]:
+            for error in form.non_field_errors():
+                messages.error(request, error)
     context = {
         "live_after": after if after is not None else live_after(request.user),
         **detail_context(appointment),
-        **actions_context(appointment, request.user, forms_by_action),
+        **actions,
     }
     return render(request, "desk/detail.html", context, status=status)
 
