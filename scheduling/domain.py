@@ -181,9 +181,51 @@ def free_starts(
     not_before: datetime,
     zone: ZoneInfo | None = None,
 ) -> list[datetime]:
-    return [
-        start
-        for start in candidate_starts(day, step, zone)
-        if start >= not_before
-        and bookable(start, duration=duration, buffer=buffer, schedule=schedule, busy=busy)
-    ]
+    """The `candidate_starts` from `not_before` on that `bookable` accepts, in order.
+
+    The same rule as `bookable`, in one pass instead of one test per candidate: a session
+    lies in working time when it fits inside one piece of `schedule.working`, and it meets
+    nothing held when its start is outside every open span (held.start - duration - buffer,
+    held.end). So only the candidates inside the pieces are visited, and the held spans,
+    sorted and merged, are swept once. tests/test_domain.py checks it against `bookable`
+    and a minute-by-minute oracle.
+    """
+    first, last = local_day_bounds(day, zone)
+    blocked = _blocked_starts(busy, duration + buffer)
+    starts: list[datetime] = []
+    b = 0
+    for piece in schedule.working:
+        latest = piece.end - duration
+        start = _next_candidate(max(piece.start, not_before), first, step)
+        while start <= latest and start < last:
+            while b < len(blocked) and blocked[b][1] <= start:
+                b += 1
+            if b < len(blocked) and blocked[b][0] < start:
+                start = _next_candidate(blocked[b][1], first, step)
+                continue
+            starts.append(start)
+            start += step
+    return starts
+
+
+def _next_candidate(instant: datetime, first: datetime, step: timedelta) -> datetime:
+    """The first of `first`, `first + step`, ... that is not before `instant`."""
+    if instant <= first:
+        return first
+    return first + -((first - instant) // step) * step
+
+
+def _blocked_starts(busy: Iterable[Interval], reach: timedelta) -> list[tuple[datetime, datetime]]:
+    """The starts whose session plus buffer (`reach`) would meet a held interval, as
+    disjoint open spans (low, high) in order: a start equal to either end is free."""
+    spans = sorted((held.start - reach, held.end) for held in busy)
+    merged: list[tuple[datetime, datetime]] = []
+    for low, high in spans:
+        if low >= high:  # empty: meets no start
+            continue
+        if merged and low < merged[-1][1]:
+            if high > merged[-1][1]:
+                merged[-1] = (merged[-1][0], high)
+        else:
+            merged.append((low, high))
+    return merged

@@ -16,9 +16,11 @@ from django.db.models import Prefetch
 from rest_framework.test import APIClient, APIRequestFactory
 
 from scheduling.api import rows
-from scheduling.api.serializers import AppointmentSerializer
+from scheduling.api.serializers import AppointmentSerializer, AvailabilitySerializer
+from scheduling.api.views import availability_body
 from scheduling.models import Appointment, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
+from scheduling.services.availability import availability
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
 
@@ -141,3 +143,23 @@ def test_the_day_list_query_count_does_not_depend_on_the_page_size(
         with django_assert_num_queries(2):  # the page, then its trips
             response = api(user).get(url)
         assert response.status_code == 200
+
+
+def test_availability_answers_what_its_serializer_renders(day, desk, tomorrow_at):
+    service = day["appointments"][0].service
+    date = tomorrow_at(0).date()
+    result = availability(service=service, day=date)
+    assert sum(len(r.starts) for r in result) > 20
+    expected = AvailabilitySerializer(
+        {
+            "service": service.pk,
+            "date": date,
+            "therapists": [
+                {"therapist": r.therapist.pk, "name": str(r.therapist), "starts": r.starts}
+                for r in result
+            ],
+        }
+    ).data
+    body = api(desk).get(f"/api/availability/?service={service.pk}&date={date}").json()
+    assert body == expected
+    assert availability_body(service, date, result) == expected

@@ -218,3 +218,85 @@ def test_bookings_made_one_by_one_never_overlap(case, attempts):
     for i, a in enumerate(held):
         for b in held[i + 1 :]:
             assert not (a.start < b.end and b.start < a.end), (a, b)
+
+
+@st.composite
+def rough_days(draw):
+    """Less tidy days than `days()`: minute-grained hours, breaks, time off and held
+    intervals, overlapping each other and the day's edges, and any step."""
+    zone = draw(st.sampled_from([MANILA, NEW_YORK]))
+    day = draw(st.sampled_from([DAY, SPRING_FORWARD, FALL_BACK]))
+    day_start, _ = local_day_bounds(day, zone)
+    minutes_of_day = st.integers(min_value=0, max_value=24 * 60 - 1)
+
+    def walls(n: int) -> list[tuple[time, time]]:
+        periods = []
+        for _ in range(n):
+            a, b = sorted(draw(st.lists(minutes_of_day, min_size=2, max_size=2, unique=True)))
+            periods.append((time(a // 60, a % 60), time(b // 60, b % 60)))
+        return periods
+
+    def spans(max_size: int) -> list[Interval]:
+        drawn = draw(
+            st.lists(st.tuples(st.integers(-120, 26 * 60), st.integers(0, 300)), max_size=max_size)
+        )
+        return [Interval(day_start + s * MINUTE, day_start + (s + n) * MINUTE) for s, n in drawn]
+
+    schedule = DaySchedule.build(
+        day,
+        hours=walls(draw(st.integers(1, 3))),
+        breaks=walls(draw(st.integers(0, 2))),
+        time_off=[i for i in spans(2) if i.end > i.start],
+        zone=zone,
+    )
+    not_before = day_start + draw(st.integers(-60, 25 * 60)) * MINUTE
+    step = timedelta(minutes=draw(st.sampled_from([5, 10, 15, 20, 30, 60])))
+    return zone, day, schedule, spans(6), not_before, step
+
+
+@settings(max_examples=400, deadline=None)
+@given(rough_days(), st.integers(1, 180), st.integers(0, 60))
+def test_free_starts_is_bookable_at_every_candidate(case, duration_m, buffer_m):
+    """The sweep gives exactly what testing `bookable` at each candidate gives."""
+    zone, day, schedule, busy, not_before, step = case
+    duration, buffer = duration_m * MINUTE, buffer_m * MINUTE
+    offered = free_starts(
+        day,
+        duration=duration,
+        buffer=buffer,
+        step=step,
+        schedule=schedule,
+        busy=busy,
+        not_before=not_before,
+        zone=zone,
+    )
+    assert offered == [
+        s
+        for s in candidate_starts(day, step, zone)
+        if s >= not_before
+        and bookable(s, duration=duration, buffer=buffer, schedule=schedule, busy=busy)
+    ]
+
+
+def test_a_gap_exactly_one_session_and_buffer_long_is_offered():
+    """Held until 10:00 and again from 11:15: a 60-minute session with a 15-minute buffer
+    fits at 10:00 exactly, and nowhere else between them."""
+    schedule = DaySchedule.build(DAY, hours=[(time(8), time(18))], zone=MANILA)
+
+    def at(hour: int, minute: int = 0) -> datetime:
+        return datetime.combine(DAY, time(hour, minute), tzinfo=MANILA)
+
+    busy = [Interval(at(9), at(10)), Interval(at(11, 15), at(12)), Interval(at(12), at(13))]
+    offered = free_starts(
+        DAY,
+        duration=timedelta(hours=1),
+        buffer=timedelta(minutes=15),
+        step=STEP,
+        schedule=schedule,
+        busy=busy,
+        not_before=utc(2000, 1, 1),
+        zone=MANILA,
+    )
+    # 08:00 plus its buffer would run into 09:00; 13:00 is free again.
+    assert [s for s in offered if s < at(13)] == [at(10)]
+    assert offered[1] == at(13)

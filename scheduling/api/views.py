@@ -6,6 +6,7 @@ import json
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -193,15 +194,25 @@ class AvailabilityView(APIView):
                 {"therapist": [f"There is no therapist with id {therapist_id}."]}
             )
         result = availability(service=service, day=query["date"], therapist_id=therapist_id)
-        body = {
-            "service": service.pk,
-            "date": query["date"],
-            "therapists": [
-                {"therapist": r.therapist.pk, "name": str(r.therapist), "starts": r.starts}
-                for r in result
-            ],
-        }
-        return Response(s.AvailabilitySerializer(body).data)
+        return Response(availability_body(service, query["date"], result))
+
+
+def availability_body(service: Service, day, result) -> dict:
+    """What AvailabilitySerializer renders, with the start times (some 200 a day) written
+    by `rows.iso` rather than one DRF DateTimeField call each."""
+    zone = timezone.get_current_timezone()
+    return {
+        "service": service.pk,
+        "date": day.isoformat(),
+        "therapists": [
+            {
+                "therapist": r.therapist.pk,
+                "name": str(r.therapist),
+                "starts": [rows_out.iso(start, zone) for start in r.starts],
+            }
+            for r in result
+        ],
+    }
 
 
 # --- appointments ---------------------------------------------------------------------------
