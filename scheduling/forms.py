@@ -127,7 +127,7 @@ class ClientForm(forms.Form):
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
     )
     address = forms.CharField(
-        label="Address",
+        label="Home address",
         max_length=ADDRESS_MAX,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
