@@ -85,7 +85,6 @@ CLIENT_RESULTS = 8
 QUIET_DAY = (time(8), time(20))
 # The actions the detail page has a form for; the rules table decides when each is shown.
 PAGE_ACTIONS = ("reschedule", "cancel", "no_show")
-ACTION_LABELS = {"reschedule": "Reschedule", "cancel": "Cancel", "no_show": "No-show"}
 SKIP_REASONS = {"off_shift": "off shift", "busy": "busy", "vehicle": "vehicle too small"}
 
 
@@ -391,6 +390,7 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
     return {
         "day": day,
         "is_today": day == today,
+        "relative_day": relative_day(day, today),
         "previous_day": day - timedelta(days=1),
         "next_day": day + timedelta(days=1),
         "today": today,
@@ -403,6 +403,14 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
         "not_happening": len(not_happening),
         "booked_count": len(shown) - (len(not_happening) if show_all else 0),
     }
+
+
+def relative_day(day: date, today: date) -> str:
+    offset = (day - today).days
+    named = {0: "Today", 1: "Tomorrow", -1: "Yesterday"}
+    if offset in named:
+        return named[offset]
+    return f"In {offset} days" if offset > 0 else f"{-offset} days ago"
 
 
 def board_query(day: date, show_all: bool) -> str:
@@ -729,7 +737,6 @@ def new_form_page(
     *,
     client_form: ClientForm | None = None,
     conflicts: list[Appointment] = (),
-    status: int = 200,
 ) -> HttpResponse:
     values = form.data if form.is_bound else form.initial
     client_id = int_or_none(values.get("client"))
@@ -746,7 +753,7 @@ def new_form_page(
         ),
         "conflicts": conflicts,
     }
-    return render(request, "desk/new.html", context, status=status)
+    return render(request, "desk/new.html", context)
 
 
 def prefill(request: HttpRequest) -> dict[str, Any]:
@@ -931,7 +938,11 @@ class LogLine:
 
 
 # Actions whose status change alone does not say what happened.
-TOLD_ACTIONS = {"reschedule": "rescheduled", "request_pickup": "pickup asked for"}
+TOLD_ACTIONS = {
+    "create": "booked",
+    "reschedule": "rescheduled",
+    "request_pickup": "pickup asked for",
+}
 
 
 def log_lines(appointment: Appointment) -> list[LogLine]:
@@ -947,7 +958,9 @@ def log_lines(appointment: Appointment) -> list[LogLine]:
             subject=f"{word(t.trip.leg)} trip" if t.trip_id else "Appointment",
             from_label=word(t.from_status) if t.from_status else "",
             to_label=word(t.to_status),
-            action_note=TOLD_ACTIONS.get(t.action, ""),
+            action_note="planned"
+            if t.trip_id and t.action == "create"
+            else TOLD_ACTIONS.get(t.action, ""),
             actor=t.actor,
             reason=t.reason,
         )
@@ -1030,7 +1043,6 @@ def detail_page(
     forms_by_action: dict[str, forms.Form] | None = None,
     *,
     after: int | None = None,
-    status: int = 200,
 ) -> HttpResponse:
     actions = actions_context(appointment, request.user, forms_by_action)
     for action, form in (forms_by_action or {}).items():
@@ -1043,7 +1055,7 @@ def detail_page(
         **detail_context(appointment),
         **actions,
     }
-    return render(request, "desk/detail.html", context, status=status)
+    return render(request, "desk/detail.html", context)
 
 
 @desk_only
