@@ -127,7 +127,6 @@ def pages(appointment_id: int, notification_id: int) -> list[str]:
         "/desk/drivers/summary/",
         "/desk/appointments/new/",
         "/desk/appointments/new/times/",
-        "/desk/clients/search/?q=mar",
         f"/desk/appointments/{appointment_id}/",
         f"/desk/appointments/{appointment_id}/fragment/",
         f"/desk/appointments/{appointment_id}/actions/",
@@ -156,6 +155,7 @@ def test_every_page_and_fragment_renders_for_the_desk(client, role, booked, fail
     for url in pages(booked.pk, failed_notification.pk):
         response = client.get(url)
         assert response.status_code == 200, url
+    assert client.post("/desk/clients/search/", {"q": "mar"}).status_code == 200
 
 
 @pytest.mark.parametrize("role", ["therapist", "driver"])
@@ -165,6 +165,7 @@ def test_other_roles_get_403_everywhere(client, role, booked, failed_notificatio
         response = client.get(url)
         assert response.status_code == 403, url
     posts = [
+        "/desk/clients/search/",
         "/desk/appointments/new/",
         "/desk/clients/new/",
         f"/desk/appointments/{booked.pk}/cancel/",
@@ -182,6 +183,8 @@ def test_anonymous_is_sent_to_sign_in(client, booked, failed_notification):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response.url.startswith("/accounts/login/"), url
+    response = client.post("/desk/clients/search/", {"q": "0917"})
+    assert response.status_code == 302 and "0917" not in response.url
 
 
 # --- the board -----------------------------------------------------------------------------
@@ -486,22 +489,24 @@ def test_free_times_fragment_explains_what_is_missing(
 
 def test_client_search_by_name_and_phone_masks_the_number(desk_client, client_record):
     factories.ClientFactory(name="Pedro Penduko", phone="+639181112222")
-    by_name = desk_client.get("/desk/clients/search/", {"q": "mar"}).content.decode()
+    by_name = desk_client.post("/desk/clients/search/", {"q": "mar"}).content.decode()
     assert "Maria Santos" in by_name and "Pedro" not in by_name
     assert "0917 ••• 4567" in by_name and "1234567" not in by_name
     assert 'type="radio" name="client"' in by_name
-    by_phone = desk_client.get("/desk/clients/search/", {"q": "0918 111"}).content.decode()
+    by_phone = desk_client.post("/desk/clients/search/", {"q": "0918 111"}).content.decode()
     assert "Pedro Penduko" in by_phone and "Maria" not in by_phone
-    nothing = desk_client.get("/desk/clients/search/", {"q": "zzz"}).content.decode()
+    nothing = desk_client.post("/desk/clients/search/", {"q": "zzz"}).content.decode()
     assert "No client matches" in nothing
-    assert desk_client.get("/desk/clients/search/", {"q": "x" * 5000}).status_code == 200
+    assert desk_client.post("/desk/clients/search/", {"q": "x" * 5000}).status_code == 200
+    # A phone fragment never travels in a URL.
+    assert desk_client.get("/desk/clients/search/", {"q": "0917"}).status_code == 405
 
 
 def test_client_search_is_bounded(desk_client, django_assert_max_num_queries):
     for _ in range(30):
         factories.ClientFactory(name="Maria Clara")
     with django_assert_max_num_queries(3):
-        html = desk_client.get("/desk/clients/search/", {"q": "maria"}).content.decode()
+        html = desk_client.post("/desk/clients/search/", {"q": "maria"}).content.decode()
     assert html.count('name="client"') == 8
     assert "More clients match" in html
 

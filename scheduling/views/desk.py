@@ -862,13 +862,15 @@ def booking_times(request: HttpRequest) -> HttpResponse:
 
 
 @desk_only
-@require_GET
+@require_POST
 def client_search(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "")[:100]
+    """Clients by name or phone fragment. A POST, so that phone numbers never go into a
+    URL (and so into access logs and browser history)."""
+    query = request.POST.get("q", "")[:100]
     found = list(Client.objects.search(query)[: CLIENT_RESULTS + 1]) if query.strip() else []
     context = {
         "client_results": client_choices(
-            found[:CLIENT_RESULTS], int_or_none(request.GET.get("client"))
+            found[:CLIENT_RESULTS], int_or_none(request.POST.get("client"))
         ),
         "query": query.strip(),
         "more": len(found) > CLIENT_RESULTS,
