@@ -163,3 +163,42 @@ def test_availability_answers_what_its_serializer_renders(day, desk, tomorrow_at
     body = api(desk).get(f"/api/availability/?service={service.pk}&date={date}").json()
     assert body == expected
     assert availability_body(service, date, result) == expected
+
+
+@pytest.mark.parametrize("transport", [True, False])
+def test_a_booking_answers_what_the_serializer_renders_of_it(
+    day, desk, manager, tomorrow_at, transport
+):
+    service = day["appointments"][0].service
+    for n, user in enumerate([desk, manager]):
+        body = {
+            "client": factories.ClientFactory().pk,
+            "service": service.pk,
+            "therapist": day["therapists"][n].pk,
+            "start": tomorrow_at(16).isoformat(),
+            "notes": "gate code 1234",
+            "needs_transport": transport,
+        }
+        response = api(user).post("/api/appointments/", body, format="json")
+        assert response.status_code == 201, response.json()
+        answer = response.json()
+        assert bool(answer["trips"]) is transport
+        assert answer == serialized(user, Appointment.objects.filter(pk=answer["id"]))[0]
+        # A retry with an Idempotency-Key replays the same body.
+        keyed = api(user).post(
+            "/api/appointments/",
+            {**body, "start": tomorrow_at(17, 30).isoformat()},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"k{n}{transport}",
+        )
+        again = api(user).post(
+            "/api/appointments/",
+            {**body, "start": tomorrow_at(17, 30).isoformat()},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"k{n}{transport}",
+        )
+        assert keyed.status_code == again.status_code == 201
+        assert again.json() == keyed.json()
+        assert (
+            keyed.json() == serialized(user, Appointment.objects.filter(pk=keyed.json()["id"]))[0]
+        )

@@ -100,6 +100,27 @@ def render_appointments(rows: Iterable[dict], user) -> list[dict[str, Any]]:
     return [shaped_for(user, _appointment(row, trips.get(row["id"], ()), zone)) for row in rows]
 
 
+def render_appointment(appointment: Appointment, trips: Iterable[Trip], user) -> dict[str, Any]:
+    """One appointment in memory (as a service returns it) and its trips, rendered like
+    `render_appointments` renders rows, with no query."""
+    row = {column: getattr(appointment, column) for column in APPOINTMENT_COLUMNS}
+    # Choices set in memory are enum members; the database gives their plain values.
+    row["status"], row["payment_status"] = str(row["status"]), str(row["payment_status"])
+    trip_rows = [
+        (
+            t.pk,
+            t.appointment_id,
+            str(t.leg),
+            t.window_start,
+            t.window_end,
+            str(t.status),
+            t.driver_id,
+        )
+        for t in trips
+    ]
+    return shaped_for(user, _appointment(row, trip_rows, timezone.get_current_timezone()))
+
+
 def _appointment(row: dict, trips: Iterable[tuple], zone: tzinfo) -> dict[str, Any]:
     return {
         "id": row["id"],

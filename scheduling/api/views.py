@@ -286,7 +286,14 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
                 notes=data["notes"],
                 needs_transport=data["needs_transport"],
             )
-            return status.HTTP_201_CREATED, self._render(appointment.pk)
+            # Rendered from the booking in memory: only its trips are read back.
+            trips = (
+                appointment.trips.order_by(*rows_out.TRIP_ORDER)
+                if appointment.needs_transport
+                else []
+            )
+            body = rows_out.render_appointment(appointment, trips, request.user)
+            return status.HTTP_201_CREATED, body
 
         key = request.headers.get("Idempotency-Key")
         if not key:
