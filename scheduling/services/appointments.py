@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -71,30 +71,36 @@ def create_appointment(
     service = _bookable_service(service_id)
     therapist = _therapist_for(therapist_id, service)
     _check_start(start, now)
-    with transaction.atomic():
-        lock_timetable(THERAPIST_TIMETABLE, therapist.pk)
-        appointment = Appointment(
-            client=client,
-            service=service,
-            therapist=therapist,
-            start=start,
-            end=start + service.duration,
-            blocked_until=start + service.duration + service.buffer,
-            address=address or client.address,
-            notes=notes,
-            needs_transport=needs_transport,
-            price=service.price,
-            created_by=actor,
-            response_deadline=_deadline(start, now),
-        )
-        _check_free(appointment)
-        _save_guarded(appointment)
-        transition = _log(appointment, "create", NEW, appointment.status, actor)
-        trips = trip_services.create_trips_for(appointment) if needs_transport else []
-        notifications.appointment_changed(appointment, transition)
-        batch = EventBatch()
-        batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
-        batch.flush()
+    appointment = Appointment(
+        client=client,
+        service=service,
+        therapist=therapist,
+        start=start,
+        end=start + service.duration,
+        blocked_until=start + service.duration + service.buffer,
+        address=address or client.address,
+        notes=notes,
+        needs_transport=needs_transport,
+        price=service.price,
+        created_by=actor,
+        response_deadline=_deadline(start, now),
+    )
+    try:
+        with transaction.atomic():
+            lock_timetable(THERAPIST_TIMETABLE, therapist.pk)
+            _check_working(appointment)
+            if not _overlaps_refused_by_database():
+                _check_no_overlap(appointment)
+            appointment.save()
+            transition = _log(appointment, "create", NEW, appointment.status, actor)
+            trips = trip_services.create_trips_for(appointment) if needs_transport else []
+            notifications.appointment_changed(appointment, transition)
+            batch = EventBatch()
+            batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
+            batch.flush()
+    except IntegrityError as exc:
+        # The whole booking is rolled back; say what it met, as the pre-check would.
+        raise _overlap_conflict(exc, appointment) from None
     return appointment
 
 
@@ -299,15 +305,32 @@ def _deadline(start: datetime, now: datetime) -> datetime:
 
 def _check_free(appointment: Appointment) -> None:
     """The friendly pre-check; the exclusion constraint is the guarantee."""
+    _check_working(appointment)
+    _check_no_overlap(appointment)
+
+
+def _check_working(appointment: Appointment) -> None:
+    """The session lies in the therapist's working time (no constraint holds this)."""
     therapist = appointment.therapist
     session = Interval(appointment.start, appointment.end)
     schedule = day_schedules([therapist.pk], local_date(appointment.start))[therapist.pk]
     reason = schedule.why_not_working(session)
     if reason:
         raise Conflict(f"{local_text(appointment.start)} is {reason} for {therapist}.")
+
+
+def _check_no_overlap(appointment: Appointment) -> None:
     conflicts = _conflicts(appointment)
     if conflicts:
         raise _busy(appointment, conflicts)
+
+
+def _overlaps_refused_by_database() -> bool:
+    """PostgreSQL's exclusion constraint refuses an overlapping booking as it is inserted,
+    and `_overlap_conflict` then names what it met: a pre-check would only repeat, on every
+    booking, a read the constraint makes anyway. SQLite has no such constraint; there the
+    pre-check is the guard (IMMEDIATE transactions serialise the writers)."""
+    return connection.vendor == "postgresql"
 
 
 def _conflicts(appointment: Appointment) -> list[Appointment]:
@@ -339,12 +362,18 @@ def _save_guarded(appointment: Appointment) -> None:
         with transaction.atomic():
             appointment.save()
     except IntegrityError as exc:
-        if not violates(exc, OVERLAP_CONSTRAINT):
-            raise
-        conflicts = _conflicts(appointment)
-        if conflicts:
-            raise _busy(appointment, conflicts) from None
-        raise Conflict(f"{appointment.therapist} was just booked at that time.") from None
+        raise _overlap_conflict(exc, appointment) from None
+
+
+def _overlap_conflict(exc: IntegrityError, appointment: Appointment) -> Conflict:
+    """The Conflict for the exclusion constraint refusing `appointment` (read once the
+    refused write is rolled back); any other integrity error is raised as it is."""
+    if not violates(exc, OVERLAP_CONSTRAINT):
+        raise exc
+    conflicts = _conflicts(appointment)
+    if conflicts:
+        return _busy(appointment, conflicts)
+    return Conflict(f"{appointment.therapist} was just booked at that time.")
 
 
 def _locked(appointment_id: int, *, lock: bool = True) -> Appointment:
