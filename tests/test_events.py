@@ -7,8 +7,9 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from scheduling import events
 from scheduling.events import EventBatch
-from scheduling.models import StreamEvent
+from scheduling.models import StreamEvent, StreamEventRecipient
 from scheduling.services.appointments import create_appointment
 
 
@@ -93,3 +94,62 @@ def test_sequence_order_is_commit_order():
     fast.join(10)
     assert commit_order == ["slow", "fast"]
     assert seqs["fast"] == seqs["slow"] + 1
+
+
+class _Rollback(Exception):
+    pass
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_one_statement_writer_records_what_the_orm_writer_records(
+    desk, therapist, service, client_record, tomorrow_at
+):
+    """events._write_postgres (PostgreSQL) and events._write_orm (elsewhere): the same
+    rows, recipients and previous events per recipient, from the same history."""
+    appointment = create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=tomorrow_at(10),
+    )
+    with transaction.atomic():
+        record("before")  # nobody's
+        batch = EventBatch()
+        batch.add("desk's", {}, recipients=[desk.pk])
+        batch.add("both", {}, recipients=[desk.pk, therapist.pk])
+        batch.add("desk's again", {}, recipients=[desk.pk])
+        batch.flush()
+    outcomes = []
+    for write in (events._write_orm, events._write_postgres):
+        try:
+            with transaction.atomic():
+                last = events._allocate(2)
+                rows = [
+                    StreamEvent(
+                        seq=last - 1, type="a", data={"é": [1, None]}, appointment=appointment
+                    ),
+                    StreamEvent(seq=last, type="b", data={}),
+                ]
+                pairs = [(last - 1, desk.pk), (last - 1, therapist.pk), (last, desk.pk)]
+                previous = write(rows, pairs, before=last - 1)
+                stored = list(
+                    StreamEvent.objects.filter(seq__gte=last - 1)
+                    .order_by("seq")
+                    .values_list("seq", "type", "data", "appointment_id", "trip_id")
+                )
+                sent_to = list(
+                    StreamEventRecipient.objects.filter(event_id__gte=last - 1)
+                    .order_by("event_id", "user_id")
+                    .values_list("event_id", "user_id")
+                )
+                outcomes.append((previous, stored, sent_to, [r.seq for r in rows]))
+                raise _Rollback
+        except _Rollback:
+            pass
+    orm, postgres = outcomes
+    assert orm == postgres
+    previous, stored, sent_to, _ = postgres
+    assert set(previous) == {desk.pk, therapist.pk} and previous[therapist.pk] < previous[desk.pk]
+    assert len(stored) == 2 and stored[0][2] == {"é": [1, None]} and len(sent_to) == 3
