@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from scheduling.events import EventBatch
@@ -57,12 +57,16 @@ def fifty(desk, service, tomorrow_at):
         ("/api/appointments/?date={day}&status=pending", 2),
         ("/api/trips/", 1),
         ("/api/events/", 1),
-        ("/api/availability/?service={service}&date={day}", 6),  # the service, then 5
+        # The service, then the therapists, their working time (one statement on
+        # PostgreSQL, three elsewhere) and their bookings.
+        ("/api/availability/?service={service}&date={day}", None),
     ],
 )
 def test_list_queries_do_not_depend_on_rows(
     fifty, desk, service, tomorrow_at, url, expected_queries, django_assert_num_queries
 ):
+    if expected_queries is None:
+        expected_queries = 4 if connection.vendor == "postgresql" else 6
     url = url.format(day=tomorrow_at(0).date(), service=service.pk)
     with django_assert_num_queries(expected_queries):
         response = api(desk).get(url)

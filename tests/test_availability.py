@@ -6,7 +6,7 @@ import contextlib
 from datetime import date, datetime, time, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -14,9 +14,13 @@ from hypothesis import strategies as st
 
 from scheduling.domain import local_day_bounds
 from scheduling.errors import Conflict, ValidationFailed
-from scheduling.models import Break, TimeOff
+from scheduling.models import Break, TimeOff, WorkingHours
 from scheduling.services.appointments import create_appointment
-from scheduling.services.availability import availability
+from scheduling.services.availability import (
+    _working_time_orm,
+    _working_time_postgres,
+    availability,
+)
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -87,11 +91,46 @@ def test_query_count_does_not_grow_with_therapists(service, django_assert_num_qu
             now=NOW,
             start=datetime.fromisoformat(f"2030-05-01T{9 + i % 3:02d}:00:00+08:00"),
         )
-    with django_assert_num_queries(5):
+    # The therapists, their working time (hours, breaks and time off: one statement on
+    # PostgreSQL, three elsewhere), their bookings.
+    queries = 3 if connection.vendor == "postgresql" else 5
+    with django_assert_num_queries(queries):
         result = availability(service=service, day=DAY, now=NOW)
     assert len(result) == 20 and all(r.starts for r in result)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(queries):
         availability(service=service, day=DAY + timedelta(days=1), now=NOW)
+
+
+@pytest.mark.postgres
+def test_working_time_reads_agree(service):
+    """day_schedules' one statement (PostgreSQL) and its three ORM queries (elsewhere)
+    read the same hours, breaks and time off."""
+    team = [factories.therapist(service, hours=None) for _ in range(4)]
+    a, b, c, d = team
+    for weekday, staff in ((DAY.weekday(), a), (DAY.weekday(), b), ((DAY.weekday() + 1) % 7, c)):
+        WorkingHours.objects.create(staff=staff, weekday=weekday, start=time(8), end=time(12))
+        WorkingHours.objects.create(staff=staff, weekday=weekday, start=time(13), end=time(19))
+    Break.objects.create(staff=a, weekday=DAY.weekday(), start=time(10), end=time(10, 30))
+    Break.objects.create(staff=c, weekday=DAY.weekday(), start=time(9), end=time(9, 15))
+    day_start, day_end = local_day_bounds(DAY)
+    TimeOff.objects.create(
+        staff=a, start=day_start - timedelta(hours=2), end=day_start + timedelta(hours=9)
+    )
+    TimeOff.objects.create(
+        staff=b, start=day_end - timedelta(hours=1), end=day_end + timedelta(days=2)
+    )
+    TimeOff.objects.create(staff=b, start=day_end, end=day_end + timedelta(hours=1))  # next day
+    TimeOff.objects.create(staff=d, start=day_start - timedelta(days=1), end=day_start)
+    ids = [t.pk for t in team]
+    args = (DAY.weekday(), day_start, day_end)
+    orm = _working_time_orm(ids, *args)
+    postgres = _working_time_postgres(ids, *args)
+    for kind in range(3):
+        assert {k: sorted(v) for k, v in orm[kind].items()} == {
+            k: sorted(v) for k, v in postgres[kind].items()
+        }
+    assert len(orm[0][a.pk]) == 2 and len(orm[1][a.pk]) == 1 and len(orm[2][b.pk]) == 1
+    assert c.pk not in orm[0] and d.pk not in orm[2]
 
 
 @override_settings(TIME_ZONE="America/New_York")
