@@ -14,8 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -72,14 +74,34 @@ def trips_of(appointment_ids: Sequence[int]) -> dict[int, list[tuple]]:
     by_appointment: dict[int, list[tuple]] = defaultdict(list)
     if not appointment_ids:
         return by_appointment
-    rows = (
-        Trip.objects.filter(appointment_id__in=appointment_ids)
-        .order_by(*TRIP_ORDER)
-        .values_list(*TRIP_COLUMNS)
-    )
+    if connection.vendor == "postgresql":
+        # Written out: the ORM took 0.5 ms to build this query for a page of 50 (each id
+        # is prepared on its own), more than reading and rendering the trips.
+        with connection.cursor() as cursor:
+            cursor.execute(_trips_sql(), [list(appointment_ids)])
+            rows = cursor.fetchall()
+    else:
+        rows = (
+            Trip.objects.filter(appointment_id__in=appointment_ids)
+            .order_by(*TRIP_ORDER)
+            .values_list(*TRIP_COLUMNS)
+        )
     for row in rows:
         by_appointment[row[1]].append(row)
     return by_appointment
+
+
+@cache
+def _trips_sql() -> str:
+    quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(Trip._meta.get_field(name.removesuffix("_id")).column)
+
+    return (
+        f"SELECT {', '.join(map(column, TRIP_COLUMNS))} FROM {quote(Trip._meta.db_table)} "
+        f"WHERE {column('appointment')} = ANY(%s) ORDER BY {', '.join(map(column, TRIP_ORDER))}"
+    )
 
 
 def render_trip(row: tuple, zone: tzinfo) -> dict[str, Any]:
