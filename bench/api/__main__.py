@@ -3,8 +3,9 @@
 1. Creates or reuses the PostgreSQL database `scheduling_bench` (migrated, seeded with
    100,000 clients, 40 therapists, 20,000 appointments; see seed.py) and deletes what
    earlier runs booked.
-2. Starts gunicorn (sync workers) on a free loopback port with production settings plus
-   two ceiling views (bench/api/urls.py), and always stops it at the end.
+2. Starts gunicorn (4 sync workers, as production runs it; `--worker-class gthread
+   --threads N` to compare) on a free loopback port with production settings plus two
+   ceiling views (bench/api/urls.py), and always stops it at the end.
 3. For each scenario: saturation (wrk, closed loop, rising concurrency until throughput
    stops growing), then an open-loop fixed rate at half of that, from which throughput
    and p50/p95/p99 are reported (load.py).
@@ -261,6 +262,8 @@ class Runner:
         return outcome
 
     def _run(self, scenario: Scenario) -> Outcome:
+        from bench.api.tools import backend_pids
+
         levels, best = self.saturate(scenario)
         if any(level.errors for level in levels):
             answer = self.probe(scenario)
@@ -287,6 +290,9 @@ class Runner:
                 return outcome
         rate = best.throughput / 2
         log(f"{scenario.label}: open loop at {rate:.1f} req/s (half of {best.throughput:.1f})")
+        # Backends opened since the scenario began (a worker's thread connecting for the
+        # first time under load) count too.
+        self.meter.backend_pids = backend_pids(self.args.database_url)
         server_before = self.meter.server_seconds()
         result = self.half(scenario, rate)
         server_cpu = self.meter.server_seconds() - server_before
@@ -426,6 +432,8 @@ CEILING_NAMES = {
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 4)))
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=1, help="per worker, with gthread")
     parser.add_argument("--step-seconds", type=int, default=4)
     parser.add_argument("--warmup-seconds", type=int, default=2)
     parser.add_argument("--half-seconds", type=float, default=10.0)
@@ -544,11 +552,13 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         env=server_env,
         log_path=workdir / "gunicorn.log",
+        worker_class=args.worker_class,
+        threads=args.threads,
     )
     runner = None
     try:
         server.start()
-        log(f"gunicorn: {args.workers} sync workers on 127.0.0.1:{server.port}")
+        log(f"gunicorn: {server_text(args)} on 127.0.0.1:{server.port}")
         shapes = check_shapes(server.port, described.token, scenarios)
         for line in shapes:
             log(f"  {line}")
@@ -588,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                 "started": started.isoformat(),
                 "machine": machine(),
                 "workers": args.workers,
+                "worker_class": args.worker_class,
+                "threads": args.threads,
                 "machine_state": machine_state,
                 "load_during": runner.load_samples,
                 "cpu": runner.cpu,
@@ -599,6 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(f"written: {out / f'{stamp}.md'} and .json; run took {time.monotonic() - clock:.0f} s")
     return 0
+
+
+def server_text(args) -> str:
+    if args.worker_class == "sync":
+        return f"{args.workers} sync workers"
+    return f"{args.workers} {args.worker_class} workers of {args.threads} threads"
 
 
 def check_shapes(port: int, token: str, scenarios: list[Scenario]) -> list[str]:
@@ -649,7 +667,7 @@ def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, crea
         f"Run of {started:%Y-%m-%d %H:%M} UTC ({seconds:.0f} s), `make bench-api`",
         "",
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB; "
-        f"Python {info['python']}; gunicorn with {args.workers} sync workers; PostgreSQL, "
+        f"Python {info['python']}; gunicorn with {server_text(args)}; PostgreSQL, "
         "Redis and the load generators on the same machine.",
         f"- Load average (1, 5, 15 min): before {machine_state['load_before']}, after "
         f"{machine_state['load_after']}. CPU busy with other processes (bench idle, 3 s): "

@@ -119,8 +119,18 @@ class Gunicorn:
     """gunicorn serving the bench settings on a free loopback port; `stop()` always ends
     the server it started (by its process id, then its own process group if need be)."""
 
-    def __init__(self, *, gunicorn: str, workers: int, env: dict[str, str], log_path: Path):
+    def __init__(
+        self,
+        *,
+        gunicorn: str,
+        workers: int,
+        env: dict[str, str],
+        log_path: Path,
+        worker_class: str = "sync",
+        threads: int = 1,
+    ):
         self.gunicorn, self.workers, self.env, self.log_path = gunicorn, workers, env, log_path
+        self.worker_class, self.threads = worker_class, threads
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -137,7 +147,9 @@ class Gunicorn:
                 "--workers",
                 str(self.workers),
                 "--worker-class",
-                "sync",
+                self.worker_class,
+                "--threads",
+                str(self.threads),
                 "--backlog",
                 "2048",
                 "--timeout",
