@@ -38,10 +38,14 @@ run: install ## Embedded product on http://127.0.0.1:8000 (SQLite, no Redis), de
 	$(EMBEDDED) $(PY) manage.py seed_demo
 	$(EMBEDDED) $(PY) manage.py runserver 127.0.0.1:8000
 
-test: install ## Migrations check, ruff check, then pytest (PYTEST_ARGS="...")
+# Two passes: the whole suite on PostgreSQL and Redis (when they answer; CI starts them),
+# then, on the embedded default that `make run` serves (SQLite, in-memory layers, eager
+# Celery), every test that does not need PostgreSQL or Redis again.
+test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis, then on SQLite (PYTEST_ARGS="...")
 	$(EMBEDDED) SQLITE_PATH=:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+	SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
 
 lint: install ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

@@ -268,11 +268,9 @@ def test_twilio_needs_credentials(settings):
 # --- the fake provider ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def fake(request, settings):
     if request.param == "redis":
-        if not django_settings.FAKE_PROVIDER_URL:
-            pytest.skip("needs Redis (REDIS_URL or 127.0.0.1:6379)")
         url = django_settings.FAKE_PROVIDER_URL
     else:
         url = ""
