@@ -95,6 +95,16 @@ class Appointment(models.Model):
                 name="appt_therapist_active_idx",
                 condition=Q(status__in=ACTIVE_APPOINTMENT_STATUSES),
             ),
+            # What a day's availability reads: the active appointments of twenty therapists
+            # that end after the day starts. By the index above PostgreSQL would bound only
+            # their starts, and (reckoning starts spread over the whole table's past and
+            # future) it read every appointment of those therapists instead: 2.5-4.5 ms
+            # against 0.3-0.8 ms on the bench's data.
+            models.Index(
+                fields=["therapist", "blocked_until"],
+                name="appt_therapist_busy_idx",
+                condition=Q(status__in=ACTIVE_APPOINTMENT_STATUSES),
+            ),
             # The expiry sweep: pending appointments by response deadline.
             models.Index(
                 fields=["response_deadline"],

@@ -1,5 +1,9 @@
-"""The address book's search page: a (name, id) index to walk names in order, and finer
-statistics on the name trigram index's expression (PostgreSQL only, as in 0002).
+"""Indexes of the API's read paths.
+
+- The availability page's busy appointments: active ones by therapist and end of the
+  blocked time (see Appointment.Meta).
+- The address book's search page: a (name, id) index to walk names in order, and finer
+  statistics on the name trigram index's expression (PostgreSQL only, as in 0002).
 
 With the default statistics the planner's estimate of how many names contain a fragment
 swings from one ANALYZE to the next, and with it the choice between walking the names in
@@ -20,6 +24,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddIndex(
+            model_name="appointment",
+            index=models.Index(
+                condition=models.Q(("status__in", ("pending", "confirmed", "in_progress"))),
+                fields=["therapist", "blocked_until"],
+                name="appt_therapist_busy_idx",
+            ),
+        ),
         migrations.AddIndex(
             model_name="client",
             index=models.Index(fields=["name", "id"], name="client_name_idx"),
