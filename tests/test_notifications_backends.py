@@ -270,10 +270,7 @@ def test_twilio_needs_credentials(settings):
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def fake(request, settings):
-    if request.param == "redis":
-        url = django_settings.FAKE_PROVIDER_URL
-    else:
-        url = ""
+    url = django_settings.FAKE_PROVIDER_URL if request.param == "redis" else ""
     settings.SCHEDULING = {**settings.SCHEDULING, "FAKE_PROVIDER_URL": url}
     shared = store()
     shared.reset()
