@@ -41,6 +41,34 @@ def test_offers_free_quarter_hours_inside_working_time(service, therapist):
     assert "12:00" not in walls and "13:00" in walls
 
 
+def test_an_appointment_being_moved_does_not_block_its_own_new_time(
+    desk, service, therapist, client_record
+):
+    from scheduling.services.appointments import reschedule_appointment
+
+    start = datetime.fromisoformat("2030-05-01T10:00:00+08:00")
+    booked = create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=start,
+        now=NOW,
+    )
+    half_hour_later = start + timedelta(minutes=30)
+    for_others = starts_of(availability(service=service, day=DAY, now=NOW), therapist)
+    for_itself = starts_of(
+        availability(service=service, day=DAY, now=NOW, moving=booked.pk), therapist
+    )
+    assert half_hour_later not in for_others
+    assert half_hour_later in for_itself and start in for_itself
+    # What is offered for the move, the reschedule service accepts.
+    moved = reschedule_appointment(
+        actor=desk, appointment_id=booked.pk, start=half_hour_later, now=NOW
+    )
+    assert moved.start == half_hour_later
+
+
 def test_existing_booking_and_its_buffer_are_excluded(desk, service, therapist, client_record):
     start = datetime.fromisoformat("2030-05-01T10:00:00+08:00")
     create_appointment(

@@ -747,6 +747,22 @@ def test_reschedule_through_the_page(desk_client, desk, client_record, service, 
     assert "Moved to" in desk_client.get(response.url).content.decode()
 
 
+def test_a_reschedule_offers_times_overlapping_the_appointments_own(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(desk, client_record, service, therapist, local(tomorrow(), 10))
+    half_hour_later = timezone.localtime(local(tomorrow(), 10, 30)).isoformat()
+    times = desk_client.get(
+        f"/desk/appointments/{appointment.pk}/times/", {"reschedule-date": tomorrow().isoformat()}
+    ).content.decode()
+    assert f'value="{half_hour_later}"' in times  # its own time does not block the move
+    new_form = desk_client.get(
+        "/desk/appointments/new/times/",
+        {"service": service.pk, "therapist": therapist.pk, "date": tomorrow().isoformat()},
+    ).content.decode()
+    assert f'value="{half_hour_later}"' not in new_form  # for anyone else it is taken
+
+
 def test_a_reschedule_into_a_conflict_names_it_and_moves_nothing(
     desk_client, desk, client_record, service, therapist
 ):

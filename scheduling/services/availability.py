@@ -125,8 +125,12 @@ def availability(
     day: date,
     therapist_id: int | None = None,
     now: datetime | None = None,
+    moving: int | None = None,
 ) -> list[TherapistAvailability]:
-    """Free start times for `service` on `day` for every therapist who performs it."""
+    """Free start times for `service` on `day` for every therapist who performs it.
+
+    `moving` is an appointment being rescheduled: the time it holds now is free for it
+    (rescheduling releases it), as the reschedule service's own check treats it."""
     therapists = list(
         User.objects.filter(
             role="therapist", is_active=True, therapist_profile__services=service
@@ -140,7 +144,7 @@ def availability(
     day_start, day_end = local_day_bounds(day)
     schedules = day_schedules(ids, day)
     # A session starting late on `day` may run, with its buffer, past midnight.
-    busy = busy_intervals(ids, day_start, day_end + timedelta(days=1))
+    busy = busy_intervals(ids, day_start, day_end + timedelta(days=1), exclude=moving)
     now = now or timezone.now()
     latest = latest_bookable(now)
     return [

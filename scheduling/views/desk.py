@@ -692,11 +692,17 @@ class TimesPanel:
 
 
 def times_panel(
-    service_id: Any, day: date | None, therapist_id: Any, chosen_start: str = ""
+    service_id: Any,
+    day: date | None,
+    therapist_id: Any,
+    chosen_start: str = "",
+    *,
+    moving: int | None = None,
 ) -> TimesPanel:
     """What the booking form offers for the values chosen so far: the therapists who
     perform the service (with how many free times each has that day) and, once one is
-    chosen, their free start times, all from the availability service."""
+    chosen, their free start times, all from the availability service. `moving`: the
+    appointment a reschedule moves (its own time is free for it)."""
     panel = TimesPanel(day=day, chosen_start=chosen_start or "")
     service_pk = int_or_none(service_id)
     panel.service = (
@@ -710,7 +716,7 @@ def times_panel(
         panel.note = "Pick a day to see the free times."
         return panel
     now = timezone.now()
-    offered = availability(service=panel.service, day=day, now=now)
+    offered = availability(service=panel.service, day=day, now=now, moving=moving)
     panel.therapists = [(a.therapist, len(a.starts)) for a in offered]
     mine = next((a for a in offered if a.therapist.pk == panel.therapist_id), None)
     if day < timezone.localdate():
@@ -1031,6 +1037,7 @@ def actions_context(
             chosen_day,
             appointment.therapist_id,
             values.get("reschedule-start", ""),
+            moving=appointment.pk,
         )
         if "reschedule" in actions
         else None,
@@ -1099,6 +1106,7 @@ def reschedule_times(request: HttpRequest, pk: int) -> HttpResponse:
         day,
         appointment.therapist_id,
         request.GET.get("reschedule-start", ""),
+        moving=appointment.pk,
     )
     if day_error:
         panel.note = day_error
