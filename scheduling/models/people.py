@@ -137,7 +137,8 @@ class TimeOff(models.Model):
 class ClientQuerySet(models.QuerySet):
     def search(self, text: str) -> ClientQuerySet:
         """Clients whose name contains `text`, or whose phone contains its digits."""
-        text = text.strip()
+        # No stored name holds a NUL, and PostgreSQL refuses one in a query parameter.
+        text = text.replace("\x00", "").strip()
         if not text:
             return self.none()
         condition = Q(name__icontains=text)
