@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
 from scheduling.domain import local_date, local_day_bounds
+from scheduling.forms import ReasonForm
 from scheduling.models import Appointment, Leg, Trip
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import pickup_refusal, request_pickup
@@ -62,25 +63,20 @@ CLOSED_STATUSES = frozenset(
 # What counts as a session of the day: booked, held or missed by the client; not the
 # ones that were called off.
 SESSION_STATUSES = frozenset({"pending", "confirmed", "in_progress", "completed", "no_show"})
-REASON_MAX_LENGTH = 500
 LIVE_EVENTS = "appointment.created appointment.updated trip.assigned trip.updated"
 
 
-class ActionForm(forms.Form):
-    """The reason that goes into the appointment's history; required to reject."""
-
-    reason = forms.CharField(
-        label="Reason",
-        max_length=REASON_MAX_LENGTH,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="The desk reads this when they rebook the client.",
-        error_messages={"required": "Say why you cannot take it."},
-    )
+class ActionForm(ReasonForm):
+    """The desk's reason form in the therapist's words: the reason goes into the
+    appointment's history, and is required to reject (the desk rebooks from it)."""
 
     def __init__(self, *args, action: str = "reject", **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["reason"].required = action == "reject"
+        super().__init__(*args, reason_required=action == "reject", **kwargs)
+        field = self.fields["reason"]
+        field.label = "Reason"
+        field.widget = forms.Textarea(attrs={"rows": 2, "maxlength": field.max_length})
+        field.help_text = "The desk reads this when they rebook the client."
+        field.error_messages["required"] = "Say why you cannot take it."
 
 
 @dataclass(frozen=True)
