@@ -40,7 +40,8 @@ def loader_for(zone: tzinfo | None) -> type[BaseTzLoader]:
     return TimestamptzLoader
 
 
-@cache
+# Not cached: Django builds a fresh map for every connection, so a cache keyed on it would
+# only grow (one entry per connection ever opened). A copy per connection is cheap.
 def _adapters(template: adapt.AdaptersMap, zone: tzinfo | None) -> adapt.AdaptersMap:
     fast = adapt.AdaptersMap(template)
     fast.register_loader("timestamptz", loader_for(zone))
