@@ -40,6 +40,11 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.phones import normalize_phone
+from scheduling.services.appointments import (
+    DETAIL_FIELDS,
+    record_payment,
+    update_appointment_details,
+)
 from scheduling.services.staff import ensure_profile
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -442,6 +447,20 @@ class AppointmentAdmin(ManagerModelAdmin):
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: Appointment, form, change: bool) -> None:
+        # Through the services, as every change: the row lock, and the stream event that
+        # tells the dashboards (and the API's cached pages) when it commits.
+        changed = {name: form.cleaned_data[name] for name in form.changed_data}
+        details = {k: v for k, v in changed.items() if k in DETAIL_FIELDS}
+        if details:
+            update_appointment_details(actor=request.user, appointment_id=obj.pk, changes=details)
+        if "payment_status" in changed:
+            record_payment(
+                actor=request.user,
+                appointment_id=obj.pk,
+                payment_status=changed["payment_status"],
+            )
 
 
 @admin.register(Trip, site=site)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import time, timedelta
 
 import pytest
@@ -129,6 +131,34 @@ def test_appointment_status_cannot_be_edited(populated, manager_client):
     page = manager_client.get(url(Appointment, "change", populated.pk)).content.decode()
     assert 'name="status"' not in page  # shown as text: the state machine changes it
     assert 'name="notes"' in page
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The values a browser would send back from an admin change page."""
+    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
+    fields.update(re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>([^<]*)</textarea>', page))
+    for name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', options)
+        fields[name] = chosen.group(1) if chosen else ""
+    return {k: html.unescape(v) for k, v in fields.items() if not k.startswith("_")}
+
+
+def test_admin_edits_of_an_appointment_go_through_the_services(populated, manager_client):
+    page = manager_client.get(url(Appointment, "change", populated.pk)).content.decode()
+    fields = form_fields(page)
+    events_before = StreamEvent.objects.count()
+
+    fields.update(address="2F, 14 Jupiter St., Makati", payment_status="paid")
+    response = manager_client.post(url(Appointment, "change", populated.pk), fields)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    populated.refresh_from_db()
+    assert (populated.address, populated.payment_status) == ("2F, 14 Jupiter St., Makati", "paid")
+    # Dashboards and the API's cached pages hear of each change (address, then payment).
+    added = StreamEvent.objects.filter(seq__gt=0).order_by("-seq")[:2]
+    assert StreamEvent.objects.count() == events_before + 2
+    assert {e.type for e in added} == {"appointment.updated"}
+    assert added[0].data["address"] == "2F, 14 Jupiter St., Makati"
 
 
 def test_manager_without_is_staff_can_log_in(client, manager):

@@ -22,6 +22,7 @@ from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
     Client,
+    PaymentStatus,
     Service,
     TherapistProfile,
     Transition,
@@ -208,11 +209,26 @@ def update_appointment_details(
             f"Only {' and '.join(DETAIL_FIELDS)} can be changed here.",
             {field: ["This field cannot be changed."] for field in sorted(unknown)},
         )
+    if not (actor.is_desk or role_of(actor) == states.THERAPIST):
+        raise NotPermitted(f"A {role_of(actor)} may not change appointments.")
+    return _change_fields(actor, appointment_id, changes)
+
+
+def record_payment(*, actor: User, appointment_id: int, payment_status: str) -> Appointment:
+    """A manager records that an appointment was paid, or refunded (from the admin)."""
+    if role_of(actor) != states.MANAGER:
+        raise NotPermitted("Only a manager records payments.")
+    if payment_status not in PaymentStatus.values:
+        raise ValidationFailed.on("payment_status", f"{payment_status!r} is not a payment status.")
+    return _change_fields(actor, appointment_id, {"payment_status": payment_status})
+
+
+def _change_fields(actor: User, appointment_id: int, changes: dict[str, str]) -> Appointment:
+    # A stream event like every other change: dashboards, and the API's cached pages
+    # (scheduling/api/pagecache.py), learn of it when it commits.
     with transaction.atomic():
         appointment = _locked(appointment_id)
         _require_own(actor, appointment)
-        if not (actor.is_desk or role_of(actor) == states.THERAPIST):
-            raise NotPermitted(f"A {role_of(actor)} may not change appointments.")
         for field, value in changes.items():
             setattr(appointment, field, value)
         appointment.save(update_fields=[*changes, "updated_at"])
