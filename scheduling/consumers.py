@@ -59,8 +59,8 @@ except ImportError:  # pragma: no cover
     IPushProducer = None
 
 from scheduling import revocation
-from scheduling.events import STREAM_GROUP, shaped_for, stream_layer
-from scheduling.models import EventCounter, StreamEvent, StreamEventRecipient
+from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
+from scheduling.models import StreamEvent, StreamEventRecipient
 
 logger = logging.getLogger(__name__)
 
@@ -557,10 +557,7 @@ def _read_range(first: int, last: int) -> list[dict]:
     ]
 
 
-@database_sync_to_async
-def _committed_head() -> int:
-    counter = EventCounter.objects.filter(pk=1).values_list("last_seq", flat=True).first()
-    return counter or 0
+_committed_head = database_sync_to_async(committed_head)
 
 
 # --- the slow-client bound under daphne ---------------------------------------------------

@@ -251,6 +251,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# Appointment list pages kept per process while the event counter stands still
+# (scheduling/api/pagecache.py). SIZE 0 turns it off.
+API_PAGE_CACHE = {
+    "SIZE": env.int("API_PAGE_CACHE_SIZE", default=256),
+    "MAX_AGE_SECONDS": env.float("API_PAGE_CACHE_MAX_AGE", default=60),
+}
 API_RATE_LIMITS = {
     # name: (requests, seconds)
     "token_ip": (env.int("RATE_TOKEN_PER_IP", default=30), 60),

@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 from scheduling import ratelimit
 from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
+from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED
 from scheduling.events import shaped_for
@@ -259,10 +260,14 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         responses={200: s.AppointmentSerializer(many=True), **ERRORS},
     )
     def list(self, request, *args, **kwargs):
+        return Response(cached_page(request, self._page))
+
+    def _page(self) -> dict:
         # Rendered from values() rows, not through AppointmentSerializer: the same fields
         # and formats (tests compare them) at a fraction of the cost per row.
         page = self.paginate_queryset(rows_out.appointment_rows(self.get_queryset()))
-        return self.get_paginated_response(rows_out.render_appointments(page, request.user))
+        rendered = rows_out.render_appointments(page, self.request.user)
+        return self.get_paginated_response(rendered).data
 
     @extend_schema(
         request=s.AppointmentInput,

@@ -1,0 +1,99 @@
+"""Appointment list pages kept in this process while nothing they show has changed.
+
+Every change to an appointment or a trip records a stream event in the change's own
+transaction, and so moves the event counter (`events.committed_head`) at the moment it
+commits: the live dashboards depend on that already. A page built after reading the
+counter at N therefore shows everything committed up to N (and perhaps a little more),
+and is still right for as long as the counter reads N. Each answer costs one read of
+the counter instead of the page's queries and rendering.
+
+A page is never cached or served inside a transaction, where the reader could see its
+own uncommitted writes, and never kept longer than `API_PAGE_CACHE["MAX_AGE_SECONDS"]`,
+so a change made behind the services' back (SQL typed by hand) shows within that time.
+A request with `Cache-Control: no-cache` is answered from the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from rest_framework.request import Request
+
+from scheduling.events import committed_head
+
+
+@dataclass(frozen=True)
+class Entry:
+    head: int
+    built: float  # time.monotonic()
+    data: Any
+
+
+class PageCache:
+    """A bounded least-recently-used map of pages, each tagged with the counter it was
+    built at. Thread-safe (gthread workers share it)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, head: int, *, max_age: float) -> Any | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.head != head or time.monotonic() - entry.built > max_age:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry.data
+
+    def put(self, key: tuple, head: int, data: Any, *, size: int) -> None:
+        with self._lock:
+            self._entries[key] = Entry(head, time.monotonic(), data)
+            self._entries.move_to_end(key)
+            while len(self._entries) > size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+pages = PageCache()
+
+
+def cached_page(request: Request, build: Callable[[], Any]) -> Any:
+    """The page `request` asks for: from memory when the counter has not moved since it
+    was built for the same user, role, address and time zone; otherwise `build()`."""
+    options = settings.API_PAGE_CACHE
+    if options["SIZE"] <= 0 or connection.in_atomic_block:
+        return build()
+    # Read before the page's own queries: a change committed in between shows in the
+    # page without being in its tag, so a page can be newer than its tag, never older.
+    head = committed_head()
+    user = request.user
+    key = (
+        user.pk,
+        user.effective_role,
+        request.build_absolute_uri(),  # `next`/`previous` links carry host and scheme
+        timezone.get_current_timezone_name(),
+    )
+    if "no-cache" not in request.headers.get("Cache-Control", ""):
+        data = pages.get(key, head, max_age=options["MAX_AGE_SECONDS"])
+        if data is not None:
+            return data
+    data = build()
+    pages.put(key, head, data, size=options["SIZE"])
+    return data

@@ -1,0 +1,257 @@
+"""Cached appointment pages (scheduling/api/pagecache.py): served only while nothing they
+show has changed.
+
+These tests commit (transactional database): inside a test transaction the cache steps
+aside, because a reader there can see its own uncommitted writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
+
+from scheduling.api.pagecache import cached_page, pages
+from scheduling.models import Appointment
+from scheduling.services.appointments import (
+    act_on_appointment,
+    create_appointment,
+    record_payment,
+    reschedule_appointment,
+    update_appointment_details,
+)
+from scheduling.services.trips import assign_trip, set_shift
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    pages.clear()
+    yield
+    pages.clear()
+
+
+def api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def booked(desk, therapist, service, client_record, tomorrow_at):
+    return create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=tomorrow_at(10),
+        needs_transport=True,
+    )
+
+
+def day_url(appointment: Appointment) -> str:
+    return f"/api/appointments/?date={appointment.start.astimezone().date()}"
+
+
+def listed(user, url: str, **headers) -> tuple[list[dict], int]:
+    """The page's rows and how many queries answering took."""
+    with CaptureQueriesContext(connection) as queries:
+        response = api(user).get(url, **headers)
+    assert response.status_code == 200, response.content[:300]
+    return response.json()["results"], len(queries)
+
+
+def test_a_repeated_page_costs_one_query_and_says_the_same(desk, booked):
+    url = day_url(booked)
+    first, first_queries = listed(desk, url)
+    again, again_queries = listed(desk, url)
+
+    assert again == first
+    assert first_queries == 3  # the counter, the page, its trips
+    assert again_queries == 1  # the counter only
+
+
+def test_no_cache_header_reads_the_database(desk, booked):
+    url = day_url(booked)
+    listed(desk, url)
+    _, queries = listed(desk, url, HTTP_CACHE_CONTROL="no-cache")
+    assert queries == 3
+
+
+def other_booking(desk, therapist, service, booked, manager, driver):
+    create_appointment(
+        actor=desk,
+        client_id=booked.client_id,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=booked.start + timedelta(hours=3),
+    )
+
+
+def accept(desk, therapist, service, booked, manager, driver):
+    act_on_appointment(actor=therapist, appointment_id=booked.pk, action="accept")
+
+
+def new_notes(desk, therapist, service, booked, manager, driver):
+    update_appointment_details(
+        actor=desk, appointment_id=booked.pk, changes={"notes": "Bring the hot stones"}
+    )
+
+
+def paid(desk, therapist, service, booked, manager, driver):
+    record_payment(actor=manager, appointment_id=booked.pk, payment_status="paid")
+
+
+def moved(desk, therapist, service, booked, manager, driver):
+    reschedule_appointment(
+        actor=desk, appointment_id=booked.pk, start=booked.start + timedelta(hours=1)
+    )
+
+
+def driver_assigned(desk, therapist, service, booked, manager, driver):
+    set_shift(driver=driver, on_shift=True)
+    assign_trip(trip_id=booked.trips.order_by("window_start").first().pk, driver_id=driver.pk)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [other_booking, accept, new_notes, paid, moved, driver_assigned],
+    ids=lambda f: f.__name__,
+)
+def test_every_kind_of_change_shows_on_the_next_read(
+    desk, therapist, service, booked, manager, change
+):
+    url = day_url(booked)
+    listed(desk, url)
+    listed(desk, url)  # cached now
+    change(desk, therapist, service, booked, manager, factories.driver())
+
+    rows, queries = listed(desk, url)
+
+    assert queries == 3, "a change must send the next read to the database"
+    fresh, _ = listed(desk, url, HTTP_CACHE_CONTROL="no-cache")
+    assert rows == fresh
+
+
+def test_pages_are_kept_per_user(desk, therapist, booked):
+    url = day_url(booked)
+    desk_rows, _ = listed(desk, url)
+    other_therapist = factories.therapist(factories.ServiceFactory())
+
+    own, _ = listed(therapist, url)
+    foreign, _ = listed(other_therapist, url)
+
+    assert [r["id"] for r in desk_rows] == [r["id"] for r in own] == [booked.pk]
+    assert foreign == []
+
+
+def test_a_new_role_is_not_served_the_old_roles_page(desk, booked):
+    url = day_url(booked)
+    listed(desk, url)
+    desk.role = "driver"  # the page a driver may see leaves out the desk's notes
+    desk.save()
+
+    rows, queries = listed(desk, url)
+
+    assert queries > 1
+    assert rows == []  # no trip of theirs
+
+
+def test_pages_are_not_kept_past_their_age(desk, booked, settings):
+    settings.API_PAGE_CACHE = {**settings.API_PAGE_CACHE, "MAX_AGE_SECONDS": 0}
+    url = day_url(booked)
+    listed(desk, url)
+    _, queries = listed(desk, url)
+    assert queries == 3
+
+
+def test_size_zero_turns_it_off(desk, booked, settings):
+    settings.API_PAGE_CACHE = {**settings.API_PAGE_CACHE, "SIZE": 0}
+    url = day_url(booked)
+    listed(desk, url)
+    _, queries = listed(desk, url)
+    assert queries == 2  # no counter read either
+    assert len(pages) == 0
+
+
+def test_the_cache_holds_at_most_its_size(desk, booked, settings):
+    settings.API_PAGE_CACHE = {**settings.API_PAGE_CACHE, "SIZE": 3}
+    for days in range(6):
+        listed(desk, f"/api/appointments/?date={booked.start.date() + timedelta(days=days)}")
+    assert len(pages) == 3
+
+
+def test_a_refused_query_is_not_cached(desk, booked):
+    response = api(desk).get("/api/appointments/?date=2026-02-30")
+    assert response.status_code == 400
+    assert len(pages) == 0
+
+
+def test_a_change_committed_while_a_page_is_built_is_not_hidden(
+    desk, therapist, service, client_record, booked
+):
+    """The counter is read before the page: a booking that commits after the page read
+    the database leaves the page tagged older than the counter, so it is not served."""
+    request = Request(APIRequestFactory().get(day_url(booked)))
+    request.user = desk
+
+    def build_then_book() -> list[int]:
+        page = list(Appointment.objects.values_list("pk", flat=True))
+        other_booking(desk, therapist, service, booked, None, None)  # commits
+        return page
+
+    built = cached_page(request, build_then_book)
+    answered = cached_page(request, lambda: list(Appointment.objects.values_list("pk", flat=True)))
+
+    assert built == [booked.pk]
+    assert len(answered) == 2
+
+
+@pytest.mark.postgres
+def test_no_reader_sees_a_page_older_than_a_commit_it_follows(
+    desk, service, client_record, tomorrow_at
+):
+    """Real threads: readers fill the cache while a writer books. After each booking
+    commits, a fresh reader must see it, whatever pages the others built meanwhile."""
+    therapists = [factories.therapist(service) for _ in range(12)]
+    day = tomorrow_at(9)
+    url = f"/api/appointments/?date={day.date()}"
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                assert api(desk).get(url).status_code == 200
+        except Exception as exc:  # reported below: a thread's assertion is otherwise lost
+            failures.append(repr(exc))
+        finally:
+            connection.close()
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for n, therapist in enumerate(therapists):
+            booked = create_appointment(
+                actor=desk,
+                client_id=client_record.pk,
+                service_id=service.pk,
+                therapist_id=therapist.pk,
+                start=day,
+            )
+            seen = [row["id"] for row in api(desk).get(url).json()["results"]]
+            if booked.pk not in seen:
+                failures.append(f"booking {n} ({booked.pk}) missing from {seen}")
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=30)
+    assert failures == []
