@@ -50,6 +50,7 @@ class Target:
 TARGETS = {
     "create": Target(400, 30),
     "day_list": Target(1000, 15),
+    "day_list_fresh": Target(1000, 15),
     "search": Target(None, 10),
     "availability": Target(None, 25),
 }
@@ -65,6 +66,7 @@ class Scenario:
     auth: bool = True
     ceiling: str | None = None
     unique_bodies: bool = False  # each POST body used once (bookings)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
 
 @dataclass
@@ -156,7 +158,8 @@ class Runner:
         self.load_samples: list[str] = []
 
     def headers(self, scenario: Scenario) -> dict[str, str]:
-        return {"Authorization": f"Token {self.token}"} if scenario.auth else {}
+        auth = {"Authorization": f"Token {self.token}"} if scenario.auth else {}
+        return {**auth, **scenario.headers}
 
     def _wrk(self, scenario: Scenario, connections: int, seconds: float, cap: float):
         from bench.api.tools import run_wrk
@@ -167,7 +170,11 @@ class Runner:
                 self.wrk,
                 self.port,
                 "get.lua",
-                [str(self.workdir / f"{scenario.key}.paths"), token],
+                [
+                    str(self.workdir / f"{scenario.key}.paths"),
+                    token,
+                    *(f"{name}={value}" for name, value in scenario.headers.items()),
+                ],
                 connections=connections,
                 seconds=seconds,
             )
@@ -420,6 +427,7 @@ def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
 CEILING_NAMES = {
     "create": "bare insert",
     "day_list": "bare view",
+    "day_list_fresh": "bare view",
     "search": "bare view",
     "availability": "bare view",
     "create_keyed": "bare insert",
@@ -524,6 +532,16 @@ def main(argv: list[str] | None = None) -> int:
             "",
             workload.day_list_paths(described),
             ceiling="bare",
+        ),
+        # The same pages read from the database every time, as after each change.
+        Scenario(
+            "day_list_fresh",
+            "appointments of a day, Cache-Control: no-cache",
+            "GET",
+            "",
+            workload.day_list_paths(described),
+            ceiling="bare",
+            headers={"Cache-Control": "no-cache"},
         ),
         Scenario("search", "client search", "GET", "", workload.search_paths(), ceiling="bare"),
         Scenario(

@@ -26,7 +26,9 @@ from pathlib import Path
 
 from bench.api.__main__ import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_DBS, bench_env
 
-SCENARIOS = ("create", "day_list", "search", "availability")
+SCENARIOS = ("create", "day_list", "day_list_fresh", "search", "availability")
+# Sent with every request of a scenario, as WSGI environ keys.
+ENVIRON = {"day_list_fresh": {"HTTP_CACHE_CONTROL": "no-cache"}}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +46,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wsgi_request(method: str, path: str, token: str, body: bytes = b"") -> dict:
+def wsgi_request(
+    method: str, path: str, token: str, body: bytes = b"", extra: dict | None = None
+) -> dict:
     route, _, query = path.partition("?")
     return {
         "REQUEST_METHOD": method,
@@ -66,6 +70,7 @@ def wsgi_request(method: str, path: str, token: str, body: bytes = b"") -> dict:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.version": (1, 0),
+        **(extra or {}),
     }
 
 
@@ -122,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         total = args.requests + args.warmup + 1
         bodies = workload.create_bodies(total, anchor=seeded.anchor, scale=scale)
         requests["create"] = [("POST", "/api/appointments/", b) for b in bodies]
-    if "day_list" in wanted:
-        requests["day_list"] = [("GET", p, b"") for p in workload.day_list_paths(described)]
+    for key in ("day_list", "day_list_fresh"):
+        if key in wanted:
+            requests[key] = [("GET", p, b"") for p in workload.day_list_paths(described)]
     if "search" in wanted:
         requests["search"] = [("GET", p, b"") for p in workload.search_paths()]
     if "availability" in wanted:
@@ -140,7 +146,8 @@ def measure(application, key: str, items: list, token: str, args) -> None:
 
     def one(i: int) -> None:
         method, path, body = items[i % len(items)] if key != "create" else items[i]
-        status, answer = serve(application, wsgi_request(method, path, token, body))
+        environ = wsgi_request(method, path, token, body, ENVIRON.get(key))
+        status, answer = serve(application, environ)
         if not status.startswith("2"):
             raise RuntimeError(f"{method} {path} {body[:200]!r} answered {status}: {answer[:300]}")
 

@@ -1,5 +1,5 @@
 -- wrk: GET the paths of a file (one per line) in turn, each thread from its own start.
--- args: PATHS_FILE TOKEN ("-" for none)
+-- args: PATHS_FILE TOKEN ("-" for none) [HEADER=VALUE ...]
 local paths, headers, i = {}, {}, 0
 local threads, counter = {}, 0
 
@@ -15,6 +15,10 @@ function init(args)
   end
   if args[2] ~= "-" then headers["Authorization"] = "Token " .. args[2] end
   headers["Accept"] = "application/json"
+  for n = 3, #args do
+    local name, value = args[n]:match("^([^=]+)=(.*)$")
+    headers[name] = value
+  end
   i = (id * 7) % #paths
 end
 
