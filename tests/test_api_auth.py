@@ -11,11 +11,13 @@ import re
 import pytest
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scheduling.models import Client
+from scheduling.api.auth import StrictTokenAuthentication
+from scheduling.models import Client, User
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +61,17 @@ def test_right_credentials_get_a_token_that_works(desk):
 
     again = anonymous().post(TOKEN_URL, {"username": "desk", "password": "pw"}, format="json")
     assert again.json()["token"] == key  # one token per user, not one per login
+
+
+def test_the_token_reads_the_user_the_orm_would(desk):
+    desk.last_login = timezone.now()
+    desk.save()
+    token = Token.objects.create(user=desk)
+    read = StrictTokenAuthentication().authenticate_credentials(token.key)[0]
+    loaded = User.objects.get(pk=desk.pk)
+    fields = [f.attname for f in User._meta.concrete_fields]
+    assert [getattr(read, f) for f in fields] == [getattr(loaded, f) for f in fields]
+    assert read._state.adding is False and read._state.db == loaded._state.db
 
 
 @pytest.mark.parametrize(
