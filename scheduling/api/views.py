@@ -256,7 +256,16 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return rows
 
     @extend_schema(
-        parameters=[s.AppointmentFilter],
+        parameters=[
+            s.AppointmentFilter,
+            OpenApiParameter(
+                "Cache-Control",
+                str,
+                OpenApiParameter.HEADER,
+                description="no-cache: read the page from the database even when this "
+                "server holds it unchanged since the last change to any appointment.",
+            ),
+        ],
         responses={200: s.AppointmentSerializer(many=True), **ERRORS},
     )
     def list(self, request, *args, **kwargs):
