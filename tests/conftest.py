@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from scheduling.services.appointments import create_appointment
 from tests import factories
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -64,6 +65,24 @@ def therapist(service):
 @pytest.fixture
 def client_record(db):
     return factories.ClientFactory(name="Maria Santos", phone="+639171234567")
+
+
+@pytest.fixture
+def book(desk, therapist, service, client_record):
+    """Book through the service: the desk, Ana, the service and Maria Santos unless told
+    otherwise."""
+
+    def book(start, **overrides):
+        fields = dict(
+            actor=desk,
+            client_id=client_record.pk,
+            service_id=service.pk,
+            therapist_id=therapist.pk,
+            start=start,
+        )
+        return create_appointment(**{**fields, **overrides})
+
+    return book
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from datetime import time
 from decimal import Decimal
 
 import factory
+from rest_framework.test import APIClient
 
 from scheduling.models import Client, DriverProfile, Service, TherapistProfile, User, WorkingHours
 
@@ -62,3 +63,10 @@ def driver(vehicle: str = "motorcycle", seats: int = 1, **fields) -> User:
     DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
     add_hours(user)
     return user
+
+
+def api(user) -> APIClient:
+    """An API client signed in as `user` (no token or session round trip)."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client

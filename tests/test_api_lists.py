@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection, transaction
-from rest_framework.test import APIClient
 
 from scheduling.events import EventBatch
 from scheduling.models import Appointment, StreamEvent
 from scheduling.services.appointments import create_appointment
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
+from tests.factories import api
 
 pytestmark = pytest.mark.django_db
 ROWS = 50
-
-
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

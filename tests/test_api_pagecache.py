@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.request import Request
-from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework.test import APIRequestFactory
 
 from scheduling.api.pagecache import cached_page, pages
 from scheduling.models import Appointment
@@ -27,6 +27,7 @@ from scheduling.services.appointments import (
 )
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
+from tests.factories import api
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,22 +39,9 @@ def empty_cache():
     pages.clear()
 
 
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 @pytest.fixture
-def booked(desk, therapist, service, client_record, tomorrow_at):
-    return create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-        needs_transport=True,
-    )
+def booked(book, tomorrow_at):
+    return book(tomorrow_at(10), needs_transport=True)
 
 
 def day_url(appointment: Appointment) -> str:

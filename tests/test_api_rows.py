@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.db.models import Prefetch
-from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework.test import APIRequestFactory
 
 from scheduling.api import rows
 from scheduling.api.serializers import (
@@ -27,14 +27,9 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.availability import availability
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
+from tests.factories import api
 
 pytestmark = pytest.mark.django_db
-
-
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from scheduling.errors import Conflict, NotPermitted, ValidationFailed
 from scheduling.models import Appointment, Break, StreamEvent, TimeOff, Transition, Trip
 from scheduling.services.appointments import (
     act_on_appointment,
-    create_appointment,
     expire_overdue,
     record_payment,
     reschedule_appointment,
@@ -21,21 +20,6 @@ from scheduling.services.appointments import (
 from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def book(desk, therapist, service, client_record):
-    def book(start, **overrides):
-        fields = dict(
-            actor=desk,
-            client_id=client_record.pk,
-            service_id=service.pk,
-            therapist_id=therapist.pk,
-            start=start,
-        )
-        return create_appointment(**{**fields, **overrides})
-
-    return book
 
 
 def nothing_written(before: dict[str, int]) -> bool:
@@ -241,16 +225,8 @@ def test_expire_overdue_only_takes_pending_past_deadline(book, therapist, tomorr
     assert datetime.now(UTC)  # stays aware
 
 
-def test_only_a_manager_records_payment(
-    desk, manager, therapist, service, client_record, tomorrow_at
-):
-    appointment = create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+def test_only_a_manager_records_payment(desk, manager, book, tomorrow_at):
+    appointment = book(tomorrow_at(10))
     with pytest.raises(NotPermitted):
         record_payment(actor=desk, appointment_id=appointment.pk, payment_status="paid")
     with pytest.raises(ValidationFailed):
