@@ -211,12 +211,17 @@ def _allocate(count: int) -> int:
 def committed_head() -> int:
     """The newest sequence number committed (0 before the first event). Every change to
     an appointment or trip moves it when it commits."""
-    # Written out: every cached API page asks, and the ORM took longer to build this
-    # statement than the database took to answer it.
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT last_seq FROM {EventCounter._meta.db_table} WHERE id = 1")
+        cursor.execute(committed_head_sql())
         row = cursor.fetchone()
     return row[0] if row else 0
+
+
+def committed_head_sql() -> str:
+    """The statement (or scalar subquery) behind `committed_head`, written out: every
+    cached API page needs it, and the ORM took longer to build it than the database
+    took to answer."""
+    return f"SELECT last_seq FROM {EventCounter._meta.db_table} WHERE id = 1"
 
 
 def _write_orm(

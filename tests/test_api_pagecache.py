@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
-from rest_framework.test import APIRequestFactory
+from rest_framework.test import APIClient, APIRequestFactory
 
 from scheduling.api.pagecache import cached_page, pages
 from scheduling.models import Appointment
@@ -64,6 +65,26 @@ def test_a_repeated_page_costs_one_query_and_says_the_same(desk, booked):
     assert again == first
     assert first_queries == 3  # the counter, the page, its trips
     assert again_queries == 1  # the counter only
+
+
+def test_with_a_token_the_counter_comes_with_the_user(desk, book, booked):
+    """Token authentication reads the stream head in its own statement: a repeated page
+    then costs that one statement, and a change still sends the next read to the
+    database."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=desk).key}")
+    url = day_url(booked)
+
+    def read() -> tuple[list[int], int]:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200
+        return [row["id"] for row in response.json()["results"]], len(queries)
+
+    assert read() == ([booked.pk], 3)  # user and head, the page, its trips
+    assert read() == ([booked.pk], 1)
+    other = book(booked.start + timedelta(hours=3))
+    assert read() == ([booked.pk, other.pk], 3)
 
 
 def test_no_cache_header_reads_the_database(desk, booked):
@@ -188,7 +209,7 @@ def test_a_change_committed_while_a_page_is_built_is_not_hidden(
     """The counter is read before the page: a booking that commits after the page read
     the database leaves the page tagged older than the counter, so it is not served."""
     request = Request(APIRequestFactory().get(day_url(booked)))
-    request.user = desk
+    request.user, request.auth = desk, None  # signed in, not by token: the head is read apart
 
     def build_then_book() -> list[int]:
         page = list(Appointment.objects.values_list("pk", flat=True))

@@ -80,9 +80,12 @@ def cached_page(request: Request, build: Callable[[], Any]) -> Any:
     options = settings.API_PAGE_CACHE
     if options["SIZE"] <= 0 or connection.in_atomic_block:
         return build()
-    # Read before the page's own queries: a change committed in between shows in the
-    # page without being in its tag, so a page can be newer than its tag, never older.
-    head = committed_head()
+    # Read before the page's own queries (token authentication reads it with the user):
+    # a change committed in between shows in the page without being in its tag, so a
+    # page can be newer than its tag, never older.
+    head = getattr(request.auth, "stream_head", None)
+    if head is None:
+        head = committed_head()
     user = request.user
     key = (
         user.pk,
