@@ -1,21 +1,24 @@
-"""config/postgresql: Django's backend with psycopg's C parser for timestamptz.
+"""config/postgresql: Django's backend with psycopg's C parser for timestamptz, and
+health checks of kept connections without a round trip.
 
 Every value must come back exactly as Django's own loader returns it (the same instant,
 the same tzinfo object), and Django's cursors must use it rather than register theirs.
+A connection whose session the server ended must be replaced before a request uses it.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 from psycopg.pq import Format
 
 from config.postgresql.base import TIMESTAMPTZ_OID
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 LITERALS = [
     "2026-01-01 10:00:00+08",
@@ -54,3 +57,62 @@ def test_values_are_the_ones_djangos_loader_returns():
     for value, want in zip(got, expected, strict=False):
         assert value.tzinfo is want.tzinfo is UTC
         assert (value.isoformat(), value.microsecond) == (want.isoformat(), want.microsecond)
+
+
+# --- health checks without a round trip ---------------------------------------------------
+
+
+@pytest.fixture
+def kept_connection():
+    """A second connection to the test database, as a web worker keeps one between
+    requests (CONN_MAX_AGE with CONN_HEALTH_CHECKS)."""
+    kept = connections.create_connection(DEFAULT_DB_ALIAS)
+    kept.settings_dict["CONN_HEALTH_CHECKS"] = True
+    kept.connect()
+    yield kept
+    kept.close()
+
+
+def backend_pid(wrapper) -> int:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def end_session(pid: int) -> None:
+    """What a restart or an operator does to a session: the server ends it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(100):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"backend {pid} did not end")
+
+
+def new_request(wrapper) -> None:
+    """What Django does at the start of each request for a kept connection."""
+    wrapper.health_check_done = False
+    wrapper.close_if_health_check_failed()
+
+
+def test_a_live_kept_connection_is_used_again(kept_connection):
+    pid = backend_pid(kept_connection)
+    assert kept_connection.is_usable()
+    new_request(kept_connection)
+    assert backend_pid(kept_connection) == pid
+
+
+def test_a_connection_the_server_ended_is_replaced_before_the_next_query(kept_connection):
+    pid = backend_pid(kept_connection)
+    end_session(pid)
+
+    assert not kept_connection.is_usable()
+    new_request(kept_connection)
+    assert backend_pid(kept_connection) != pid  # a new session, and no error on the way
+
+
+def test_a_closed_connection_is_not_usable(kept_connection):
+    kept_connection.connection.close()
+    assert not kept_connection.is_usable()

@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, reading `timestamptz` values with psycopg's C parser.
+"""Django's PostgreSQL backend, reading `timestamptz` values with psycopg's C parser,
+and checking a reused connection's health without a round trip.
 
 Django registers its own loader for `timestamptz`: psycopg's pure-Python parser, then
 `replace(tzinfo=...)`. That is about 4.6 µs a value against 0.3 µs for psycopg's C
@@ -10,6 +11,7 @@ Without psycopg's C extension it falls back to the Python parser (as fast as bef
 
 from __future__ import annotations
 
+import select
 from datetime import tzinfo
 from functools import cache
 
@@ -54,3 +56,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if "context" in params:  # psycopg 3 (psycopg2 has no adapter maps)
             params["context"] = _adapters(params["context"], self.timezone)
         return params
+
+    def is_usable(self) -> bool:
+        """Whether a kept connection still works, asked before a request's first query
+        (CONN_HEALTH_CHECKS).
+
+        Django asks with `SELECT 1`, a round trip on every request: a tenth of a cached
+        page's cost. An idle session receives nothing, and a session the server has
+        ended (restart, pg_terminate_backend, idle timeout) has its FATAL message and
+        the end of the stream waiting on the socket; so a socket with nothing to read is
+        a live session. Over SSL, where the socket may hold TLS records of its own, and
+        when the poll fails, this asks with `SELECT 1` as Django does. Like `SELECT 1`,
+        it cannot see a peer that vanished without a word (a host lost at once); that
+        request fails and the connection is replaced for the next."""
+        connection = self.connection
+        if connection is None or connection.closed or connection.broken:
+            return False
+        if connection.pgconn.ssl_in_use:
+            return super().is_usable()
+        try:
+            waiting, _, _ = select.select([connection.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return super().is_usable()
+        return not waiting
