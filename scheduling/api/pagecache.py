@@ -76,7 +76,8 @@ pages = PageCache()
 
 def cached_page(request: Request, build: Callable[[], Any]) -> Any:
     """The page `request` asks for: from memory when the counter has not moved since it
-    was built for the same user, role, address and time zone; otherwise `build()`."""
+    was built for the same user, role, address, time zone and media type; otherwise
+    `build()`."""
     options = settings.API_PAGE_CACHE
     if options["SIZE"] <= 0 or connection.in_atomic_block:
         return build()
@@ -92,6 +93,7 @@ def cached_page(request: Request, build: Callable[[], Any]) -> Any:
         user.effective_role,
         request.build_absolute_uri(),  # `next`/`previous` links carry host and scheme
         timezone.get_current_timezone_name(),
+        getattr(request, "accepted_media_type", None),
     )
     if "no-cache" not in request.headers.get("Cache-Control", ""):
         data = pages.get(key, head, max_age=options["MAX_AGE_SECONDS"])

@@ -6,6 +6,7 @@ import json
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -269,7 +270,12 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         responses={200: s.AppointmentSerializer(many=True), **ERRORS},
     )
     def list(self, request, *args, **kwargs):
-        return Response(cached_page(request, self._page))
+        # Kept as the bytes sent: a repeated page is not even encoded again.
+        renderer = request.accepted_renderer
+        body = cached_page(
+            request, lambda: renderer.render(self._page(), request.accepted_media_type)
+        )
+        return HttpResponse(body, content_type=renderer.media_type)
 
     def _page(self) -> dict:
         # Rendered from values() rows, not through AppointmentSerializer: the same fields
