@@ -7,6 +7,7 @@ local-memory cache, which is per process and good enough for one developer.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from django.conf import settings
@@ -26,11 +27,18 @@ def retry_after(name: str, ident: str) -> int | None:
     limit, window = settings.API_RATE_LIMITS[name]
     now = time.time()
     bucket = int(now // window)
-    key = f"rl:{name}:{ident}:{bucket}"
-    count = _incr(key, window)
+    count = _incr(counter_key(name, ident, bucket), window)
     if count <= limit:
         return None
     return max(1, int((bucket + 1) * window - now) + 1)
+
+
+def counter_key(name: str, ident: str, bucket: int) -> str:
+    """The cache key of (`name`, `ident`)'s counter in window `bucket`. The identity is
+    hashed: it can be anything a client sent as a username (a megabyte, control
+    characters, lone surrogates), and a key should stay short and plain."""
+    raw = ident.encode("utf-8", "surrogatepass")
+    return f"rl:{name}:{hashlib.blake2b(raw, digest_size=16).hexdigest()}:{bucket}"
 
 
 def _incr(key: str, ttl: int) -> int:

@@ -197,6 +197,19 @@ def test_retry_after_is_the_rest_of_the_window_rounded_up():
         assert int(end - after) + 1 <= wait <= int(end - before) + 1
 
 
+def test_any_username_makes_a_short_plain_key_of_its_own():
+    """Usernames are whatever a client sends: a megabyte, control characters, a lone
+    surrogate. Each still gets a counter of its own under a short ASCII key."""
+    names = ["è,\x0b\U000c712f", "x" * 1_000_000, "\ud800", "x" * 999_999 + "y"]
+    keys = {ratelimit.counter_key("token_username", name, 1) for name in names}
+    assert len(keys) == len(names)
+    assert all(key.isascii() and key.isprintable() and len(key) < 80 for key in keys)
+    with limits(token_username=(1, LONG)):
+        at_window_start(LONG)
+        assert [ratelimit.retry_after("token_username", name) for name in names] == [None] * 4
+        assert ratelimit.retry_after("token_username", names[1]) is not None
+
+
 # --- Redis: one counter for every process ---------------------------------------------------
 
 
@@ -213,8 +226,7 @@ def redis():
 
 
 def counter_key(name: str, ident: str, window: int) -> str:
-    bucket = int(time.time() // window)
-    return cache.make_key(f"rl:{name}:{ident}:{bucket}")
+    return cache.make_key(ratelimit.counter_key(name, ident, int(time.time() // window)))
 
 
 @pytest.mark.redis
