@@ -26,6 +26,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # else's: the product defaults are 0-2, the test suite uses 10-11.
 REDIS_DBS = {"REDIS_BROKER_DB": "12", "REDIS_CACHE_DB": "13", "REDIS_CHANNELS_DB": "14"}
 LEVELS = (2, 4, 8, 16, 32)
+# Bookings a second committed while "day_list_writes" reads: far more than a desk makes.
+BACKGROUND_BOOKINGS = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ TARGETS = {
     "create": Target(400, 30),
     "day_list": Target(1000, 15),
     "day_list_fresh": Target(1000, 15),
+    "day_list_writes": Target(1000, 15),
     "search": Target(None, 10),
     "availability": Target(None, 25),
 }
@@ -67,6 +71,10 @@ class Scenario:
     ceiling: str | None = None
     unique_bodies: bool = False  # each POST body used once (bookings)
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    # Bookings POSTed at `writes_per_second` while the scenario runs (distinct bodies,
+    # shared with "create"): reads measured while changes commit.
+    writes: list = field(default_factory=list, repr=False)
+    writes_per_second: float = 0.0
 
 
 @dataclass
@@ -90,6 +98,7 @@ class Outcome:
     server_cpu_ms: float = math.nan
     ratio: float | None = None
     verdict: str = ""
+    background: dict | None = None  # statuses of the bookings made alongside, if any
 
 
 def log(message: str) -> None:
@@ -146,6 +155,47 @@ def machine() -> dict[str, str]:
 
 
 # --- measuring ---------------------------------------------------------------------------------
+
+
+class BackgroundBookings:
+    """Books at a steady rate through the API while a read scenario runs, each booking a
+    different free slot: every one moves the stream event counter when it commits."""
+
+    def __init__(self, runner: Runner, scenario: Scenario):
+        self.runner, self.scenario = runner, scenario
+        self.statuses: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self) -> str:
+        total = sum(self.statuses.values())
+        return f"{total} ({', '.join(f'{k}: {v}' for k, v in sorted(self.statuses.items()))})"
+
+    def _loop(self) -> None:
+        from bench.api import load
+
+        runner, interval = self.runner, 1 / self.scenario.writes_per_second
+        headers = {"Authorization": f"Token {runner.token}"}
+        due = time.monotonic()
+        while not self._stop.is_set():
+            body = self.scenario.writes[runner.body_cursor]
+            runner.body_cursor += 1
+            try:
+                status, _ = load.fetch(
+                    runner.port, load.post("/api/appointments/", runner.port, body, headers)
+                )
+            except OSError as exc:
+                status = type(exc).__name__
+            self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+            due += interval
+            self._stop.wait(max(0.0, due - time.monotonic()))
 
 
 class Runner:
@@ -257,9 +307,17 @@ class Runner:
         meter = CpuMeter(self.server_pid, backend_pids(self.args.database_url))
         meter.start()
         self.meter = meter
+        writer = BackgroundBookings(self, scenario) if scenario.writes_per_second else None
         try:
+            if writer is not None:
+                writer.start()
             outcome = self._run(scenario)
         finally:
+            if writer is not None:
+                writer.stop()
+                log(f"  {scenario.key}: bookings alongside: {writer.summary()}")
+                if scenario.key in self.outcomes:
+                    self.outcomes[scenario.key].background = writer.statuses
             cpu = meter.stop()
             self.cpu[scenario.key] = cpu
             log(
@@ -428,6 +486,7 @@ CEILING_NAMES = {
     "create": "bare insert",
     "day_list": "bare view",
     "day_list_fresh": "bare view",
+    "day_list_writes": "bare view",
     "search": "bare view",
     "availability": "bare view",
     "create_keyed": "bare insert",
@@ -542,6 +601,18 @@ def main(argv: list[str] | None = None) -> int:
             workload.day_list_paths(described),
             ceiling="bare",
             headers={"Cache-Control": "no-cache"},
+        ),
+        # The cached pages while bookings commit: each one sends every page back to the
+        # database once per worker.
+        Scenario(
+            "day_list_writes",
+            f"appointments of a day, {BACKGROUND_BOOKINGS:g} bookings/s alongside",
+            "GET",
+            "",
+            workload.day_list_paths(described),
+            ceiling="bare",
+            writes=bodies,
+            writes_per_second=BACKGROUND_BOOKINGS,
         ),
         Scenario("search", "client search", "GET", "", workload.search_paths(), ceiling="bare"),
         Scenario(
@@ -710,6 +781,12 @@ def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, crea
         f"(deleted before the next run), {created['raw_inserts']} raw inserts (deleted as "
         "soon as the insert ceiling was measured).",
     ]
+    for o in outcomes:
+        if o.background is not None:
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(o.background.items()))
+            lines.append(
+                f"- Bookings made while {o.key} ran (its server CPU includes them): {answers}."
+            )
     return "\n".join(lines)
 
 
