@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from scheduling.api.pagecache import forget_pages
 from scheduling.services.appointments import create_appointment
 from tests import factories
 
@@ -34,12 +35,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    """Each test starts with empty rate-limit windows (they live in the shared cache)."""
+def fresh_rate_limits_and_pages():
+    """Each test starts with empty rate-limit windows and no kept API pages (they live in
+    the shared cache; a flushed database counts its events from 0 again)."""
     if hasattr(cache, "delete_pattern"):
         cache.delete_pattern("rl:*")
     else:
         cache.clear()
+    forget_pages()
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ aside, because a reader there can see its own uncommitted writes.
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from datetime import timedelta
 
@@ -31,13 +33,6 @@ from tests import factories
 from tests.factories import api
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    pages.clear()
-    yield
-    pages.clear()
 
 
 @pytest.fixture
@@ -85,6 +80,44 @@ def test_with_a_token_the_counter_comes_with_the_user(desk, book, booked):
     assert read() == ([booked.pk], 1)
     other = book(booked.start + timedelta(hours=3))
     assert read() == ([booked.pk, other.pk], 3)
+
+
+def test_a_page_one_process_built_serves_the_others(desk, booked):
+    """After a change the first worker asked builds the page; the others (here: this
+    process with its memory emptied) take it from the shared cache."""
+    url = day_url(booked)
+    built, _ = listed(desk, url)
+    pages.clear()
+
+    again, queries = listed(desk, url)
+
+    assert again == built
+    assert queries == 1  # the counter; the page came from the shared cache
+
+
+@pytest.mark.redis
+def test_a_failing_shared_cache_costs_a_database_read_not_an_error(desk, booked, settings, caplog):
+    url = day_url(booked)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1},
+        }
+    }
+    with caplog.at_level(logging.WARNING, logger="scheduling.api.pagecache"):
+        rows, _ = listed(desk, url)
+        again, queries = listed(desk, url)  # from this process's memory
+
+    assert [row["id"] for row in rows] == [booked.pk] and again == rows
+    assert queries == 1
+    assert "the shared cache failed" in caplog.text
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the probe closes
 
 
 def test_no_cache_header_reads_the_database(desk, booked):

@@ -1,4 +1,4 @@
-"""Appointment list pages kept in this process while nothing they show has changed.
+"""Appointment list pages kept while nothing they show has changed.
 
 Every change to an appointment or a trip records a stream event in the change's own
 transaction, and so moves the event counter (`events.committed_head`) at the moment it
@@ -6,6 +6,11 @@ commits: the live dashboards depend on that already. A page built after reading 
 counter at N therefore shows everything committed up to N (and perhaps a little more),
 and is still right for as long as the counter reads N. Each answer costs one read of
 the counter instead of the page's queries and rendering.
+
+Pages live in this process's memory, and in the shared cache (Redis in the full stack)
+under their counter: after a change, the first worker to be asked builds a page and
+the others take it from there instead of each building it again. A shared cache that
+fails is logged and passed over; the page is built from the database.
 
 A page is never cached or served inside a transaction, where the reader could see its
 own uncommitted writes, and never kept longer than `API_PAGE_CACHE["MAX_AGE_SECONDS"]`,
@@ -15,6 +20,8 @@ A request with `Cache-Control: no-cache` is answered from the database.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -23,17 +30,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rest_framework.request import Request
 
 from scheduling.events import committed_head
+
+logger = logging.getLogger(__name__)
+SHARED_PREFIX = "apipage"
 
 
 @dataclass(frozen=True)
 class Entry:
     head: int
-    built: float  # time.monotonic()
+    built: float  # time.time(): a page taken from the shared cache keeps its age
     data: Any
 
 
@@ -50,15 +62,15 @@ class PageCache:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            if entry.head != head or time.monotonic() - entry.built > max_age:
+            if entry.head != head or time.time() - entry.built > max_age:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
             return entry.data
 
-    def put(self, key: tuple, head: int, data: Any, *, size: int) -> None:
+    def put(self, key: tuple, head: int, data: Any, *, size: int, built: float) -> None:
         with self._lock:
-            self._entries[key] = Entry(head, time.monotonic(), data)
+            self._entries[key] = Entry(head, built, data)
             self._entries.move_to_end(key)
             while len(self._entries) > size:
                 self._entries.popitem(last=False)
@@ -99,6 +111,47 @@ def cached_page(request: Request, build: Callable[[], Any]) -> Any:
         data = pages.get(key, head, max_age=options["MAX_AGE_SECONDS"])
         if data is not None:
             return data
-    data = build()
-    pages.put(key, head, data, size=options["SIZE"])
+        shared = _shared_get(key, head, max_age=options["MAX_AGE_SECONDS"])
+        if shared is not None:
+            built, data = shared
+            pages.put(key, head, data, size=options["SIZE"], built=built)
+            return data
+    built, data = time.time(), build()
+    pages.put(key, head, data, size=options["SIZE"], built=built)
+    _shared_set(key, head, (built, data), ttl=options["MAX_AGE_SECONDS"])
     return data
+
+
+def forget_pages() -> None:
+    """Drop every kept page, here and in the shared cache. The counter only moves forward
+    in a living database; after one is restored from a backup (or flushed by a test) the
+    same numbers come round again for other contents."""
+    pages.clear()
+    if hasattr(cache, "delete_pattern"):  # django-redis
+        cache.delete_pattern(f"{SHARED_PREFIX}:*")
+    else:
+        cache.clear()
+
+
+def _shared_key(key: tuple, head: int) -> str:
+    # The counter is in the key: whatever is found under it is right for that counter.
+    digest = hashlib.blake2b(repr(key).encode("utf-8", "surrogatepass"), digest_size=16)
+    return f"{SHARED_PREFIX}:{digest.hexdigest()}:{head}"
+
+
+def _shared_get(key: tuple, head: int, *, max_age: float) -> tuple[float, Any] | None:
+    try:
+        found = cache.get(_shared_key(key, head))
+    except RedisError:
+        logger.warning("page cache: the shared cache failed; reading the page", exc_info=True)
+        return None
+    if found is None or time.time() - found[0] > max_age:
+        return None
+    return found
+
+
+def _shared_set(key: tuple, head: int, value: tuple[float, Any], *, ttl: float) -> None:
+    try:
+        cache.set(_shared_key(key, head), value, timeout=max(1, round(ttl)))
+    except RedisError:
+        logger.warning("page cache: the shared cache failed; page not shared", exc_info=True)
