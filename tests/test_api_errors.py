@@ -854,8 +854,25 @@ def test_unknown_route_is_json_404(world):
         ("get", "/api/" + "x" * 2_000 + "/"),
         ("get", "/api/%00/"),
     ]
+    # Real ids written so that only Python's int() reads them as numbers: ids are ASCII
+    # digits, so these name no object.
+    for url, pk in [
+        ("/api/appointments/{}/", world.appointment.pk),
+        ("/api/clients/{}/", world.client.pk),
+        ("/api/trips/{}/", world.trip.pk),
+    ]:
+        routes += [
+            ("get", url.format(str(pk).translate(FULLWIDTH))),
+            ("get", url.format(str(pk).translate(ARABIC_INDIC))),
+            ("get", url.format(f"+{pk}")),
+            ("get", url.format(f"0_{pk}")),
+        ]
     cases = [(f"{m} {u[:60]}", request(world, "desk", m, fill(u, world))) for m, u in routes]
     check_each(world, cases, json_404)
+
+
+FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 def test_method_not_allowed_is_405_json(world):

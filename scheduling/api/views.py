@@ -100,11 +100,17 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
+class ById(viewsets.GenericViewSet):
+    # Ids are ASCII digits: "１２" (fullwidth) or "12.0" is no id, so no route (a JSON 404)
+    # rather than a number Python would read into one.
+    lookup_value_regex = "[0-9]+"
+
+
 # --- clients, services, staff ---------------------------------------------------------------
 
 
 @documented(s.ClientSerializer)
-class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     permission_classes = [IsDesk]
     serializer_class = s.ClientSerializer
     pagination_class = ByName
@@ -142,7 +148,7 @@ class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
 
 @documented(s.ServiceSerializer)
-class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     serializer_class = s.ServiceSerializer
     queryset = Service.objects.order_by("name", "id")
     pagination_class = None
@@ -157,7 +163,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 
 @documented(s.StaffSerializer)
-class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     permission_classes = [IsDesk]
     serializer_class = s.StaffSerializer
     pagination_class = ByStaffName
@@ -235,7 +241,7 @@ APPOINTMENT_ACTIONS = {
 
 
 @documented(s.AppointmentSerializer)
-class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     serializer_class = s.AppointmentSerializer
     pagination_class = ByStart
 
@@ -410,7 +416,7 @@ TRIP_ACTIONS = ("depart", "arrive", "complete")
 
 
 @documented(s.TripSerializer)
-class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     permission_classes = [IsDeskOrDriver]
     serializer_class = s.TripSerializer
     pagination_class = ByWindow
