@@ -103,17 +103,27 @@ def check(rules: dict[str, Rule], action: str, *, current: str, role: str, noun:
     The role is checked first so that a forbidden actor learns nothing about status.
     """
     rule = rules.get(action)
-    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     if rule is None:
-        raise InvalidTransition(f"Unknown action '{action}' for {a_noun}.", current)
-    if role not in rule.roles:
-        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} {a_noun}.")
+        raise InvalidTransition(f"Unknown action '{action}' for {_a(noun)}.", current)
+    check_role(rules, action, role=role, noun=noun)
     if current not in rule.sources:
         label = current.replace("_", " ")
         raise InvalidTransition(
-            f"Cannot {action.replace('_', '-')} {a_noun} that is {label}.", current
+            f"Cannot {action.replace('_', '-')} {_a(noun)} that is {label}.", current
         )
     return rule
+
+
+def check_role(rules: dict[str, Rule], action: str, *, role: str, noun: str) -> None:
+    """Raise NotPermitted unless `role` may take `action` from some status: what can be
+    said before the object is even looked up (a forbidden actor gets 403, found or not)."""
+    rule = rules.get(action)
+    if rule is not None and role not in rule.roles:
+        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} {_a(noun)}.")
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def triples(rules: dict[str, Rule]) -> Iterator[tuple[str, str, str, str]]:

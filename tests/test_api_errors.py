@@ -724,14 +724,19 @@ FORBIDDEN = [
     ("therapist", "get", "/api/staff/", None),
     ("driver", "get", "/api/availability/?service={service}&date=2030-05-01", None),
     ("therapist", "get", "/api/trips/", None),
+    # An action the role may never take: 403 before the id is even looked up.
+    ("desk", "post", "/api/appointments/987654321/accept/", None),
+    ("other_driver", "post", "/api/appointments/{appointment}/cancel/", None),
+    ("other_therapist", "post", "/api/appointments/{appointment}/reschedule/", "reschedule"),
+    ("manager", "post", "/api/trips/987654321/arrive/", None),
 ]
 OUT_OF_SCOPE = [
     ("other_therapist", "get", "/api/appointments/{appointment}/"),
     ("other_therapist", "patch", "/api/appointments/{appointment}/"),
     ("other_therapist", "post", "/api/appointments/{appointment}/accept/"),
-    ("other_therapist", "post", "/api/appointments/{appointment}/reschedule/"),
+    ("other_therapist", "post", "/api/appointments/{appointment}/reject/"),
     ("other_driver", "get", "/api/appointments/{appointment}/"),
-    ("other_driver", "post", "/api/appointments/{appointment}/cancel/"),
+    ("other_driver", "patch", "/api/appointments/{appointment}/"),
     ("other_driver", "post", "/api/trips/{trip}/depart/"),
     ("other_driver", "get", "/api/trips/{trip}/"),
     ("driver", "post", "/api/trips/{queued_trip}/depart/"),  # assigned to nobody
