@@ -17,18 +17,18 @@ from scheduling.errors import InvalidTransition, NotPermitted
 class AppointmentStatus(models.TextChoices):
     PENDING = "pending"
     CONFIRMED = "confirmed"
-    IN_PROGRESS = "in_progress"
+    IN_PROGRESS = "in_progress", "In progress"
     COMPLETED = "completed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-    NO_SHOW = "no_show"
+    NO_SHOW = "no_show", "No-show"
 
 
 class TripStatus(models.TextChoices):
     QUEUED = "queued"
     ASSIGNED = "assigned"
-    EN_ROUTE = "en_route"
+    EN_ROUTE = "en_route", "En route"
     ARRIVED = "arrived"
     DONE = "done"
     CANCELLED = "cancelled"

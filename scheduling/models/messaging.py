@@ -9,8 +9,8 @@ from django.utils import timezone
 
 
 class Channel(models.TextChoices):
-    SMS = "sms"
-    WHATSAPP = "whatsapp"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
     EMAIL = "email"
 
 

@@ -10,8 +10,8 @@ from scheduling.states import BUSY_TRIP_STATUSES, OPEN_TRIP_STATUSES, TripStatus
 
 
 class Leg(models.TextChoices):
-    DROPOFF = "dropoff"
-    PICKUP = "pickup"
+    DROPOFF = "dropoff", "Drop-off"
+    PICKUP = "pickup", "Pick-up"
 
 
 class TripQuerySet(models.QuerySet):

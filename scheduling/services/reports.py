@@ -38,16 +38,7 @@ STATUS_ORDER = (
     AppointmentStatus.REJECTED,
     AppointmentStatus.EXPIRED,
 )
-STATUS_LABELS = {
-    "pending": "Pending",
-    "confirmed": "Confirmed",
-    "in_progress": "In progress",
-    "completed": "Completed",
-    "no_show": "No-show",
-    "cancelled": "Cancelled",
-    "rejected": "Rejected",
-    "expired": "Expired",
-}
+STATUS_LABELS = dict(AppointmentStatus.choices)
 # Booked but not yet delivered: money expected, not earned.
 BOOKED_STATUSES = (AppointmentStatus.CONFIRMED, AppointmentStatus.IN_PROGRESS)
 # The therapist said no, or never answered.

@@ -44,10 +44,14 @@ from scheduling.forms import (
 from scheduling.models import (
     Appointment,
     AppointmentStatus,
+    Audience,
+    Channel,
     Client,
     DriverProfile,
+    Leg,
     Notification,
     NotificationStatus,
+    PaymentStatus,
     Service,
     Transition,
     Trip,
@@ -88,15 +92,13 @@ PAGE_ACTIONS = ("reschedule", "cancel", "no_show")
 SKIP_REASONS = {"off_shift": "off shift", "busy": "busy", "vehicle": "vehicle too small"}
 
 
-# Words for the stored values, where the choices' own labels read badly ("Sms", "Dropoff").
+# Words for the stored values: the choices' own labels ("" is the "from" of a creation).
 WORDS = {
-    "in_progress": "In progress",
-    "no_show": "No-show",
-    "en_route": "En route",
-    "dropoff": "Drop-off",
-    "pickup": "Pick-up",
-    "sms": "SMS",
-    "whatsapp": "WhatsApp",
+    **{
+        choice.value: choice.label
+        for choices in (AppointmentStatus, TripStatus, PaymentStatus, Leg, Channel, Audience)
+        for choice in choices
+    },
     "": "new",
 }
 

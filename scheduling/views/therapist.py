@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from scheduling import states
 from scheduling.domain import local_date, local_day_bounds
 from scheduling.forms import ReasonForm
-from scheduling.models import Appointment, Leg, Trip
+from scheduling.models import Appointment, AppointmentStatus, Leg, Trip
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import pickup_refusal, request_pickup
 from scheduling.views.common import call_for_form, live_after, role_required
@@ -46,16 +46,8 @@ DONE_TEXT = {
     "reject": "Rejected",
     "no_show": "Marked as no-show",
 }
-STATUS_TEXT = {
-    "pending": "Waiting for you",
-    "confirmed": "Confirmed",
-    "in_progress": "In progress",
-    "completed": "Completed",
-    "rejected": "Rejected",
-    "cancelled": "Cancelled",
-    "expired": "Expired",
-    "no_show": "No-show",
-}
+# The statuses' own labels, but a pending booking is the therapist's to answer.
+STATUS_TEXT = {**dict(AppointmentStatus.choices), "pending": "Waiting for you"}
 # Finished or called off: shown quietly, below the attention of the day.
 CLOSED_STATUSES = frozenset(
     {"completed", "rejected", "cancelled", "expired", "no_show"},
