@@ -259,6 +259,18 @@ def _workflow(world: World, role: str) -> type:
     base = STATEFUL_SCHEMA.include(path_regex=STATEFUL_SCOPE[role]).as_state_machine()
 
     class AsRole(base):  # type: ignore[misc, valid-type]
+        # Each scenario starts from the same database: its writes are undone at its end.
+        # Otherwise a replayed scenario (Hypothesis replays to shrink) meets what the
+        # first run wrote (a phone now taken, a slot now booked), answers differently,
+        # and the rules it can choose from change under it.
+        def setup(self) -> None:
+            self._scenario = transaction.atomic()
+            self._scenario.__enter__()
+
+        def teardown(self) -> None:
+            transaction.set_rollback(True)
+            self._scenario.__exit__(None, None, None)
+
         def get_call_kwargs(self, case) -> dict[str, Any]:
             return {"headers": headers_for(world, role)}
 
