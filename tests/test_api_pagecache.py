@@ -230,6 +230,12 @@ def test_the_cache_holds_at_most_its_size(desk, booked, settings):
     assert len(pages) == 3
 
 
+def test_a_query_with_parameters_the_page_ignores_is_answered_not_kept(desk, booked):
+    rows, _ = listed(desk, day_url(booked) + "&utm_source=newsletter")
+    assert [row["id"] for row in rows] == [booked.pk]
+    assert len(pages) == 0
+
+
 def test_a_refused_query_is_not_cached(desk, booked):
     response = api(desk).get("/api/appointments/?date=2026-02-30")
     assert response.status_code == 400
@@ -249,8 +255,11 @@ def test_a_change_committed_while_a_page_is_built_is_not_hidden(
         other_booking(desk, therapist, service, booked, None, None)  # commits
         return page
 
-    built = cached_page(request, build_then_book)
-    answered = cached_page(request, lambda: list(Appointment.objects.values_list("pk", flat=True)))
+    params = frozenset({"date"})
+    built = cached_page(request, build_then_book, params=params)
+    answered = cached_page(
+        request, lambda: list(Appointment.objects.values_list("pk", flat=True)), params=params
+    )
 
     assert built == [booked.pk]
     assert len(answered) == 2

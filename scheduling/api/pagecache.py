@@ -40,6 +40,9 @@ from scheduling.events import committed_head
 
 logger = logging.getLogger(__name__)
 SHARED_PREFIX = "apipage"
+# How long the shared copy lives: long enough for the other workers to be asked for the
+# page after a change, short enough that distinct pages do not pile up in Redis.
+SHARE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,17 @@ class PageCache:
 pages = PageCache()
 
 
-def cached_page(request: Request, build: Callable[[], Any]) -> Any:
+def cached_page(request: Request, build: Callable[[], Any], *, params: frozenset[str]) -> Any:
     """The page `request` asks for: from memory when the counter has not moved since it
     was built for the same user, role, address, time zone and media type; otherwise
-    `build()`."""
+    `build()`. Only requests whose query parameters are all among `params` are kept:
+    parameters the page ignores would otherwise make any number of copies of it."""
     options = settings.API_PAGE_CACHE
-    if options["SIZE"] <= 0 or connection.in_atomic_block:
+    if (
+        options["SIZE"] <= 0
+        or connection.in_atomic_block
+        or not params.issuperset(request.query_params)
+    ):
         return build()
     # Read before the page's own queries (token authentication reads it with the user):
     # a change committed in between shows in the page without being in its tag, so a
@@ -118,7 +126,7 @@ def cached_page(request: Request, build: Callable[[], Any]) -> Any:
             return data
     built, data = time.time(), build()
     pages.put(key, head, data, size=options["SIZE"], built=built)
-    _shared_set(key, head, (built, data), ttl=options["MAX_AGE_SECONDS"])
+    _shared_set(key, head, (built, data), ttl=min(options["MAX_AGE_SECONDS"], SHARE_SECONDS))
     return data
 
 

@@ -240,6 +240,12 @@ APPOINTMENT_ACTIONS = {
 }
 
 
+# What the appointment list reads from its query string (its filters and its pages).
+LIST_PARAMETERS = frozenset(
+    {*s.AppointmentFilter().fields, ByStart.cursor_query_param, ByStart.page_size_query_param}
+)
+
+
 @documented(s.AppointmentSerializer)
 class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     serializer_class = s.AppointmentSerializer
@@ -279,7 +285,9 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById)
         # Kept as the bytes sent: a repeated page is not even encoded again.
         renderer = request.accepted_renderer
         body = cached_page(
-            request, lambda: renderer.render(self._page(), request.accepted_media_type)
+            request,
+            lambda: renderer.render(self._page(), request.accepted_media_type),
+            params=LIST_PARAMETERS,
         )
         return HttpResponse(body, content_type=renderer.media_type)
 
