@@ -101,8 +101,8 @@ class TokenView(APIView):
 
 
 class ById(viewsets.GenericViewSet):
-    # Ids are ASCII digits: "１２" (fullwidth) or "12.0" is no id, so no route (a JSON 404)
-    # rather than a number Python would read into one.
+    # Ids are ASCII digits: "１２" (fullwidth), "+12" or "0_12" name no route (a JSON 404)
+    # rather than the object Python's int() would read them as.
     lookup_value_regex = "[0-9]+"
 
 
