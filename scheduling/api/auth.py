@@ -18,7 +18,7 @@ def _token_user_sql() -> tuple[str, list[str]]:
     users, tokens = quote(User._meta.db_table), quote(Token._meta.db_table)
     user_id, pk = quote(Token._meta.get_field("user").column), quote(User._meta.pk.column)
     key = quote(Token._meta.get_field("key").column)
-    fields = [f for f in User._meta.concrete_fields]
+    fields = list(User._meta.concrete_fields)
     columns = ", ".join(f"{users}.{quote(f.column)}" for f in fields)
     sql = (
         f"SELECT {columns}, ({committed_head_sql()}) AS stream_head "
