@@ -202,10 +202,13 @@ def test_an_appointment_booked_elsewhere_appears_on_the_open_board(
     assert "Maria Santos" in block.inner_text() and "Pending" in block.inner_text()
     # The glance tiles follow: one booking waiting for Ana's answer.
     page.locator("#attention .tile-warn", has_text="Maria Santos").wait_for()
-    # Announced politely to screen readers.
-    assert f"New appointment #{appointment.pk}" in page.locator("#announcer").inner_text()
+    # Announced politely to screen readers, by when it is rather than by row id.
+    when = f"on {at(tomorrow(), 11):%a} at 11:00"
+    assert page.locator("#announcer").inner_text() == f"New appointment {when}."
     act_on_appointment(actor=ana, appointment_id=appointment.pk, action="accept")
     page.locator(f"#block-{appointment.pk}.block-confirmed").wait_for()
+    announcer = page.locator("#announcer", has_text=f"Appointment {when} is now confirmed.")
+    announcer.wait_for(state="attached")
     page.context.close()
 
 

@@ -29,26 +29,58 @@
     unauthorized: "Signed out: reload to sign in",
     stopped: "Offline",
   };
+  // Announced to screen readers as the desk would say it: when, not which row id.
   var ANNOUNCE = {
     "appointment.created": function (d) {
-      return "New appointment #" + d.id + ".";
+      return "New appointment" + at(d.start) + ".";
     },
     "appointment.updated": function (d) {
-      return "Appointment #" + d.id + " is now " + String(d.status || "").replace("_", " ") + ".";
+      return "Appointment" + at(d.start) + " is now " + word(d.status) + ".";
     },
     "trip.assigned": function (d) {
-      return "Trip #" + d.id + " assigned.";
+      return capital(word(d.leg)) + at(d.window_start) + " given to a driver.";
     },
     "trip.updated": function (d) {
-      return "Trip #" + d.id + " is now " + String(d.status || "").replace("_", " ") + ".";
+      return capital(word(d.leg)) + at(d.window_start) + " is now " + word(d.status) + ".";
     },
     "trip.waiting": function (d) {
-      return "Trip #" + (d.trip || d.id) + " is waiting for a driver.";
+      return capital(word(d.leg)) + at(d.window_start) + " is waiting for a driver.";
     },
     "notification.failed": function () {
       return "A notification failed to send.";
     },
   };
+
+  var WORDS = null; // value -> label, from the page (#live-words)
+
+  function word(value) {
+    if (WORDS === null) {
+      var source = document.getElementById("live-words");
+      WORDS = source ? JSON.parse(source.textContent) : {};
+    }
+    var text = WORDS[value] || String(value || "").replace(/_/g, " ");
+    return text.toLowerCase();
+  }
+
+  function capital(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  // " on Tue at 11:00" in the business's time zone; "" when there is no time to say.
+  function at(iso) {
+    var instant = iso ? new Date(iso) : null;
+    var zone = document.body.getAttribute("data-tz") || undefined;
+    if (!instant || isNaN(instant.getTime())) return "";
+    try {
+      var day = new Intl.DateTimeFormat("en-GB", { timeZone: zone, weekday: "short" });
+      var time = new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+      });
+      return " on " + day.format(instant) + " at " + time.format(instant);
+    } catch (e) {
+      return ""; // an unknown zone: say no time rather than a wrong one
+    }
+  }
 
   var pending = {}; // region id -> timer
 
