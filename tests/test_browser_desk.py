@@ -310,6 +310,11 @@ def a_busy_day(desk_user, massage):
     # needs a car for two and waits, Ferdie's motorcycle being too small; Ferdie waits too.
     now = timezone.localtime()
     soon = now.replace(second=0, microsecond=0) + timedelta(minutes=75 - now.minute % 15)
+    # Working hours are per weekday: the three bookings (15 minutes apart) must end on the
+    # day they start, so late in the evening they start just after midnight instead.
+    length = timedelta(minutes=30 + massage.duration_minutes + massage.buffer_minutes)
+    if (soon + length).date() != soon.date() or (soon + length).time() > time(23, 59):
+        soon = (soon + timedelta(days=1)).replace(hour=0, minute=15)
     drivers = [
         factories.driver(first_name="Dan", last_name="Lim"),
         factories.driver(vehicle="car", seats=3, first_name="Eva", last_name="Go"),
