@@ -8,7 +8,6 @@ import pytest
 from django.core.management import call_command
 
 from scheduling.models import DispatchDecision, Trip
-from scheduling.services.appointments import create_appointment
 from scheduling.services.dispatch import run_pass
 from scheduling.services.trips import set_shift
 from tests import factories
@@ -23,13 +22,9 @@ def run(*args: str) -> str:
 
 
 @pytest.fixture
-def booked(desk, service, therapist, client_record, tomorrow_at):
-    return create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
+def booked(book, tomorrow_at):
+    return book(
+        tomorrow_at(10),
         needs_transport=True,
     )
 

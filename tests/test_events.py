@@ -10,7 +10,6 @@ from django.db import connection, transaction
 from scheduling import events
 from scheduling.events import EventBatch
 from scheduling.models import StreamEvent, StreamEventRecipient
-from scheduling.services.appointments import create_appointment
 
 
 def record(kind: str) -> int:
@@ -41,16 +40,8 @@ def test_events_need_a_transaction():
 
 
 @pytest.mark.django_db
-def test_batch_numbers_consecutively_with_recipients(
-    desk, therapist, service, client_record, tomorrow_at
-):
-    appointment = create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+def test_batch_numbers_consecutively_with_recipients(book, therapist, tomorrow_at):
+    appointment = book(tomorrow_at(10))
     with transaction.atomic():
         batch = EventBatch()
         batch.add("x", {}, recipients=[therapist.pk, None, therapist.pk])
@@ -103,17 +94,11 @@ class _Rollback(Exception):
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_the_one_statement_writer_records_what_the_orm_writer_records(
-    desk, therapist, service, client_record, tomorrow_at
+    book, desk, therapist, tomorrow_at
 ):
     """events._write_postgres (PostgreSQL) and events._write_orm (elsewhere): the same
     rows, recipients and previous events per recipient, from the same history."""
-    appointment = create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+    appointment = book(tomorrow_at(10))
     with transaction.atomic():
         record("before")  # nobody's
         batch = EventBatch()

@@ -11,7 +11,6 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from scheduling.models import Notification
-from scheduling.services.appointments import create_appointment
 
 pytestmark = pytest.mark.django_db
 
@@ -23,14 +22,8 @@ def run(*args: str) -> str:
 
 
 @pytest.fixture
-def failed(desk, service, therapist, client_record, tomorrow_at):
-    create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+def failed(book, tomorrow_at):
+    book(tomorrow_at(10))
     row = Notification.objects.get()
     Notification.objects.filter(pk=row.pk).update(
         status="failed", attempts=6, last_error="Twilio 400 (error 21211)"

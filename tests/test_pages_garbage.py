@@ -65,17 +65,12 @@ def routes():
 
 
 @pytest.fixture
-def world(desk, service, therapist, client_record, tomorrow_at):
+def world(book, desk, therapist, tomorrow_at):
     """An appointment with transport whose drop-off a driver holds, and who may see it."""
-    from scheduling.services.appointments import create_appointment
     from scheduling.services.trips import assign_trip
 
-    appointment = create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
+    appointment = book(
+        tomorrow_at(10),
         needs_transport=True,
     )
     driver = factories.driver()

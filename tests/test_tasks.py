@@ -9,7 +9,6 @@ from django.db import transaction
 from config.celery import app
 from scheduling import background, tasks
 from scheduling.models import Notification
-from scheduling.services.appointments import create_appointment
 from scheduling.services.trips import set_shift
 from tests import factories
 from tests.worker_support import free_port, producing_to
@@ -82,18 +81,14 @@ def jobs(callbacks) -> list[tuple]:
 
 @pytest.mark.django_db
 def test_a_burst_in_one_transaction_makes_one_dispatch(
-    django_capture_on_commit_callbacks, desk, service, therapist, client_record, tomorrow_at
+    book, django_capture_on_commit_callbacks, tomorrow_at
 ):
     drivers = [factories.driver() for _ in range(3)]
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         for driver in drivers:
             set_shift(driver=driver, on_shift=True)
-        create_appointment(
-            actor=desk,
-            client_id=client_record.pk,
-            service_id=service.pk,
-            therapist_id=therapist.pk,
-            start=tomorrow_at(10),
+        book(
+            tomorrow_at(10),
             needs_transport=True,
         )
     assert jobs(callbacks).count((background.DISPATCH, (), None)) == 1
@@ -119,18 +114,12 @@ def test_a_rolled_back_savepoint_does_not_swallow_a_later_request(
 
 @pytest.mark.django_db(transaction=True)
 def test_embedded_default_runs_the_task_in_process_after_commit(
-    desk, service, therapist, client_record, tomorrow_at, capsys
+    book, client_record, tomorrow_at, capsys
 ):
     """No broker (eager Celery): the notification is sent by the time the booking's
     commit returns, through the console backend."""
     assert app.conf.task_always_eager
-    appointment = create_appointment(
-        actor=desk,
-        client_id=client_record.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+    appointment = book(tomorrow_at(10))
     row = Notification.objects.get(appointment=appointment)
     assert (row.status, row.provider_id) == ("sent", f"console:{row.key}")
     out = capsys.readouterr().out
@@ -139,16 +128,10 @@ def test_embedded_default_runs_the_task_in_process_after_commit(
 
 @pytest.mark.django_db(transaction=True)
 def test_broker_down_the_commit_stands_and_the_row_waits_for_the_sweep(
-    desk, service, therapist, client_record, tomorrow_at, caplog
+    book, client_record, tomorrow_at, caplog
 ):
     with producing_to(f"redis://127.0.0.1:{free_port()}/0"):
-        appointment = create_appointment(
-            actor=desk,
-            client_id=client_record.pk,
-            service_id=service.pk,
-            therapist_id=therapist.pk,
-            start=tomorrow_at(10),
-        )
+        appointment = book(tomorrow_at(10))
     row = Notification.objects.get(appointment=appointment)
     assert row.status == "pending"
     assert "broker unreachable" in caplog.text and "left for the sweep" in caplog.text
