@@ -96,6 +96,7 @@ class Outcome:
     # CPU time of gunicorn's workers and their PostgreSQL backends per answered request
     # at half load: what a request costs, whoever else is using the machine.
     server_cpu_ms: float = math.nan
+    ceiling: str | None = None  # key of the ceiling scenario it is read against
     ratio: float | None = None
     verdict: str = ""
     background: dict | None = None  # statuses of the bookings made alongside, if any
@@ -379,6 +380,7 @@ class Runner:
             generator_cpu=result.generator_cpu_share,
             server_cpu_ms=server_cpu / max(1, result.answered) * 1000,
         )
+        outcome.ceiling = scenario.ceiling
         if scenario.ceiling and scenario.ceiling in self.outcomes:
             outcome.ratio = outcome.saturation / self.outcomes[scenario.ceiling].saturation
         outcome.verdict = verdict(scenario.key, outcome)
@@ -480,6 +482,29 @@ def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
             f"| {target_text(o.key)} | {o.verdict} |"
         )
     return "\n".join(rows)
+
+
+def headroom(outcomes: list[Outcome]) -> list[str]:
+    """Each rate target beside what the same run's ceiling did at half load, and the cost
+    a request would have to come down to: whether a target is within this machine's
+    reach at all, read from the run itself rather than from a note about the machine."""
+    by_key = {o.key: o for o in outcomes}
+    lines = []
+    for o in outcomes:
+        target = TARGETS.get(o.key)
+        ceiling = by_key.get(o.ceiling or "")
+        if target is None or target.rate is None or ceiling is None:
+            continue
+        if not (ceiling.half_throughput > 0 and ceiling.server_cpu_ms > 0 and o.server_cpu_ms > 0):
+            continue
+        share = target.rate / ceiling.half_throughput
+        lines.append(
+            f"- {o.label}: the target {target.rate:.0f}/s is {share:.2f} × the "
+            f"{CEILING_NAMES[o.key]} ceiling at half load ({ceiling.half_throughput:.0f}/s); "
+            f"a request costs {o.server_cpu_ms / ceiling.server_cpu_ms:.1f} × the ceiling's "
+            f"server CPU ({o.server_cpu_ms:.2f} vs {ceiling.server_cpu_ms:.2f} ms)."
+        )
+    return lines
 
 
 CEILING_NAMES = {
@@ -775,6 +800,10 @@ def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, crea
         "machine's CPU used by processes that are not the bench's, during the scenario.",
         "",
         table(outcomes, cpu),
+        "",
+        "Rate targets against this run's ceilings:",
+        "",
+        *headroom(outcomes),
         "",
         "- What was read: " + "; ".join(shapes) + ".",
         f"- Rows the bench wrote: {created['api_bookings']} bookings through the API "

@@ -1,0 +1,64 @@
+"""The API benchmark's verdicts: what its report says about a target, from measured rows."""
+
+from __future__ import annotations
+
+import math
+
+from bench.api.__main__ import Outcome, headroom, verdict
+
+
+def outcome(key: str, *, half: float, p95: float, cpu_ms: float, ceiling=None) -> Outcome:
+    return Outcome(
+        key=key,
+        label=key,
+        levels=[],
+        saturation=half * 2,
+        saturation_connections=4,
+        half_rate=half,
+        half_throughput=half,
+        p50=p95 / 2,
+        p95=p95,
+        p99=p95 * 2,
+        half_requests=1000,
+        half_errors=0,
+        half_statuses={"201": 1000},
+        generator_cpu=0.1,
+        server_cpu_ms=cpu_ms,
+        ceiling=ceiling,
+    )
+
+
+def test_verdict_says_by_how_much_a_rate_is_missed():
+    text = verdict("create", outcome("create", half=100, p95=20, cpu_ms=10))
+
+    assert text == "rate MISS by 300/s (100 vs 400/s, 75% short); p95 PASS (20.0 ≤ 30 ms)"
+
+
+def test_verdict_passes_a_met_target_and_names_a_missed_p95():
+    text = verdict("day_list", outcome("day_list", half=1200, p95=16, cpu_ms=1))
+
+    assert text == "rate PASS (1200 ≥ 1000/s); p95 MISS by 1.0 ms (16.0 vs 15 ms, 7% over)"
+
+
+def test_headroom_reads_each_rate_target_against_its_own_ceiling():
+    rows = [
+        outcome("insert", half=440, p95=4, cpu_ms=2.0),
+        outcome("bare", half=1600, p95=3, cpu_ms=0.8),
+        outcome("create", half=50, p95=40, cpu_ms=20.0, ceiling="insert"),
+        outcome("day_list", half=500, p95=6, cpu_ms=2.4, ceiling="bare"),
+        outcome("search", half=180, p95=12, cpu_ms=6.0, ceiling="bare"),  # no rate target
+    ]
+
+    assert headroom(rows) == [
+        "- create: the target 400/s is 0.91 × the bare insert ceiling at half load (440/s); "
+        "a request costs 10.0 × the ceiling's server CPU (20.00 vs 2.00 ms).",
+        "- day_list: the target 1000/s is 0.62 × the bare view ceiling at half load (1600/s); "
+        "a request costs 3.0 × the ceiling's server CPU (2.40 vs 0.80 ms).",
+    ]
+
+
+def test_headroom_skips_a_scenario_that_failed_or_lacks_its_ceiling():
+    failed = outcome("create", half=0, p95=math.nan, cpu_ms=math.nan, ceiling="insert")
+    alone = outcome("day_list", half=500, p95=6, cpu_ms=2.4, ceiling="bare")
+
+    assert headroom([outcome("insert", half=440, p95=4, cpu_ms=2.0), failed, alone]) == []
