@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduling.models import Client, DriverProfile, Service, TherapistProfile, User, WorkingHours
@@ -63,6 +64,23 @@ def driver(vehicle: str = "motorcycle", seats: int = 1, **fields) -> User:
     DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
     add_hours(user)
     return user
+
+
+def soon(at_least: timedelta, length: timedelta, now: datetime | None = None) -> datetime:
+    """A start on the 15-minute grid about `at_least` from now (the step at or before
+    now + at_least), in the business time zone, for a session of `length` with a therapist
+    who works all day.
+
+    Working hours are per weekday, so a session may not run past midnight: late in the
+    evening, when it would, it starts at 00:15 tomorrow instead (still soon; tests that
+    book "tonight" used to fail in the last hours of the Manila day).
+    """
+    start = (timezone.localtime(now) + at_least).replace(second=0, microsecond=0)
+    start -= timedelta(minutes=start.minute % 15)
+    end = start + length
+    if end.date() != start.date() or end.time() > time(23, 59):
+        start = (start + timedelta(days=1)).replace(hour=0, minute=15)
+    return start
 
 
 def api(user) -> APIClient:

@@ -308,13 +308,9 @@ def a_busy_day(desk_user, massage):
             )
     # Today: trips within the dispatch horizon. Dan and Eva take the first two; the third
     # needs a car for two and waits, Ferdie's motorcycle being too small; Ferdie waits too.
-    now = timezone.localtime()
-    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=75 - now.minute % 15)
-    # Working hours are per weekday: the three bookings (15 minutes apart) must end on the
-    # day they start, so late in the evening they start just after midnight instead.
+    # Three bookings 15 minutes apart, all ending the day they start.
     length = timedelta(minutes=30 + massage.duration_minutes + massage.buffer_minutes)
-    if (soon + length).date() != soon.date() or (soon + length).time() > time(23, 59):
-        soon = (soon + timedelta(days=1)).replace(hour=0, minute=15)
+    soon = factories.soon(timedelta(minutes=75), length)
     drivers = [
         factories.driver(first_name="Dan", last_name="Lim"),
         factories.driver(vehicle="car", seats=3, first_name="Eva", last_name="Go"),

@@ -861,12 +861,9 @@ def test_queues_list_what_needs_a_person(desk_client, desk, client_record, servi
     )
     act_on_appointment(actor=therapist, appointment_id=rebooked.pk, action="reject")
     book(desk, rebooked.client, service, therapist, local(day, 15))  # already booked again
-    soon = timezone.localtime() + timedelta(minutes=30)
-    soon = soon.replace(minute=soon.minute - soon.minute % 15, second=0, microsecond=0)
     late = factories.therapist(service, hours=(time(0), time(23, 59)))
-    with_trip = book(
-        desk, client_record, service, late, soon + timedelta(minutes=15), needs_transport=True
-    )
+    soon = factories.soon(timedelta(minutes=45), service.duration)
+    with_trip = book(desk, client_record, service, late, soon, needs_transport=True)
     failed = Notification.objects.filter(appointment=pending, audience="client").get()
     Notification.objects.filter(pk=failed.pk).update(status="failed", last_error="no such number")
     dispatch.run_pass()  # on commit in life; this test's transaction never commits
