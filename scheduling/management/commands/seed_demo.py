@@ -324,10 +324,26 @@ class Command(BaseCommand):
             self.stdout.write("  ".join(cells).rstrip())
             if n == 0:
                 self.stdout.write("  ".join("-" * w for w in widths))
+        by_role: dict[str, list[str]] = {}
+        for spec in STAFF:
+            by_role.setdefault(spec.role, []).append(spec.username)
+
+        def who(*roles: str) -> str:
+            return ", ".join(name for role in roles for name in by_role.get(role, []))
+
+        site = "http://127.0.0.1:8000"  # where `make run` serves it
         self.stdout.write("")
+        self.stdout.write(f"Open {site}/ and sign in: each role lands on its own page.")
+        for url, users in (
+            ("/desk/", who(states.RECEPTIONIST, states.MANAGER)),
+            ("/therapist/", who(states.THERAPIST)),
+            ("/driver/", who(states.DRIVER)),
+            ("/reports/", who(states.MANAGER)),
+        ):
+            self.stdout.write(f"  {site}{url:<12} {users}")
+        self.stdout.write(f"Open {site}/admin/ as {who(states.MANAGER)} for the admin.")
         self.stdout.write(
-            "Open http://127.0.0.1:8000/admin/ and sign in as manager "
-            "(the staff dashboards and the REST API are not built yet)."
+            f"REST API: {site}/api/docs/ (a token from POST /api/auth/token/ with any login above)."
         )
 
 
