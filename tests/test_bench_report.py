@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.api.__main__ import Outcome, headroom, verdict
+from bench.api.__main__ import Outcome, headroom, relative_costs, target_text, verdict
 
 
 def outcome(key: str, *, half: float, p95: float, cpu_ms: float, ceiling=None) -> Outcome:
@@ -62,3 +62,36 @@ def test_headroom_skips_a_scenario_that_failed_or_lacks_its_ceiling():
     alone = outcome("day_list", half=500, p95=6, cpu_ms=2.4, ceiling="bare")
 
     assert headroom([outcome("insert", half=440, p95=4, cpu_ms=2.0), failed, alone]) == []
+
+
+def test_a_cost_target_is_read_against_the_other_scenario_of_the_same_run():
+    plain = outcome("availability", half=80, p95=20, cpu_ms=12.0, ceiling="bare")
+    dear = outcome("availability_transport", half=40, p95=30, cpu_ms=30.0, ceiling="bare")
+    cheap = outcome("availability_transport", half=60, p95=22, cpu_ms=18.0, ceiling="bare")
+
+    assert verdict("availability_transport", dear, {"availability": plain}) == (
+        "CPU MISS by 0.50 × (2.50 × availability: 30.00 vs 12.00 ms; ≤ 2 ×, 25% over)"
+    )
+    assert verdict("availability_transport", cheap, {"availability": plain}) == (
+        "CPU PASS (1.50 × availability: 18.00 vs 12.00 ms; ≤ 2 ×)"
+    )
+    assert verdict("availability_transport", cheap) == (
+        "CPU not judged (no availability measured in this run)"
+    )
+    assert target_text("availability_transport") == "server CPU ≤ 2 × availability"
+
+
+def test_relative_costs_state_the_ratio_and_both_against_the_ceiling():
+    rows = [
+        outcome("bare", half=1600, p95=3, cpu_ms=0.8),
+        outcome("availability", half=80, p95=20, cpu_ms=12.0, ceiling="bare"),
+        outcome("availability_transport", half=40, p95=30, cpu_ms=30.0, ceiling="bare"),
+    ]
+
+    assert relative_costs(rows) == [
+        "- availability_transport: a request costs 2.50 × availability's server CPU "
+        "(30.00 vs 12.00 ms; target ≤ 2 ×); against the bare view ceiling (0.80 ms): "
+        "37.5 × and 15.0 ×."
+    ]
+    failed = outcome("availability_transport", half=0, p95=math.nan, cpu_ms=math.nan)
+    assert relative_costs([rows[0], rows[1], failed]) == []

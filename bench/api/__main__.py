@@ -9,8 +9,8 @@
 3. For each scenario: saturation (wrk, closed loop, rising concurrency until throughput
    stops growing), then an open-loop fixed rate at half of that, from which throughput
    and p50/p95/p99 are reported (load.py).
-4. Prints the table, the targets of issue 3 with PASS/MISS, and the load average of the
-   machine before, during and after; writes them to var/bench-api/.
+4. Prints the table, the targets of issues 3 and 12 with PASS/MISS, and the load average
+   of the machine before, during and after; writes them to var/bench-api/.
 
 Traffic goes to 127.0.0.1 only; every load phase is bounded in time.
 """
@@ -47,7 +47,11 @@ BACKGROUND_BOOKINGS = 10.0
 @dataclass(frozen=True)
 class Target:
     rate: float | None  # req/s at half of saturation
-    p95: float  # ms
+    p95: float | None  # ms
+    # Server CPU per request at most `cpu_times` × that of the scenario `cpu_of` measured
+    # in the same run (a cost read against another's, as a rate is against a ceiling).
+    cpu_of: str | None = None
+    cpu_times: float | None = None
 
 
 TARGETS = {
@@ -57,7 +61,11 @@ TARGETS = {
     "day_list_writes": Target(1000, 15),
     "search": Target(None, 10),
     "availability": Target(None, 25),
+    # Issue 12: availability with transport costs at most twice plain availability.
+    "availability_transport": Target(None, None, cpu_of="availability", cpu_times=2),
 }
+# A scenario whose target is read against another's runs with it (`--only`).
+NEEDS = {"availability_transport": ("availability",)}
 
 
 @dataclass
@@ -327,6 +335,31 @@ class Runner:
             )
         return outcome
 
+    def failed(
+        self, scenario: Scenario, reason: str, *, levels: list | None = None, connections: int = 0
+    ) -> Outcome:
+        """The outcome of a scenario that could not be measured, and why."""
+        outcome = Outcome(
+            key=scenario.key,
+            label=scenario.label,
+            levels=levels or [],
+            saturation=0.0,
+            saturation_connections=connections,
+            half_rate=0.0,
+            half_throughput=0.0,
+            p50=math.nan,
+            p95=math.nan,
+            p99=math.nan,
+            half_requests=0,
+            half_errors=0,
+            half_statuses={},
+            generator_cpu=0.0,
+            ceiling=scenario.ceiling,
+            verdict=f"FAILED: {reason}",
+        )
+        self.outcomes[scenario.key] = outcome
+        return outcome
+
     def _run(self, scenario: Scenario) -> Outcome:
         from bench.api.tools import backend_pids
 
@@ -335,25 +368,12 @@ class Runner:
             answer = self.probe(scenario)
             log(f"  {scenario.key}: errors under load; one request answers: {answer}")
             if best.throughput <= 0:
-                outcome = Outcome(
-                    key=scenario.key,
-                    label=scenario.label,
+                return self.failed(
+                    scenario,
+                    f"no request succeeded; one answers {answer[:120]}",
                     levels=[_level(r) for r in levels],
-                    saturation=0.0,
-                    saturation_connections=best.connections,
-                    half_rate=0.0,
-                    half_throughput=0.0,
-                    p50=math.nan,
-                    p95=math.nan,
-                    p99=math.nan,
-                    half_requests=0,
-                    half_errors=0,
-                    half_statuses={},
-                    generator_cpu=0.0,
-                    verdict=f"FAILED: no request succeeded; one answers {answer[:120]}",
+                    connections=best.connections,
                 )
-                self.outcomes[scenario.key] = outcome
-                return outcome
         rate = best.throughput / 2
         log(f"{scenario.label}: open loop at {rate:.1f} req/s (half of {best.throughput:.1f})")
         # Backends opened since the scenario began (a worker's thread connecting for the
@@ -383,7 +403,7 @@ class Runner:
         outcome.ceiling = scenario.ceiling
         if scenario.ceiling and scenario.ceiling in self.outcomes:
             outcome.ratio = outcome.saturation / self.outcomes[scenario.ceiling].saturation
-        outcome.verdict = verdict(scenario.key, outcome)
+        outcome.verdict = verdict(scenario.key, outcome, self.outcomes)
         log(
             f"  {scenario.key:<12} half: {outcome.half_throughput:.1f} req/s  p50 {outcome.p50:.2f}"
             f"  p95 {outcome.p95:.2f}  p99 {outcome.p99:.2f} ms  errors {outcome.half_errors}"
@@ -430,7 +450,9 @@ def _from_load(result, connections: int) -> _LoadLevel:
 # --- verdicts and the table ---------------------------------------------------------------------
 
 
-def verdict(key: str, outcome: Outcome) -> str:
+def verdict(key: str, outcome: Outcome, others: dict[str, Outcome] | None = None) -> str:
+    """PASS or MISS for each part of the scenario's target, saying by how much; `others`
+    are the run's outcomes so far, for a target read against another scenario's cost."""
     target = TARGETS.get(key)
     if target is None:
         return "ceiling"
@@ -445,7 +467,9 @@ def verdict(key: str, outcome: Outcome) -> str:
                 f"rate MISS by {short:.0f}/s ({got:.0f} vs {target.rate:.0f}/s, "
                 f"{short / target.rate:.0%} short)"
             )
-    if outcome.p95 <= target.p95:
+    if target.p95 is None:
+        pass
+    elif outcome.p95 <= target.p95:
         parts.append(f"p95 PASS ({outcome.p95:.1f} ≤ {target.p95:.0f} ms)")
     else:
         over = outcome.p95 - target.p95
@@ -453,17 +477,39 @@ def verdict(key: str, outcome: Outcome) -> str:
             f"p95 MISS by {over:.1f} ms ({outcome.p95:.1f} vs {target.p95:.0f} ms, "
             f"{over / target.p95:.0%} over)"
         )
+    if target.cpu_of is not None:
+        parts.append(_cpu_verdict(target, outcome, (others or {}).get(target.cpu_of)))
     if outcome.half_errors:
         parts.append(f"{outcome.half_errors} errors")
     return "; ".join(parts)
+
+
+def _cpu_verdict(target: Target, outcome: Outcome, base: Outcome | None) -> str:
+    limit = f"≤ {target.cpu_times:g} ×"
+    if base is None or not (base.server_cpu_ms > 0 and outcome.server_cpu_ms > 0):
+        return f"CPU not judged (no {target.cpu_of} measured in this run)"
+    times = outcome.server_cpu_ms / base.server_cpu_ms
+    against = (
+        f"{times:.2f} × {target.cpu_of}: {outcome.server_cpu_ms:.2f} vs {base.server_cpu_ms:.2f} ms"
+    )
+    if times <= target.cpu_times:
+        return f"CPU PASS ({against}; {limit})"
+    over = times - target.cpu_times
+    return f"CPU MISS by {over:.2f} × ({against}; {limit}, {over / target.cpu_times:.0%} over)"
 
 
 def target_text(key: str) -> str:
     target = TARGETS.get(key)
     if target is None:
         return "—"
-    rate = f"≥ {target.rate:.0f}/s, " if target.rate else ""
-    return f"{rate}p95 ≤ {target.p95:.0f} ms"
+    parts = []
+    if target.rate:
+        parts.append(f"≥ {target.rate:.0f}/s")
+    if target.p95 is not None:
+        parts.append(f"p95 ≤ {target.p95:.0f} ms")
+    if target.cpu_of is not None:
+        parts.append(f"server CPU ≤ {target.cpu_times:g} × {target.cpu_of}")
+    return ", ".join(parts)
 
 
 def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
@@ -507,6 +553,33 @@ def headroom(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def relative_costs(outcomes: list[Outcome]) -> list[str]:
+    """Each target stated against another scenario's cost: what a request of each costs,
+    the ratio, and both beside the ceiling's server CPU."""
+    by_key = {o.key: o for o in outcomes}
+    lines = []
+    for o in outcomes:
+        target = TARGETS.get(o.key)
+        if target is None or target.cpu_of is None:
+            continue
+        base, ceiling = by_key.get(target.cpu_of), by_key.get(o.ceiling or "")
+        if base is None or not (base.server_cpu_ms > 0 and o.server_cpu_ms > 0):
+            continue
+        line = (
+            f"- {o.label}: a request costs {o.server_cpu_ms / base.server_cpu_ms:.2f} × "
+            f"{base.label}'s server CPU ({o.server_cpu_ms:.2f} vs {base.server_cpu_ms:.2f} ms; "
+            f"target ≤ {target.cpu_times:g} ×)"
+        )
+        if ceiling is not None and ceiling.server_cpu_ms > 0:
+            line += (
+                f"; against the {CEILING_NAMES[o.key]} ceiling ({ceiling.server_cpu_ms:.2f} ms): "
+                f"{o.server_cpu_ms / ceiling.server_cpu_ms:.1f} × and "
+                f"{base.server_cpu_ms / ceiling.server_cpu_ms:.1f} ×"
+            )
+        lines.append(line + ".")
+    return lines
+
+
 CEILING_NAMES = {
     "create": "bare insert",
     "day_list": "bare view",
@@ -514,6 +587,7 @@ CEILING_NAMES = {
     "day_list_writes": "bare view",
     "search": "bare view",
     "availability": "bare view",
+    "availability_transport": "bare view",
     "create_keyed": "bare insert",
 }
 
@@ -530,7 +604,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=int, default=2)
     parser.add_argument("--half-seconds", type=float, default=10.0)
     parser.add_argument("--half-seconds-max", type=float, default=20.0)
-    parser.add_argument("--create-bodies", type=int, default=40_000)
+    # Travel leaves about 35,000 distinct bookable slots in the booking horizon.
+    parser.add_argument("--create-bodies", type=int, default=30_000)
     parser.add_argument(
         "--no-wrk", action="store_true", help="saturate with the Python closed loop instead"
     )
@@ -590,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = workload.forget_queued_messages(args.redis_url, REDIS_DBS.values())
     log(f"removed {removed} appointments written by earlier runs, and {keys} Redis keys")
     described = workload.describe(seeded.anchor, scale)
+    log(f"read days {described.read_days[0]}..{described.read_days[-1]}: {described.trips_text()}")
     out = Path(args.out)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     workdir = out / f"run-{stamp}"
@@ -648,9 +724,25 @@ def main(argv: list[str] | None = None) -> int:
             workload.availability_paths(described),
             ceiling="bare",
         ),
+        # The same days with `needs_transport=true`: also whether the drivers can carry
+        # both legs of each start beside the day's queued trips.
+        Scenario(
+            "availability_transport",
+            f"availability with transport, {described.availability_therapists} therapists, "
+            f"{described.drivers} drivers",
+            "GET",
+            "",
+            workload.availability_paths(described, transport=True),
+            ceiling="bare",
+        ),
     ]
     if args.only:
         wanted = {"bare", "insert", *args.only.split(",")}
+        wanted |= {need for key in list(wanted) for need in NEEDS.get(key, ())}
+        unknown = wanted - {s.key for s in scenarios}
+        if unknown:
+            print(f"unknown scenario keys: {', '.join(sorted(unknown))}")
+            return 2
         scenarios = [s for s in scenarios if s.key in wanted]
     for scenario in scenarios:
         suffix = "paths" if scenario.method == "GET" else "bodies"
@@ -674,11 +766,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         log(f"gunicorn: {server_text(args)} on 127.0.0.1:{server.port}")
-        shapes = check_shapes(server.port, described.token, scenarios)
+        shapes, unusable = check_shapes(server.port, described.token, scenarios)
         for line in shapes:
             log(f"  {line}")
+        if unusable:
+            # A request that never ends holds a sync worker until gunicorn's timeout:
+            # start afresh so the scenarios measured do not pay for it.
+            server.stop()
+            server.start()
+            log(f"gunicorn restarted after {', '.join(unusable)} failed, on port {server.port}")
         runner = Runner(args, wrk, server, workdir, described.token)
         for scenario in scenarios:
+            if scenario.key in unusable:
+                log(f"{scenario.label}: not measured: {unusable[scenario.key]}")
+                runner.failed(scenario, unusable[scenario.key])
+                continue
             runner.run(scenario)
             if scenario.key == "insert":
                 raw_inserts = workload.forget_raw_inserts(described.load_user)
@@ -706,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes=shapes,
         created=created,
         wrk=wrk,
+        trips=described.trips_text(),
     )
     print()
     print(text)
@@ -737,28 +840,60 @@ def server_text(args) -> str:
     return f"{args.workers} {args.worker_class} workers of {args.threads} threads"
 
 
-def check_shapes(port: int, token: str, scenarios: list[Scenario]) -> list[str]:
-    """One request of each read scenario before the load: it answers 200, with what."""
+# A read that takes longer than this before the load is not measured under load.
+PROBE_TIMEOUT = 10.0
+
+
+def check_shapes(
+    port: int, token: str, scenarios: list[Scenario]
+) -> tuple[list[str], dict[str, str]]:
+    """One request of each read scenario before the load: it answers 200, with what.
+    Returns those lines, and the scenarios whose requests fail or do not answer within
+    PROBE_TIMEOUT seconds, with why (they are reported as failed, not loaded)."""
     from bench.api import load
 
-    lines = []
+    lines, unusable = [], {}
     auth = {"Authorization": f"Token {token}"}
     for scenario in scenarios:
         if scenario.method != "GET" or not scenario.auth:
             continue
         sizes = []
         for path in scenario.items[:8]:
-            status, body = load.fetch(port, load.get(path, port, auth))
+            began = time.monotonic()
+            try:
+                status, body = load.fetch(port, load.get(path, port, auth), timeout=PROBE_TIMEOUT)
+            except OSError as exc:  # a timeout, or the worker killed under the request
+                unusable[scenario.key] = (
+                    f"GET {path} gave no answer in {time.monotonic() - began:.0f} s "
+                    f"({type(exc).__name__}; the probe waits {PROBE_TIMEOUT:g} s)"
+                )
+                break
             if status != 200:
-                raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
+                unusable[scenario.key] = f"GET {path} answered {status}: {body[:200]!r}"
+                break
             data = json.loads(body)
             if "results" in data:
                 sizes.append(len(data["results"]))
             elif "therapists" in data:
-                sizes.append(sum(len(t["starts"]) for t in data["therapists"]))
-        what = "rows per page" if scenario.key != "availability" else "start times offered"
-        lines.append(f"{scenario.key}: {what} in the first answers: {sizes}")
-    return lines
+                offered = sum(len(t["starts"]) for t in data["therapists"])
+                if data.get("needs_transport"):
+                    refused = sum(len(t["no_driver"]) for t in data["therapists"])
+                    sizes.append(f"{offered}+{refused}")
+                else:
+                    sizes.append(offered)
+        if scenario.key == "availability_transport":
+            what = "start times offered + refused for want of a driver"
+        elif scenario.key == "availability":
+            what = "start times offered"
+        else:
+            what = "rows per page"
+        if scenario.key in unusable:
+            lines.append(f"{scenario.key}: FAILED before the load: {unusable[scenario.key]}")
+        else:
+            lines.append(
+                f"{scenario.key}: {what} in the first answers: [{', '.join(map(str, sizes))}]"
+            )
+    return lines, unusable
 
 
 def count_created(load_user: int) -> dict[str, int]:
@@ -775,7 +910,9 @@ def count_created(load_user: int) -> dict[str, int]:
     return {"api_bookings": api, "raw_inserts": raw}
 
 
-def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, created, wrk) -> str:
+def report(
+    *, args, started, seconds, machine_state, outcomes, cpu, shapes, created, wrk, trips=""
+) -> str:
     info = machine()
     version = "python closed loop (bench/api/load.py)"
     if wrk:
@@ -803,9 +940,15 @@ def report(*, args, started, seconds, machine_state, outcomes, cpu, shapes, crea
         "",
         "Rate targets against this run's ceilings:",
         "",
-        *headroom(outcomes),
+        *(headroom(outcomes) or ["- (no rate target among the scenarios run)"]),
         "",
+        *(
+            ["Cost targets against this run's scenarios:", "", *relative_costs(outcomes), ""]
+            if relative_costs(outcomes)
+            else []
+        ),
         "- What was read: " + "; ".join(shapes) + ".",
+        *([f"- Drivers on the days read: {trips}."] if trips else []),
         f"- Rows the bench wrote: {created['api_bookings']} bookings through the API "
         f"(deleted before the next run), {created['raw_inserts']} raw inserts (deleted as "
         "soon as the insert ceiling was measured).",

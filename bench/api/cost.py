@@ -10,6 +10,7 @@ the most time of their own, then the most time including their callees).
 
     python -m bench.api.cost --only day_list --requests 500
     python -m bench.api.cost --only create --profile
+    python -m bench.api.cost --only availability,availability_transport --profile
 
 The numbers are a little lower than the load benchmark's "server CPU", which also pays
 for gunicorn's HTTP parsing and a TCP connection per request.
@@ -20,13 +21,21 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from bench.api.__main__ import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_DBS, bench_env
 
-SCENARIOS = ("create", "day_list", "day_list_fresh", "search", "availability")
+SCENARIOS = (
+    "create",
+    "day_list",
+    "day_list_fresh",
+    "search",
+    "availability",
+    "availability_transport",
+)
 # Sent with every request of a scenario, as WSGI environ keys.
 ENVIRON = {"day_list_fresh": {"HTTP_CACHE_CONTROL": "no-cache"}}
 
@@ -39,6 +48,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--top", type=int, default=35, help="functions listed by --profile")
     parser.add_argument("--queries", action="store_true", help="print one request's SQL")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one request may take; a scenario with a slower one is reported failed",
+    )
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
@@ -135,10 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     if "availability" in wanted:
         paths = workload.availability_paths(described)
         requests["availability"] = [("GET", p, b"") for p in paths]
+    if "availability_transport" in wanted:
+        paths = workload.availability_paths(described, transport=True)
+        requests["availability_transport"] = [("GET", p, b"") for p in paths]
     for key, items in requests.items():
-        measure(application, key, items, described.token, args)
+        try:
+            measure(application, key, items, described.token, args)
+        except TooSlow as exc:
+            print(f"{key:<13} FAILED: {exc}", flush=True)
+            connection.close()  # whatever the request was doing in it is abandoned
     connection.close()
     return 0
+
+
+class TooSlow(BaseException):
+    """Raised in a request that outlived --request-timeout (a BaseException, so that the
+    request's own exception handling does not turn it into a 500 answer)."""
+
+
+def _too_slow(signum, frame):
+    raise TooSlow("one request took longer than the --request-timeout")
 
 
 def measure(application, key: str, items: list, token: str, args) -> None:
@@ -147,7 +178,15 @@ def measure(application, key: str, items: list, token: str, args) -> None:
     def one(i: int) -> None:
         method, path, body = items[i % len(items)] if key != "create" else items[i]
         environ = wsgi_request(method, path, token, body, ENVIRON.get(key))
-        status, answer = serve(application, environ)
+        previous = signal.signal(signal.SIGALRM, _too_slow)
+        signal.setitimer(signal.ITIMER_REAL, args.request_timeout)
+        try:
+            status, answer = serve(application, environ)
+        except TooSlow:
+            raise TooSlow(f"{method} {path} took longer than {args.request_timeout:g} s") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
         if not status.startswith("2"):
             raise RuntimeError(f"{method} {path} {body[:200]!r} answered {status}: {answer[:300]}")
 
@@ -170,12 +209,15 @@ def measure(application, key: str, items: list, token: str, args) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     wall, cpu, db = time.perf_counter(), time.process_time(), backend_seconds(pid)
-    for i in range(start, start + args.requests):
-        one(i)
+    try:
+        for i in range(start, start + args.requests):
+            one(i)
+    finally:
+        if profiler is not None:
+            profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     db = backend_seconds(pid) - db
     if profiler is not None:
-        profiler.disable()
         import pstats
 
         stats = pstats.Stats(profiler).strip_dirs()

@@ -2,11 +2,22 @@
 
 Volumes come in by COPY rather than through the booking services (20,000 bookings one
 by one would take minutes), but every row is one the services would have written:
-appointments on 15-minute steps inside their therapist's working hours and outside
-breaks, never overlapping one another buffer included (the exclusion constraint checks
-that as they land), statuses that follow the state machine with a transition row for
-each step, trips with their windows and statuses, clients with E.164 phones and their
-search digits, and the stream-event history those changes would have recorded.
+appointments on 15-minute steps whose busy range (travel there, the session, its buffer,
+travel back) lies inside their therapist's working hours and outside breaks, never
+overlapping one another (the exclusion constraint on [busy_from, busy_until) checks that
+as they land), statuses that follow the state machine with a transition row for each
+step, trips with their windows and statuses, clients with E.164 phones and their search
+digits, and the stream-event history those changes would have recorded.
+
+Travel: the history (days before the seed's anchor) was booked before travel was counted
+and has travel 0, as migration 0008 leaves such rows; from the anchor on, bookings have
+the default travel (TRAVEL_ALLOWANCE_MINUTES, 45) and, with transport, the legs the
+engine plans (drop-off [start - travel, start), pick-up [end + buffer, + travel)). The
+future days are busier with transport than the history: on each, the queued trips are
+a day's work for the 15 drivers (on mixed hours: some 08-14, some 12-20, most 08-20, two
+with a lunch break), and only bookings whose legs fit beside those already placed keep
+their transport, so every day's trips can be carried, as the engine's capacity check
+would have ensured.
 
 A run reuses the data when `bench_meta` says it was seeded at the same scale and seed
 version less than REUSE_DAYS ago (so the seeded future days still lie ahead);
@@ -29,7 +40,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 from rest_framework.authtoken.models import Token
 
-from scheduling.domain import at_wall_time, business_zone
+from scheduling.domain import DaySchedule, Interval, at_wall_time, business_zone
 from scheduling.management.commands.seed_demo import (
     FIRST_NAMES,
     LAST_NAMES,
@@ -52,9 +63,11 @@ from scheduling.models import (
     User,
     WorkingHours,
 )
+from scheduling.services.capacity import legs_for
+from scheduling.services.common import minutes
 
 # Bump when the shape of the seeded data changes, so old bench databases are reloaded.
-SEED_VERSION = 5
+SEED_VERSION = 6
 SEED = 20260
 REUSE_DAYS = 10
 PASSWORD = "bench-password-2026"
@@ -65,8 +78,30 @@ SEEDED_CREATORS = ("bench-desk", "bench-desk2")
 # The service used by the availability scenario: exactly this many therapists perform it.
 AVAILABILITY_SERVICE = SERVICES[0].name
 AVAILABILITY_THERAPISTS = 20
-TRAVEL = timedelta(minutes=45)
+# The legs the engine wrote before travel was counted (history): 45 minutes each, the
+# drop-off ending at the start and the pick-up beginning at the end.
+OLD_LEG = timedelta(minutes=45)
 STEP = 15
+# Shares of the bookings that need transport: in the history, and from the anchor on
+# (where the drivers' days are to be busy; those whose legs no driver could take then
+# are booked without).
+PAST_TRANSPORT = 0.4
+FUTURE_TRANSPORT = 0.9
+# Share of the possible bookings (slots with travel) taken on the seeded future days:
+# enough for a busy day that still leaves the therapists free time to offer.
+FUTURE_FILL = 0.75
+# Drivers' weekly hours by number: some mornings, some afternoons, most the whole day.
+DRIVER_HOURS = {1: (8, 14), 2: (12, 20), 3: (8, 20), 4: (8, 20), 0: (8, 20)}
+DRIVER_LUNCH = {4, 8}  # drivers with a 12:00-13:00 break on weekdays, as therapists have
+
+
+def driver_hours(n: int) -> tuple[time, time]:
+    start, end = DRIVER_HOURS[n % 5]
+    return time(start), time(end)
+
+
+def travel_allowance() -> timedelta:
+    return minutes("TRAVEL_ALLOWANCE_MINUTES")
 
 
 @dataclass(frozen=True)
@@ -75,7 +110,7 @@ class Scale:
     therapists: int = 40
     drivers: int = 15
     appointments: int = 20_000
-    past_days: int = 90
+    past_days: int = 100
     future_days: int = 30
 
 
@@ -261,7 +296,14 @@ def _staff(
         )
     for n in range(1, scale.drivers + 1):
         people["driver"].append(
-            add("driver", f"bench-driver{n:02d}", rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))
+            add(
+                "driver",
+                f"bench-driver{n:02d}",
+                rng.choice(FIRST_NAMES),
+                rng.choice(LAST_NAMES),
+                hours=driver_hours(n),
+                lunch=n in DRIVER_LUNCH,
+            )
         )
     User.objects.bulk_create(users)
 
@@ -293,7 +335,7 @@ def _staff(
     )
     Break.objects.bulk_create(
         Break(staff_id=p.id, weekday=day, start=time(12), end=time(13))
-        for p in people["therapist"]
+        for p in field_staff
         if p.lunch
         for day in range(5)
     )
@@ -354,13 +396,29 @@ class Slot:
     start: datetime
     end: datetime
     blocked_until: datetime
+    travel: timedelta = timedelta(0)
+
+    @property
+    def busy_from(self) -> datetime:
+        return self.start - self.travel
+
+    @property
+    def busy_until(self) -> datetime:
+        return self.blocked_until + self.travel
 
 
 def candidate_slots(
-    people: Iterable[Person], days: Iterable[date], rng: random.Random
+    people: Iterable[Person],
+    days: Iterable[date],
+    rng: random.Random,
+    *,
+    travel: timedelta = timedelta(0),
 ) -> list[Slot]:
-    """Non-overlapping bookings (buffer included) filling each therapist's days, with gaps."""
+    """Bookings filling each therapist's days, with gaps: each busy range (travel there,
+    session, buffer, travel back) inside working hours and outside the lunch break, no two
+    overlapping."""
     zone = business_zone()
+    people = list(people)
     slots = []
     for day in days:
         for person in people:
@@ -371,20 +429,69 @@ def candidate_slots(
                 if person.lunch and day.weekday() < 5
                 else None
             )
+            # `cursor` is where the next busy range may begin (leaving base).
             cursor = opens + timedelta(minutes=STEP * rng.choice((0, 0, 1, 2, 4)))
             while True:
                 service = rng.choice(person.services)
-                end = cursor + service.duration
-                if end > closes:
+                start = cursor + travel
+                end = start + service.duration
+                blocked = end + service.buffer
+                back = blocked + travel
+                if back > closes:
                     break
-                if lunch and cursor < lunch[1] and lunch[0] < end:
+                if lunch and cursor < lunch[1] and lunch[0] < back:
                     cursor = lunch[1]
                     continue
-                blocked = end + service.buffer
-                slots.append(Slot(person, service, cursor, end, blocked))
+                slots.append(Slot(person, service, start, end, blocked, travel))
                 gap = STEP * rng.choice((0, 0, 0, 0, 1, 2, 4))
-                cursor = blocked + timedelta(minutes=gap)
+                cursor = back + timedelta(minutes=gap)
     return slots
+
+
+class DriverPlan:
+    """One day's drivers and a driver for every queued trip placed so far: a leg is
+    placed only beside the others (on a driver working then, free of their other legs),
+    so the day's queued trips can always all be carried. The one who is free for the
+    shortest time after the leg takes it, keeping long hours for what only they can do."""
+
+    def __init__(self, free: dict[int, list[Interval]]):
+        self.free = free  # each driver's working time that day
+        self.held: dict[int, list[Interval]] = {driver: [] for driver in free}
+
+    @classmethod
+    def of(cls, drivers: list[Person], day: date) -> DriverPlan:
+        zone = business_zone()
+        return cls(
+            {
+                p.id: DaySchedule.build(
+                    day,
+                    hours=[p.hours],
+                    breaks=[(time(12), time(13))] if p.lunch and day.weekday() < 5 else [],
+                    zone=zone,
+                ).working
+                for p in drivers
+            }
+        )
+
+    def take(self, windows: list[Interval]) -> bool:
+        """Place every window (all or none)."""
+        placed: list[tuple[int, Interval]] = []
+        for window in windows:
+            best = None
+            for driver, pieces in self.free.items():
+                piece = next((p for p in pieces if p.contains(window)), None)
+                if piece is None or any(h.overlaps(window) for h in self.held[driver]):
+                    continue
+                if any(d == driver and w.overlaps(window) for d, w in placed):
+                    continue
+                if best is None or (piece.end, driver) < best[0]:
+                    best = ((piece.end, driver), driver)
+            if best is None:
+                return False
+            placed.append((best[1], window))
+        for driver, window in placed:
+            self.held[driver].append(window)
+        return True
 
 
 def _pick(rng: random.Random, shares: tuple[tuple[str, float], ...]) -> str:
@@ -405,16 +512,23 @@ def _appointments(
     staff: dict[str, list[Person]],
     addresses: list[str],
 ) -> None:
-    days = [anchor + timedelta(days=d) for d in range(-scale.past_days, scale.future_days)]
-    candidates = candidate_slots(staff["therapist"], days, rng)
-    if len(candidates) < scale.appointments:
+    past = [anchor + timedelta(days=d) for d in range(-scale.past_days, 0)]
+    future = [anchor + timedelta(days=d) for d in range(scale.future_days)]
+    travel = travel_allowance()
+    ahead = candidate_slots(staff["therapist"], future, rng, travel=travel)
+    ahead = rng.sample(ahead, round(len(ahead) * FUTURE_FILL))
+    behind = candidate_slots(staff["therapist"], past, rng)
+    if len(behind) < scale.appointments - len(ahead):
         raise RuntimeError(
-            f"only {len(candidates)} bookable slots in {len(days)} days for "
-            f"{scale.appointments} appointments: widen past_days/future_days"
+            f"only {len(behind) + len(ahead)} bookable slots in {len(past) + len(future)} days "
+            f"for {scale.appointments} appointments: widen past_days/future_days"
         )
-    chosen = sorted(rng.sample(candidates, scale.appointments), key=lambda s: s.start)
+    chosen = ahead + rng.sample(behind, scale.appointments - len(ahead))
+    chosen.sort(key=lambda s: (s.start, s.therapist.id))
     desks = [p for p in staff["desk"] if p.username in SEEDED_CREATORS]
     drivers = staff["driver"]
+    zone = business_zone()
+    plans = {day: DriverPlan.of(drivers, day) for day in future}
     appointments, trips, transitions = [], [], []
 
     def log(at: datetime, action: str, source: str, target: str, actor: int | None, **subject):
@@ -447,7 +561,24 @@ def _appointments(
             created = now - timedelta(minutes=rng.randrange(1, latest))
         created = min(created, slot.start, now)
         deadline = min(created + timedelta(minutes=30), slot.start)
-        transport = rng.random() < 0.4
+        if slot.travel:
+            legs = [
+                (leg.leg, (leg.window.start, leg.window.end))
+                for leg in legs_for(
+                    slot.start, slot.end, buffer=slot.service.buffer, travel=slot.travel
+                )
+            ]
+        else:  # as the engine planned them before travel was counted
+            legs = [
+                ("dropoff", (slot.start - OLD_LEG, slot.start)),
+                ("pickup", (slot.end, slot.end + OLD_LEG)),
+            ]
+        transport = rng.random() < (FUTURE_TRANSPORT if slot.travel else PAST_TRANSPORT)
+        if transport and slot.travel and status in {"pending", "confirmed", "in_progress"}:
+            # Queued legs (an in-progress visit's drop-off is done; its pick-up waits).
+            waiting = legs[1:] if status == "in_progress" else legs
+            plan = plans[slot.start.astimezone(zone).date()]
+            transport = plan.take([Interval(*window) for _, window in waiting])
         appointments.append(
             {
                 "id": n,
@@ -457,6 +588,10 @@ def _appointments(
                 "start": slot.start,
                 "end": slot.end,
                 "blocked_until": slot.blocked_until,
+                "travel_minutes": slot.travel // timedelta(minutes=1),
+                "area_id": None,
+                "busy_from": slot.busy_from,
+                "busy_until": slot.busy_until,
                 "status": status,
                 "address": addresses[rng.randrange(1, scale.clients + 1)],
                 "notes": rng.choice(("", "", "", "Gate code at the guardhouse.")),
@@ -498,10 +633,7 @@ def _appointments(
             log(accepted, "cancel", "pending", "cancelled", desk, **subject)
         if not transport:
             continue
-        for leg, window in (
-            ("dropoff", (slot.start - TRAVEL, slot.start)),
-            ("pickup", (slot.end, slot.end + TRAVEL)),
-        ):
+        for leg, window in legs:
             trip_id = len(trips) + 1
             driven = status in {"completed", "no_show"} or (
                 status == "in_progress" and leg == "dropoff"

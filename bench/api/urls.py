@@ -23,15 +23,17 @@ from config.urls import urlpatterns as product_urlpatterns
 
 # Rows go far past any real booking (2099), one per therapist every 75 minutes, so they
 # never overlap each other or anything the product booked; the bench deletes them (by
-# their creator) before its next run.
+# their creator) before its next run. Travel 0: the busy range the exclusion constraint
+# checks is [start, start + 75 min), the row's whole span.
 INSERT_SQL = """
 WITH n AS (SELECT nextval('bench_insert_seq') AS n)
 INSERT INTO scheduling_appointment
-    (client_id, service_id, therapist_id, start, "end", blocked_until, status, address,
-     notes, needs_transport, price, payment_status, response_deadline, created_by_id,
-     created_at, updated_at)
+    (client_id, service_id, therapist_id, start, "end", blocked_until, travel_minutes,
+     busy_from, busy_until, status, address, notes, needs_transport, price, payment_status,
+     response_deadline, created_by_id, created_at, updated_at)
 SELECT %(client)s, %(service)s, (%(therapists)s::bigint[])[1 + n.n %% %(count)s],
-       s.start, s.start + interval '60 minutes', s.start + interval '75 minutes',
+       s.start, s.start + interval '60 minutes', s.start + interval '75 minutes', 0,
+       s.start, s.start + interval '75 minutes',
        'pending', '', '', false, 900.00, 'unpaid', s.start, %(user)s, now(), now()
 FROM n, LATERAL (
     SELECT TIMESTAMPTZ '2099-01-01 00:00+00' + (n.n / %(count)s) * interval '75 minutes'

@@ -14,12 +14,22 @@ from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from bench.api.seed import AVAILABILITY_SERVICE, LOAD_USER, Scale
+from bench.api.seed import AVAILABILITY_SERVICE, LOAD_USER, DriverPlan, Scale
 from config.settings.base import redis_db_url
-from scheduling.domain import bookable, business_zone, candidate_starts
-from scheduling.models import Appointment, IdempotencyKey, Service, TherapistProfile, User
-from scheduling.services.availability import day_schedules
+from scheduling.domain import bookable, business_zone, candidate_starts, local_day_bounds
+from scheduling.models import (
+    Appointment,
+    DriverProfile,
+    IdempotencyKey,
+    Service,
+    TherapistProfile,
+    Trip,
+    TripStatus,
+    User,
+)
+from scheduling.services.capacity import legs_for
 from scheduling.services.common import latest_bookable, minutes
+from scheduling.services.working_time import day_schedules
 
 
 def forget_previous_runs() -> int:
@@ -117,6 +127,19 @@ class Workload:
     availability_therapists: int
     read_days: list[date]
     insert_env: dict[str, str]
+    drivers: int = 0
+    # Each read day's queued trips and the share of the drivers' working time they fill.
+    trips_per_day: dict[date, tuple[int, float]] | None = None
+
+    def trips_text(self) -> str:
+        if not self.trips_per_day:
+            return "no queued trips"
+        counts = [n for n, _ in self.trips_per_day.values()]
+        shares = [share for _, share in self.trips_per_day.values()]
+        return (
+            f"{self.drivers} drivers; {min(counts)}-{max(counts)} queued trips a day, "
+            f"{min(shares):.0%}-{max(shares):.0%} of the drivers' working time"
+        )
 
 
 def describe(seeded_anchor: date, scale: Scale) -> Workload:
@@ -132,12 +155,17 @@ def describe(seeded_anchor: date, scale: Scale) -> Workload:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    drivers = list(
+        DriverProfile.objects.filter(user__is_active=True).values_list("user_id", flat=True)
+    )
     return Workload(
         token=Token.objects.get(user=load_user).key,
         load_user=load_user.pk,
         service_for_availability=service.pk,
         availability_therapists=service.therapists.count(),
         read_days=read_days,
+        drivers=len(drivers),
+        trips_per_day={day: queued_trips(day, drivers) for day in read_days},
         insert_env={
             "BENCH_INSERT_THERAPISTS": ",".join(map(str, therapists)),
             "BENCH_INSERT_CLIENT": "1",
@@ -147,6 +175,19 @@ def describe(seeded_anchor: date, scale: Scale) -> Workload:
     )
 
 
+def queued_trips(day: date, drivers: list[int]) -> tuple[int, float]:
+    """How many trips wait for a driver on `day`, and the share of the drivers' working
+    time (hours minus breaks and time off) their windows add up to."""
+    first, last = local_day_bounds(day)
+    windows = Trip.objects.filter(
+        status=TripStatus.QUEUED, window_start__gte=first, window_start__lt=last
+    ).values_list("window_start", "window_end")
+    taken = sum(((end - start) for start, end in windows), timedelta(0))
+    pieces = [p for s in day_schedules(drivers, day).values() for p in s.working]
+    working = sum((p.end - p.start for p in pieces), timedelta(0))
+    return len(windows), (taken / working if working else 0.0)
+
+
 # --- request lists --------------------------------------------------------------------------
 
 
@@ -154,10 +195,14 @@ def day_list_paths(workload: Workload) -> list[str]:
     return [f"/api/appointments/?{urlencode({'date': d.isoformat()})}" for d in workload.read_days]
 
 
-def availability_paths(workload: Workload) -> list[str]:
+def availability_paths(workload: Workload, *, transport: bool = False) -> list[str]:
+    """A day's start times for the service 20 therapists perform; with `transport`, only
+    those whose two legs the drivers can carry beside the day's queued trips (the rest are
+    listed as `no_driver`)."""
+    extra = {"needs_transport": "true"} if transport else {}
     return [
         "/api/availability/?"
-        + urlencode({"service": workload.service_for_availability, "date": d.isoformat()})
+        + urlencode({"service": workload.service_for_availability, "date": d.isoformat(), **extra})
         for d in workload.read_days
     ]
 
@@ -190,13 +235,24 @@ def search_paths(count: int = 64, seed: int = 7) -> list[str]:
 
 
 def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) -> list[bytes]:
-    """`needed` distinct bookings the API will accept: 15-minute steps in working hours,
-    no two overlapping for one therapist, on empty days past the seeded ones. Checked with
-    the product's own rule (`domain.bookable` over `day_schedules`)."""
+    """`needed` distinct bookings the API will accept: 15-minute steps, each busy range
+    (travel there and back included, the travel a booking gets: the default allowance,
+    as the clients have no area) in working hours, no two overlapping for one therapist,
+    on empty days past the seeded ones. Checked with the product's own rule
+    (`domain.bookable` over `day_schedules`, with `travel=`). About 40 % need transport:
+    those whose legs (`capacity.legs_for`) fit beside the same day's others on a driver
+    working then; so all of a day's bookings can be carried together, and any of them in
+    any order is accepted."""
     rng = random.Random(seed)
     now = timezone.now()
     zone = business_zone()
     step = minutes("SLOT_STEP_MINUTES")
+    travel = minutes("TRAVEL_ALLOWANCE_MINUTES")
+    drivers = list(
+        DriverProfile.objects.filter(user__is_active=True)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
     latest = latest_bookable(now) - timedelta(days=1)
     day = max(anchor + timedelta(days=scale.future_days), timezone.localdate() + timedelta(days=2))
     profiles = TherapistProfile.objects.select_related("user").prefetch_related("services")
@@ -207,8 +263,12 @@ def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) ->
     bodies: list[bytes] = []
     while len(bodies) < needed:
         if datetime.combine(day, datetime.min.time(), zone) > latest:
-            raise RuntimeError(f"ran out of bookable days after {len(bodies)} bookings")
+            raise RuntimeError(
+                f"ran out of bookable days after {len(bodies)} bookings (the booking horizon "
+                "ends there): ask for fewer with --create-bodies"
+            )
         schedules = day_schedules([t for t, _ in therapists], day)
+        fleet = DriverPlan({d: s.working for d, s in day_schedules(drivers, day).items()})
         for therapist, services in therapists:
             free_from = None
             turn = rng.randrange(len(services))
@@ -216,22 +276,32 @@ def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) ->
                 if free_from is not None and start < free_from:
                     continue
                 service = services[turn % len(services)]
-                if not bookable(
+                if start - travel < now or not bookable(
                     start,
                     duration=service.duration,
                     buffer=service.buffer,
                     schedule=schedules[therapist],
                     busy=[],
+                    travel=travel,
                 ):
                     continue
                 turn += 1
-                free_from = start + service.duration + service.buffer
+                # The next busy range may begin when this one ends (back at base).
+                free_from = start + service.duration + service.buffer + 2 * travel
+                transport = rng.random() < 0.4 and fleet.take(
+                    [
+                        leg.window
+                        for leg in legs_for(
+                            start, start + service.duration, buffer=service.buffer, travel=travel
+                        )
+                    ]
+                )
                 body = {
                     "client": rng.randrange(1, scale.clients + 1),
                     "service": service.pk,
                     "therapist": therapist,
                     "start": start.astimezone(zone).isoformat(),
-                    "needs_transport": rng.random() < 0.4,
+                    "needs_transport": transport,
                 }
                 bodies.append(json.dumps(body, separators=(",", ":")).encode())
         day += timedelta(days=1)
