@@ -30,6 +30,7 @@ from scheduling.models import (
     Notification,
     Role,
     Service,
+    ServiceArea,
     StreamEvent,
     StreamEventRecipient,
     TherapistProfile,
@@ -182,7 +183,7 @@ class StaffCreationForm(AdminUserCreationForm):
 class ClientForm(forms.ModelForm):
     class Meta:
         model = Client
-        fields = ("name", "phone", "email", "address", "notes", "preferences")
+        fields = ("name", "phone", "email", "address", "area", "notes", "preferences")
 
     def clean_phone(self) -> str:
         # Stored as E.164 like every client the desk creates, so search and uniqueness hold.
@@ -357,7 +358,9 @@ class TimeOffAdmin(ScheduleAdmin):
 @admin.register(Client, site=site)
 class ClientAdmin(ManagerModelAdmin):
     form = ClientForm
-    list_display = ("name", "phone", "email", "address", "created_at")
+    list_display = ("name", "phone", "email", "address", "area", "created_at")
+    list_select_related = ("area",)
+    list_filter = (("area", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("name", "email", "address")
     search_help_text = "Name, email, address, or any 3+ digits of the phone number."
     readonly_fields = ("created_at", "updated_at")
@@ -375,6 +378,23 @@ class ServiceAdmin(ManagerModelAdmin):
     list_display = ("name", "duration_minutes", "buffer_minutes", "price", "active")
     list_filter = ("active",)
     search_fields = ("name", "description")
+
+
+@admin.register(ServiceArea, site=site)
+class ServiceAreaAdmin(ManagerModelAdmin):
+    """Where clients live and how far it is. A change moves no booking already made: each
+    appointment keeps the travel minutes it was booked with."""
+
+    list_display = ("name", "travel_minutes", "active", "client_count")
+    list_filter = ("active",)
+    search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(clients_here=Count("clients"))
+
+    @admin.display(description="Clients", ordering="clients_here")
+    def client_count(self, area: ServiceArea) -> int:
+        return area.clients_here
 
 
 # --- appointments and trips -------------------------------------------------------------------
@@ -436,6 +456,10 @@ class AppointmentAdmin(ManagerModelAdmin):
         "start",
         "end",
         "blocked_until",
+        "travel_minutes",
+        "area",
+        "busy_from",
+        "busy_until",
         "status",
         "needs_transport",
         "price",

@@ -154,6 +154,14 @@ def clashes(blocked: Interval, busy: Iterable[Interval]) -> list[Interval]:
     return [b for b in busy if b.overlaps(blocked)]
 
 
+def busy_range(
+    start: datetime, *, duration: timedelta, buffer: timedelta, travel: timedelta
+) -> Interval:
+    """What a booking takes of the therapist's day: from leaving base (`travel` before the
+    session) to being back (the session, its buffer, and `travel` home)."""
+    return Interval(start - travel, start + duration + buffer + travel)
+
+
 def bookable(
     start: datetime,
     *,
@@ -161,13 +169,13 @@ def bookable(
     buffer: timedelta,
     schedule: DaySchedule,
     busy: Iterable[Interval],
+    travel: timedelta = timedelta(0),
 ) -> bool:
-    """The one rule both availability and booking use: the session lies in working
-    time, and the session plus its buffer meets nothing the therapist already holds."""
-    session = Interval(start, start + duration)
-    return schedule.why_not_working(session) is None and not clashes(
-        Interval(start, session.end + buffer), busy
-    )
+    """The one rule both availability and booking use: the whole busy range (travel there,
+    the session, its buffer, travel back) lies in working time and meets nothing the
+    therapist already holds."""
+    held = busy_range(start, duration=duration, buffer=buffer, travel=travel)
+    return schedule.why_not_working(held) is None and not clashes(held, busy)
 
 
 def free_starts(
@@ -179,24 +187,26 @@ def free_starts(
     schedule: DaySchedule,
     busy: list[Interval],
     not_before: datetime,
+    travel: timedelta = timedelta(0),
     zone: ZoneInfo | None = None,
 ) -> list[datetime]:
     """The `candidate_starts` from `not_before` on that `bookable` accepts, in order.
 
-    The same rule as `bookable`, in one pass instead of one test per candidate: a session
-    lies in working time when it fits inside one piece of `schedule.working`, and it meets
-    nothing held when its start is outside every open span (held.start - duration - buffer,
-    held.end). So only the candidates inside the pieces are visited, and the held spans,
-    sorted and merged, are swept once. tests/test_domain.py checks it against `bookable`
-    and a minute-by-minute oracle.
+    The same rule as `bookable`, in one pass instead of one test per candidate: a busy
+    range lies in working time when it fits inside one piece of `schedule.working`, and it
+    meets nothing held when its start is outside every open span (held.start - duration -
+    buffer - travel, held.end + travel). So only the candidates inside the pieces are
+    visited, and the held spans, sorted and merged, are swept once. tests/test_domain.py
+    checks it against `bookable` and a minute-by-minute oracle.
     """
     first, last = local_day_bounds(day, zone)
-    blocked = _blocked_starts(busy, duration + buffer)
+    after = duration + buffer + travel
+    blocked = _blocked_starts(busy, before=after, after=travel)
     starts: list[datetime] = []
     b = 0
     for piece in schedule.working:
-        latest = piece.end - duration
-        start = _next_candidate(max(piece.start, not_before), first, step)
+        latest = piece.end - after
+        start = _next_candidate(max(piece.start + travel, not_before), first, step)
         while start <= latest and start < last:
             while b < len(blocked) and blocked[b][1] <= start:
                 b += 1
@@ -215,10 +225,13 @@ def _next_candidate(instant: datetime, first: datetime, step: timedelta) -> date
     return first + -((first - instant) // step) * step
 
 
-def _blocked_starts(busy: Iterable[Interval], reach: timedelta) -> list[tuple[datetime, datetime]]:
-    """The starts whose session plus buffer (`reach`) would meet a held interval, as
-    disjoint open spans (low, high) in order: a start equal to either end is free."""
-    spans = sorted((held.start - reach, held.end) for held in busy)
+def _blocked_starts(
+    busy: Iterable[Interval], *, before: timedelta, after: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """The starts whose busy range (`after` before the start to `before` after it) would
+    meet a held interval, as disjoint open spans (low, high) in order: a start equal to
+    either end is free."""
+    spans = sorted((held.start - before, held.end + after) for held in busy)
     merged: list[tuple[datetime, datetime]] = []
     for low, high in spans:
         if low >= high:  # empty: meets no start

@@ -35,14 +35,22 @@ class ConflictingItem:
     end: datetime
     appointment_id: int | None = None
     trip_id: int | None = None
+    # For a leg no driver can carry: "dropoff" or "pickup".
+    leg: str | None = None
 
 
 class Conflict(DomainError):
-    """The time is taken (therapist or driver busy) or outside working time."""
+    """The time is taken (therapist or driver busy) or outside working time.
 
-    def __init__(self, message: str, conflicts: list[ConflictingItem] | None = None) -> None:
+    `reason` tells the kinds apart for the desk: "therapist_busy", "not_working",
+    "no_driver", "driver_busy", or "" where none applies."""
+
+    def __init__(
+        self, message: str, conflicts: list[ConflictingItem] | None = None, *, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.conflicts = conflicts or []
+        self.reason = reason
 
 
 class InvalidTransition(DomainError):

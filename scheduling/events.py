@@ -144,11 +144,7 @@ class EventBatch:
     def queue(self, *, leaving: Iterable[int] = ()) -> None:
         """The driver queue as it now stands, for the desk and every driver in it (and
         those who just left it): each driver's copy is cut to their own position."""
-        waiting = list(
-            DriverProfile.objects.filter(on_shift=True, available_since__isnull=False)
-            .order_by("available_since", "user_id")
-            .values_list("user_id", "available_since")
-        )
+        waiting = list(DriverProfile.objects.queue().values_list("user_id", "available_since"))
         left = sorted(set(leaving))
         self.add(
             DRIVER_QUEUE,

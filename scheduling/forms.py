@@ -16,6 +16,8 @@ from django import forms
 from django.utils import timezone
 
 from scheduling.domain import local_date
+from scheduling.models import ServiceArea
+from scheduling.services.travel import default_minutes
 
 # The days the desk can page through or book on. Not a booking rule (the services keep
 # those): outside this range date arithmetic itself breaks (9999-12-31 has no next day).
@@ -113,6 +115,8 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
     needs_transport = forms.BooleanField(
         label="Needs transport (a driver takes the therapist there and back)", required=False
     )
+    # Left empty: the client's area, else the default travel (the booking service decides).
+    area = id_field("Area", "an area from the list", required=False)
 
 
 class ClientForm(forms.Form):
@@ -132,8 +136,25 @@ class ClientForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+    area = id_field(
+        "Area",
+        "an area from the list",
+        required=False,
+        help_text="Where the address is: it sets the therapist's travel to them.",
+    )
 
     prefix = "new"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The areas offered now, to choose from (the service checks the one sent).
+        self.fields["area"].widget = forms.Select(
+            choices=[("", f"Not known: the default travel ({default_minutes()} min)")]
+            + [
+                (a.pk, f"{a.name} ({a.travel_minutes} min each way)")
+                for a in ServiceArea.objects.active()
+            ]
+        )
 
 
 class RescheduleForm(StartOnDayMixin, forms.Form):

@@ -73,9 +73,14 @@ def client_record(db):
 @pytest.fixture
 def book(desk, therapist, service, client_record):
     """Book through the service: the desk, Ana, the service and Maria Santos unless told
-    otherwise."""
+    otherwise. A booking with transport needs a driver who works then (capacity is
+    checked at booking): when there is none yet, Dan, on a motorcycle all week, is hired
+    first. Tests of capacity itself set up their drivers and do not rely on him."""
+
+    hired = False
 
     def book(start, **overrides):
+        nonlocal hired
         fields = dict(
             actor=desk,
             client_id=client_record.pk,
@@ -83,6 +88,9 @@ def book(desk, therapist, service, client_record):
             therapist_id=therapist.pk,
             start=start,
         )
+        if overrides.get("needs_transport") and not hired:
+            factories.ensure_driver()  # once: a query-counting test books twice
+            hired = True
         return create_appointment(**{**fields, **overrides})
 
     return book

@@ -9,7 +9,15 @@ import factory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from scheduling.models import Client, DriverProfile, Service, TherapistProfile, User, WorkingHours
+from scheduling.models import (
+    Client,
+    DriverProfile,
+    Service,
+    ServiceArea,
+    TherapistProfile,
+    User,
+    WorkingHours,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -31,6 +39,14 @@ class ServiceFactory(factory.django.DjangoModelFactory):
     duration_minutes = 60
     price = Decimal("1200.00")
     buffer_minutes = 15
+
+
+class ServiceAreaFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ServiceArea
+
+    name = factory.Sequence(lambda n: f"Area {n}")
+    travel_minutes = 30
 
 
 class ClientFactory(factory.django.DjangoModelFactory):
@@ -64,6 +80,12 @@ def driver(vehicle: str = "motorcycle", seats: int = 1, **fields) -> User:
     DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
     add_hours(user)
     return user
+
+
+def ensure_driver() -> None:
+    """Some driver works all week (the builders' stand-in for a staffed fleet)."""
+    if not DriverProfile.objects.exists():
+        driver(username="dan", first_name="Dan", last_name="Reyes")
 
 
 def soon(at_least: timedelta, length: timedelta, now: datetime | None = None) -> datetime:

@@ -30,6 +30,7 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.services.appointments import create_appointment
+from scheduling.services.clients import update_client
 from scheduling.services.dispatch import run_pass
 from scheduling.services.trips import set_shift
 from tests import factories
@@ -59,6 +60,7 @@ def url(model, view: str, *args) -> str:
 def populated(desk, therapist, service, client_record, tomorrow_at):
     """At least one row of every model, written the way the product writes them."""
     driver = factories.driver(vehicle="car", seats=4, username="ramon")
+    update_client(client=client_record, area=factories.ServiceAreaFactory(name="Makati").pk)
     Break.objects.create(staff=therapist, weekday=0, start=time(12), end=time(13))
     start = timezone.now() + timedelta(days=3)
     TimeOff.objects.create(staff=therapist, start=start, end=start + timedelta(hours=4))
@@ -291,6 +293,8 @@ def test_changelists_do_not_query_per_row(
 ):
     """The same number of queries for one row as for several (list_select_related)."""
     therapists = [factories.therapist(service, username=f"t{n}") for n in range(4)]
+    for n in range(4):  # the four visits' legs run at the same time
+        factories.driver(username=f"d{n}")
 
     def book(therapist: User) -> None:
         create_appointment(

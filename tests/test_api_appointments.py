@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from scheduling.models import Appointment, Transition
+from scheduling.models import Appointment, Transition, WorkingHours
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,7 @@ def api():
 
 @pytest.fixture
 def booking(client_record, service, therapist, tomorrow_at):
+    factories.ensure_driver()  # a visit with transport needs a driver who works then
     return {
         "client": client_record.pk,
         "service": service.pk,
@@ -49,8 +50,53 @@ def test_create_returns_the_contract_fields(api, desk, booking, tomorrow_at):
         "trips",
         "response_deadline",
         "price",
+        "travel_minutes",
+        "area",
+        "busy_from",
+        "busy_until",
     } <= set(body)
     assert [t["leg"] for t in body["trips"]] == ["dropoff", "pickup"]
+    # The default travel: 45 minutes there before 10:00, back by 12:00 after the buffer.
+    assert (body["travel_minutes"], body["area"]) == (45, None)
+    assert (body["busy_from"], body["busy_until"]) == (
+        tomorrow_at(9, 15).isoformat(),
+        tomorrow_at(12).isoformat(),
+    )
+    assert [(t["window_start"], t["window_end"]) for t in body["trips"]] == [
+        (tomorrow_at(9, 15).isoformat(), tomorrow_at(10).isoformat()),
+        (tomorrow_at(11, 15).isoformat(), tomorrow_at(12).isoformat()),
+    ]
+
+
+def test_create_in_an_area_takes_its_travel(api, desk, booking, tomorrow_at):
+    area = factories.ServiceAreaFactory(name="Pasig", travel_minutes=20)
+    response = api(desk).post("/api/appointments/", {**booking, "area": area.pk}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["travel_minutes"], body["area"]) == (20, area.pk)
+    assert body["busy_from"] == tomorrow_at(9, 40).isoformat()
+    unknown = api(desk).post("/api/appointments/", {**booking, "area": 999999}, format="json")
+    assert unknown.status_code == 400 and "area" in unknown.json()["errors"]
+
+
+def test_no_driver_is_409_naming_the_legs(api, desk, booking, tomorrow_at):
+    for hours in WorkingHours.objects.filter(staff__role="driver"):
+        hours.end = hours.end.replace(hour=11)  # the driver goes home at 11:00
+        hours.save()
+    response = api(desk).post("/api/appointments/", booking, format="json")
+    assert response.status_code == 409
+    body = response.json()
+    assert (body["code"], body["reason"]) == ("conflict", "no_driver")
+    assert body["detail"].startswith("No driver is free for the pick-up 11:15–12:00")
+    assert body["conflicts"] == [
+        {
+            "appointment": None,
+            "start": tomorrow_at(11, 15).isoformat(),
+            "end": tomorrow_at(12).isoformat(),
+            "leg": "pickup",
+        }
+    ]
+    assert not Appointment.objects.exists()
 
 
 def test_conflict_is_409_with_the_conflicting_appointment(api, desk, booking):
@@ -58,8 +104,11 @@ def test_conflict_is_409_with_the_conflicting_appointment(api, desk, booking):
     response = api(desk).post("/api/appointments/", booking, format="json")
     assert response.status_code == 409
     body = response.json()
-    assert body["code"] == "conflict"
+    assert (body["code"], body["reason"]) == ("conflict", "therapist_busy")
     assert [c["appointment"] for c in body["conflicts"]] == [first["id"]]
+    assert [(c["start"], c["end"]) for c in body["conflicts"]] == [
+        (first["busy_from"], first["busy_until"])
+    ]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 
 import pytest
 from django.db import connection
@@ -33,7 +34,7 @@ OVERLAPPING_APPOINTMENTS = """
     FROM scheduling_appointment a
     JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
     WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
-      AND tstzrange(a.start, a.blocked_until, '[)') && tstzrange(b.start, b.blocked_until, '[)')
+      AND tstzrange(a.busy_from, a.busy_until, '[)') && tstzrange(b.busy_from, b.busy_until, '[)')
 """
 
 
@@ -114,9 +115,12 @@ def poster(client: APIClient, body: dict):
 def test_concurrent_overlapping_creates_one_201_rest_409(
     desk, manager, service, therapist, client_record
 ):
-    # Starts 0/15/30/45 minutes after 10:00: with 60 minutes and a 15-minute buffer every
-    # pair overlaps, though no two bodies need be identical. Desk and manager alternate.
-    # Each round on its own day, so rounds never overlap each other.
+    # Starts 0/15/30/45 minutes after 10:00: with 60 minutes, a 15-minute buffer and 45
+    # minutes' travel each way every pair overlaps, though no two bodies need be
+    # identical. Desk and manager alternate. Each round on its own day, so rounds never
+    # overlap each other. A driver works every day, so the bookings with transport race
+    # for the therapist only.
+    factories.driver()
     clients = [api_client(desk if i % 2 else manager) for i in range(THREADS)]
     for r in range(ROUNDS):
         day = future_day(r)
@@ -145,17 +149,19 @@ def test_concurrent_overlapping_creates_one_201_rest_409(
         assert len(refused) == THREADS - 1
         winner = wins[0]
         for body in refused:
-            assert set(body) == {"code", "detail", "conflicts"}, body
+            assert set(body) == {"code", "detail", "reason", "conflicts"}, body
             assert body["code"] == "conflict" and body["detail"]
+            assert body["reason"] == "therapist_busy", body
             # However they were refused, the desk is told which appointment is in the way.
             assert [c["appointment"] for c in body["conflicts"]] == [winner["id"]], body
             conflict = body["conflicts"][0]
+            # The time it holds: from leaving base to being back.
             assert datetime.fromisoformat(conflict["start"]) == datetime.fromisoformat(
-                winner["start"]
+                winner["busy_from"]
             )
-            assert datetime.fromisoformat(conflict["end"]) > datetime.fromisoformat(
-                winner["end"]
-            ) - timedelta(seconds=1)  # the blocked time: the session and its buffer
+            assert datetime.fromisoformat(conflict["end"]) == datetime.fromisoformat(
+                winner["busy_until"]
+            )
 
     assert overlapping_pairs() == []
     # The losers left nothing behind: one row, one log entry, one event per round.
@@ -197,3 +203,44 @@ def test_concurrent_creates_for_different_therapists_all_succeed(desk, service, 
         assert [c["appointment"] for c in lost["conflicts"]] == [won["id"]]
     assert overlapping_pairs() == []
     assert Appointment.objects.count() == THREADS
+
+
+def test_bookings_for_free_therapists_racing_for_the_last_driver_one_wins(
+    desk, service, client_record
+):
+    """Ten therapists, each free, and one driver: ten bookings with transport at the same
+    time, released together, are one 201 and nine 409 no_driver (never a deadlock or a
+    5xx), and the driver is asked to carry no two legs at once. Repeated on fresh days."""
+    factories.driver()
+    therapists = [factories.therapist(service) for _ in range(10)]
+    clients = [api_client(desk) for _ in therapists]
+    for r in range(ROUNDS):
+        day = future_day(r)
+        results = run_together(
+            [
+                poster(
+                    client,
+                    {
+                        "client": client_record.pk,
+                        "service": service.pk,
+                        "therapist": t.pk,
+                        "start": local(day, 10, 15 * (n % 2)).isoformat(),
+                        "needs_transport": True,
+                    },
+                )
+                for n, (client, t) in enumerate(zip(clients, therapists, strict=True))
+            ]
+        )
+        errors = [res for res in results if isinstance(res, BaseException)]
+        assert not errors, f"round {r}: {errors!r}"
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [201] + [409] * 9, (r, results)
+        for status, body in results:
+            if status == 409:
+                assert (body["code"], body["reason"]) == ("conflict", "no_driver"), body
+                assert body["detail"].startswith("No driver is free for the drop-off"), body
+                assert {c["leg"] for c in body["conflicts"]} <= {"dropoff", "pickup"}
+    assert Appointment.objects.count() == ROUNDS
+    assert Trip.objects.count() == 2 * ROUNDS
+    legs = sorted(Trip.objects.values_list("window_start", "window_end"))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(legs)), legs

@@ -103,9 +103,11 @@ class World:
     """Staff of every role, clients, and appointments in the states the tests need, each
     made on first use (most tests need a few of them).
 
-    The therapist: 10:00 `appointment` (pending, with transport; its drop-off `trip` is
-    assigned to `driver`), 12:00 `cancelled`, 16:00 `later` (pending). Free: 14:00
-    (`free_start`, to create) and 18:00 (`reschedule_start`).
+    The therapist, each visit holding her 2 h 45 from leaving base to being back (45
+    minutes' travel each way, the hour, the 15-minute buffer): 09:00 `appointment`
+    (pending, with transport; its drop-off `trip` is assigned to `driver`, who works all
+    day), 11:45 `cancelled`, 17:15 `later` (pending). Free: 14:30 (`free_start`, to
+    create) and the cancelled one's 11:45 (`reschedule_start`: cancelled time is free).
     """
 
     anonymous = None
@@ -113,7 +115,7 @@ class World:
     def __init__(self, desk, manager, service, therapist, client, at) -> None:
         self.desk, self.manager, self.service = desk, manager, service
         self.therapist, self.client, self.at = therapist, client, at
-        self.free_start, self.reschedule_start = at(14), at(18)
+        self.free_start, self.reschedule_start = at(14, 30), at(11, 45)
 
     def book(self, start, **fields) -> Appointment:
         return create_appointment(
@@ -147,7 +149,8 @@ class World:
 
     @cached_property
     def appointment(self) -> Appointment:
-        appointment = self.book(self.at(10), needs_transport=True)
+        _ = self.driver  # hired first: capacity is checked at booking
+        appointment = self.book(self.at(9), needs_transport=True)
         dropoff = appointment.trips.get(leg="dropoff")
         assign_trip(trip_id=dropoff.pk, driver_id=self.driver.pk)
         return appointment
@@ -162,13 +165,13 @@ class World:
 
     @cached_property
     def cancelled(self) -> Appointment:
-        appointment = self.book(self.at(12))
+        appointment = self.book(self.at(11, 45))
         act_on_appointment(actor=self.desk, appointment_id=appointment.pk, action="cancel")
         return appointment
 
     @cached_property
     def later(self) -> Appointment:
-        return self.book(self.at(16))
+        return self.book(self.at(17, 15))
 
     def everything(self) -> World:
         for name in dir(type(self)):
@@ -225,6 +228,19 @@ def trip_action(action: str) -> Endpoint:
     return Endpoint("post", lambda w: f"/api/trips/{w.trip.pk}/{action}/", "driver", lambda w: {})
 
 
+def booking_body(w: World) -> dict:
+    _ = w.driver  # with transport, a driver who works then must exist (capacity is checked)
+    return {
+        "client": w.client.pk,
+        "service": w.service.pk,
+        "therapist": w.therapist.pk,
+        "start": w.free_start.isoformat(),
+        "address": "12 Mabini St, Makati",
+        "notes": "Bring oil",
+        "needs_transport": True,
+    }
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "clients.create": Endpoint(
         "post",
@@ -254,18 +270,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         },
     ),
     "appointments.create": Endpoint(
-        "post",
-        lambda w: "/api/appointments/",
-        "desk",
-        lambda w: {
-            "client": w.client.pk,
-            "service": w.service.pk,
-            "therapist": w.therapist.pk,
-            "start": w.free_start.isoformat(),
-            "address": "12 Mabini St, Makati",
-            "notes": "Bring oil",
-            "needs_transport": True,
-        },
+        "post", lambda w: "/api/appointments/", "desk", lambda w: booking_body(w)
     ),
     "appointments.patch": Endpoint(
         "patch",
@@ -625,14 +630,15 @@ def test_overlapping_booking_is_409_with_the_contract_body(world, unchanged):
     response = as_user(world.desk).post("/api/appointments/", body, format="json")
     assert response.status_code == 409
     payload = response.json()
-    assert set(payload) == {"code", "detail", "conflicts"}
+    assert set(payload) == {"code", "detail", "reason", "conflicts"}
     assert payload["code"] == "conflict" and payload["detail"]
+    assert payload["reason"] == "therapist_busy"
     blocking = world.appointment
     assert payload["conflicts"] == [
         {
             "appointment": blocking.pk,
-            "start": local_iso(blocking.start),
-            "end": local_iso(blocking.blocked_until),  # buffer included
+            "start": local_iso(blocking.busy_from),  # travel there included
+            "end": local_iso(blocking.busy_until),  # buffer and travel back included
         }
     ]
     for item in payload["conflicts"]:  # ISO 8601 with an offset
@@ -646,7 +652,8 @@ def test_reschedule_into_a_taken_slot_is_409_naming_it(world, unchanged):
     response = as_user(world.desk).post(url, body, format="json")
     assert response.status_code == 409
     payload = response.json()
-    assert set(payload) == {"code", "detail", "conflicts"} and payload["code"] == "conflict"
+    assert set(payload) == {"code", "detail", "reason", "conflicts"}
+    assert (payload["code"], payload["reason"]) == ("conflict", "therapist_busy")
     assert [c["appointment"] for c in payload["conflicts"]] == [world.later.pk]
     assert set(payload["conflicts"][0]) == {"appointment", "start", "end"}
     unchanged()
@@ -658,6 +665,7 @@ def test_outside_working_hours_is_409_conflict(world, unchanged):
     assert response.status_code == 409
     payload = response.json()
     assert payload["code"] == "conflict" and payload["detail"]
+    assert payload["reason"] == "not_working"
     assert payload["conflicts"] == []
     unchanged()
 
@@ -981,6 +989,23 @@ BAD_QUERIES = [
     ("/api/availability/", "service={service}&date=2030-05-01&therapist=abc", "therapist"),
     ("/api/availability/", "service={service}&date=2030-05-01&therapist=0", "therapist"),
     ("/api/availability/", f"service={{service}}&date=2030-05-01&therapist={HUGE}", "therapist"),
+    (
+        "/api/availability/",
+        "service={service}&date=2030-05-01&needs_transport=maybe",
+        "needs_transport",
+    ),
+    (
+        "/api/availability/",
+        "service={service}&date=2030-05-01&needs_transport=2",
+        "needs_transport",
+    ),
+    ("/api/availability/", "service={service}&date=2030-05-01&client=abc", "client"),
+    ("/api/availability/", f"service={{service}}&date=2030-05-01&client={ABSENT}", "client"),
+    ("/api/availability/", f"service={{service}}&date=2030-05-01&client={HUGE}", "client"),
+    ("/api/availability/", "service={service}&date=2030-05-01&area=abc", "area"),
+    ("/api/availability/", "service={service}&date=2030-05-01&area=0", "area"),
+    ("/api/availability/", f"service={{service}}&date=2030-05-01&area={ABSENT}", "area"),
+    ("/api/availability/", f"service={{service}}&date=2030-05-01&area={HUGE}", "area"),
     ("/api/events/", "after=-1", "after"),
     ("/api/events/", "after=abc", "after"),
     ("/api/events/", "after=1.5", "after"),
@@ -1022,6 +1047,9 @@ def test_odd_but_valid_queries_are_200(world):
         "/api/clients/?q=%F0%9F%92%86",
         "/api/events/?after=0&limit=1000",
         "/api/availability/?service={service}&date=2999-12-31",
+        "/api/availability/?service={service}&date=2030-05-01&needs_transport=true",
+        "/api/availability/?service={service}&date=2030-05-01&needs_transport=false",
+        "/api/availability/?service={service}&date=2030-05-01&client={client}",
     ]
     desk = as_user(world.desk)
     for url in urls:

@@ -41,6 +41,7 @@ def post(client: APIClient, body: dict, key: str | None = None, **extra):
 
 @pytest.fixture
 def booking(client_record, service, therapist, tomorrow_at):
+    factories.ensure_driver()  # a visit with transport needs a driver who works then
     return {
         "client": client_record.pk,
         "service": service.pk,
@@ -205,8 +206,10 @@ def test_key_longer_than_255_is_400_and_writes_nothing(desk, booking):
 def test_unusual_but_legal_keys(desk, booking, tomorrow_at):
     client = as_user(desk)
     keys = ["550e8400-e29b-41d4-a716-446655440000", "  spaced  ", "ключ-é", "a/b?c=d&e"]
-    for hour, key in zip((8, 10, 12, 14), keys, strict=True):
-        body = {**booking, "start": tomorrow_at(hour).isoformat()}
+    # Each visit holds the therapist 2 h 45 (travel there and back, the buffer).
+    starts = [tomorrow_at(8, 45) + n * timedelta(minutes=165) for n in range(4)]
+    for start, key in zip(starts, keys, strict=True):
+        body = {**booking, "start": start.isoformat()}
         first = post(client, body, key)
         assert first.status_code == 201, (key, first.content[:200])
         again = post(client, body, key)
@@ -318,7 +321,8 @@ def test_concurrent_duplicates_create_one_appointment(
         else:
             client.force_authenticate(desk)
     for r in range(ROUNDS):
-        body = {**booking, "start": tomorrow_at(8 + 2 * r).isoformat()}
+        start = tomorrow_at(8, 45) + r * timedelta(minutes=165)  # 2 h 45 held per visit
+        body = {**booking, "start": start.isoformat()}
         key = f"dup-{r}"
 
         def send(i: int, body=body, key=key):

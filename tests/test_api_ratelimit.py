@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -134,12 +135,15 @@ def test_token_endpoint_is_limited_per_username_across_addresses(staff):
 
 @pytest.fixture
 def booking(client_record, service, therapist, tomorrow_at):
-    def at(hour: int) -> dict:
+    def at(slot: int) -> dict:
+        """The slot-th visit of the day (from 08:45, each holding the therapist 2 h 45:
+        travel there and back, the hour and its buffer)."""
+        start = tomorrow_at(8, 45) + slot * timedelta(minutes=165)
         return {
             "client": client_record.pk,
             "service": service.pk,
             "therapist": therapist.pk,
-            "start": tomorrow_at(hour).isoformat(),
+            "start": start.isoformat(),
         }
 
     return at
@@ -150,16 +154,16 @@ def test_appointment_creation_is_limited_per_user(desk, manager, booking):
         at_window_start(LONG)
         client = APIClient()
         client.force_authenticate(desk)
-        for hour in (8, 10, 12):
-            response = client.post("/api/appointments/", booking(hour), format="json")
+        for slot in range(3):
+            response = client.post("/api/appointments/", booking(slot), format="json")
             assert response.status_code == 201
-        refused = client.post("/api/appointments/", booking(14), format="json")
+        refused = client.post("/api/appointments/", booking(3), format="json")
         assert_throttled(refused, LONG)
         assert Appointment.objects.count() == 3  # the refused one wrote nothing
 
         other = APIClient()
         other.force_authenticate(manager)
-        assert other.post("/api/appointments/", booking(14), format="json").status_code == 201
+        assert other.post("/api/appointments/", booking(3), format="json").status_code == 201
 
 
 def test_the_window_rolls_over(desk, booking, staff):
@@ -170,10 +174,10 @@ def test_the_window_rolls_over(desk, booking, staff):
         client.get("/api/appointments/")  # builds the client's middleware chain
         login("warm-up", ip="10.0.0.1")  # and this one's (an unknown user: a 400)
         at_window_start(window, margin=0.7)
-        assert client.post("/api/appointments/", booking(8), format="json").status_code == 201
-        assert client.post("/api/appointments/", booking(10), format="json").status_code == 201
+        assert client.post("/api/appointments/", booking(0), format="json").status_code == 201
+        assert client.post("/api/appointments/", booking(1), format="json").status_code == 201
         wait = assert_throttled(
-            client.post("/api/appointments/", booking(12), format="json"), window
+            client.post("/api/appointments/", booking(2), format="json"), window
         )
         for _ in range(2):
             assert login(staff[0].username).status_code == 200
@@ -181,7 +185,7 @@ def test_the_window_rolls_over(desk, booking, staff):
 
         assert wait <= window + 1
         sleep_past_window(window)
-        assert client.post("/api/appointments/", booking(12), format="json").status_code == 201
+        assert client.post("/api/appointments/", booking(2), format="json").status_code == 201
         assert login(staff[0].username).status_code == 200
 
 

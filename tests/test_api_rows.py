@@ -25,6 +25,7 @@ from scheduling.api.views import availability_body
 from scheduling.models import Appointment, Client, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import availability
+from scheduling.services.travel import travel_for
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
 from tests.factories import api
@@ -34,7 +35,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def day(desk, tomorrow_at):
-    """Appointments of tomorrow in every status, over three therapists and two drivers."""
+    """Appointments of tomorrow in every status, over three therapists and two drivers.
+
+    Each therapist's visits are 2 h 45 apart from 08:45 (45 minutes' travel each way, the
+    hour and its 10-minute buffer: 2 h 40 held), the three therapists 15 minutes apart;
+    the two drivers, on all day, can carry every leg."""
     service = factories.ServiceFactory(price=Decimal("1234.50"), buffer_minutes=10)
     therapists = [factories.therapist(service) for _ in range(3)]
     drivers = [factories.driver() for _ in range(2)]
@@ -50,7 +55,7 @@ def day(desk, tomorrow_at):
                 client_id=client.pk,
                 service_id=service.pk,
                 therapist_id=therapist.pk,
-                start=tomorrow_at(8 + i // 3 * 2, 15 * (i % 3)),
+                start=tomorrow_at(8, 45) + timedelta(minutes=165 * (i // 3) + 15 * (i % 3)),
                 notes=f"note {i}" if i % 2 else "",
                 needs_transport=i % 3 != 2,
                 # A deadline with microseconds: the formats must agree on those too.
@@ -144,24 +149,39 @@ def test_the_day_list_query_count_does_not_depend_on_the_page_size(
         assert response.status_code == 200
 
 
-def test_availability_answers_what_its_serializer_renders(day, desk, tomorrow_at):
+@pytest.mark.parametrize("transport", [False, True])
+def test_availability_answers_what_its_serializer_renders(day, desk, tomorrow_at, transport):
     service = day["appointments"][0].service
     date = tomorrow_at(0).date()
-    result = availability(service=service, day=date)
-    assert sum(len(r.starts) for r in result) > 20
+    # A therapist with a free day, so that with transport the drivers' day shows too.
+    factories.therapist(service)
+    travel = travel_for(client=None)
+    result = availability(service=service, day=date, needs_transport=transport)
+    assert sum(len(r.starts) + len(r.no_driver) for r in result) > 20
+    assert any(r.starts for r in result)
+    if transport:  # the day's drivers are busy at some times a therapist is free
+        assert any(r.no_driver for r in result)
     expected = AvailabilitySerializer(
         {
             "service": service.pk,
             "date": date,
+            "travel_minutes": 45,
+            "needs_transport": transport,
             "therapists": [
-                {"therapist": r.therapist.pk, "name": str(r.therapist), "starts": r.starts}
+                {
+                    "therapist": r.therapist.pk,
+                    "name": str(r.therapist),
+                    "starts": r.starts,
+                    "no_driver": r.no_driver,
+                }
                 for r in result
             ],
         }
     ).data
-    body = api(desk).get(f"/api/availability/?service={service.pk}&date={date}").json()
+    query = f"service={service.pk}&date={date}&needs_transport={str(transport).lower()}"
+    body = api(desk).get(f"/api/availability/?{query}").json()
     assert body == expected
-    assert availability_body(service, date, result) == expected
+    assert availability_body(service, date, result, travel, transport) == expected
 
 
 @pytest.mark.parametrize("transport", [True, False])
@@ -169,11 +189,13 @@ def test_a_booking_answers_what_the_serializer_renders_of_it(
     day, desk, manager, tomorrow_at, transport
 ):
     service = day["appointments"][0].service
+    for _ in range(2):  # drivers for the new legs, beside the day's
+        factories.driver()
     for n, user in enumerate([desk, manager]):
         body = {
             "client": factories.ClientFactory().pk,
             "service": service.pk,
-            "therapist": day["therapists"][n].pk,
+            "therapist": factories.therapist(service).pk,  # the day's have no room left
             "start": tomorrow_at(16).isoformat(),
             "notes": "gate code 1234",
             "needs_transport": transport,
@@ -186,13 +208,13 @@ def test_a_booking_answers_what_the_serializer_renders_of_it(
         # A retry with an Idempotency-Key replays the same body.
         keyed = api(user).post(
             "/api/appointments/",
-            {**body, "start": tomorrow_at(17, 30).isoformat()},
+            {**body, "start": tomorrow_at(9).isoformat()},
             format="json",
             HTTP_IDEMPOTENCY_KEY=f"k{n}{transport}",
         )
         again = api(user).post(
             "/api/appointments/",
-            {**body, "start": tomorrow_at(17, 30).isoformat()},
+            {**body, "start": tomorrow_at(9).isoformat()},
             format="json",
             HTTP_IDEMPOTENCY_KEY=f"k{n}{transport}",
         )

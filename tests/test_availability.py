@@ -16,11 +16,8 @@ from scheduling.domain import local_day_bounds
 from scheduling.errors import Conflict, ValidationFailed
 from scheduling.models import Break, TimeOff, WorkingHours
 from scheduling.services.appointments import create_appointment
-from scheduling.services.availability import (
-    _working_time_orm,
-    _working_time_postgres,
-    availability,
-)
+from scheduling.services.availability import availability
+from scheduling.services.working_time import _working_time_orm, _working_time_postgres
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -36,9 +33,11 @@ def test_offers_free_quarter_hours_inside_working_time(service, therapist):
     Break.objects.create(staff=therapist, weekday=DAY.weekday(), start=time(12), end=time(13))
     result = availability(service=service, day=DAY, now=NOW)
     walls = [timezone.localtime(s).strftime("%H:%M") for s in starts_of(result, therapist)]
-    assert walls[0] == "08:00" and walls[-1] == "19:00"  # 60 min sessions end by 20:00
-    assert "11:00" in walls and "11:15" not in walls  # would run into lunch
-    assert "12:00" not in walls and "13:00" in walls
+    # 45 minutes' travel there after 08:00; the session, its 15-minute buffer and the
+    # travel back by 20:00.
+    assert walls[0] == "08:45" and walls[-1] == "18:00"  # 18:00 is back at 20:00
+    assert "10:00" in walls and "10:15" not in walls  # back at 12:00; later runs into lunch
+    assert "13:30" not in walls and "13:45" in walls  # leaves at 13:00, after lunch
 
 
 def test_an_appointment_being_moved_does_not_block_its_own_new_time(
@@ -69,8 +68,10 @@ def test_an_appointment_being_moved_does_not_block_its_own_new_time(
     assert moved.start == half_hour_later
 
 
-def test_existing_booking_and_its_buffer_are_excluded(desk, service, therapist, client_record):
-    start = datetime.fromisoformat("2030-05-01T10:00:00+08:00")
+def test_existing_booking_its_buffer_and_travel_are_excluded(
+    desk, service, therapist, client_record
+):
+    start = datetime.fromisoformat("2030-05-01T14:00:00+08:00")  # busy 13:15-16:00
     create_appointment(
         actor=desk,
         client_id=client_record.pk,
@@ -80,11 +81,12 @@ def test_existing_booking_and_its_buffer_are_excluded(desk, service, therapist, 
         now=NOW,
     )
     offered = set(starts_of(availability(service=service, day=DAY, now=NOW), therapist))
-    blocked = [start + timedelta(minutes=m) for m in range(-45, 75, 15)]  # 09:15 .. 11:00
+    blocked = [start + timedelta(minutes=m) for m in range(-150, 165, 15)]  # 11:30 .. 16:30
     assert not offered & set(blocked)
-    assert start - timedelta(minutes=60) not in offered  # 09:00's own buffer runs to 10:15
-    assert start - timedelta(minutes=75) in offered  # 08:45 plus buffer ends at 10:00
-    assert start + timedelta(minutes=75) in offered  # 11:15, after the buffer
+    assert start - timedelta(minutes=150) not in offered  # 11:30: back only at 13:30
+    assert start - timedelta(minutes=165) in offered  # 11:15: back at 13:15, as it leaves
+    assert start + timedelta(minutes=150) not in offered  # 16:30 would leave at 15:45
+    assert start + timedelta(minutes=165) in offered  # 16:45 leaves at 16:00, once back
 
 
 def test_only_therapists_who_perform_the_service(service, therapist):
@@ -117,7 +119,7 @@ def test_query_count_does_not_grow_with_therapists(service, django_assert_num_qu
             service_id=service.pk,
             therapist_id=t.pk,
             now=NOW,
-            start=datetime.fromisoformat(f"2030-05-01T{9 + i % 3:02d}:00:00+08:00"),
+            start=datetime.fromisoformat(f"2030-05-01T{14 + i % 3:02d}:00:00+08:00"),
         )
     # The therapists, their working time (hours, breaks and time off: one statement on
     # PostgreSQL, three elsewhere), their bookings.
@@ -167,7 +169,9 @@ def test_booking_and_availability_across_spring_forward(desk, service, client_re
     day = date(2030, 3, 10)
     before = datetime.fromisoformat("2030-03-01T00:00:00+00:00")
     offered = starts_of(availability(service=service, day=day, now=before), night)
-    assert len(offered) == 17  # five real hours between 00:00 EST and 06:00 EDT
+    # Five real hours between 00:00 EST and 06:00 EDT, less the 45 minutes' travel there,
+    # and the session, its buffer and the travel back (two hours) from each start.
+    assert len(offered) == 10
     last = offered[-1]
     booked = create_appointment(
         actor=desk,
@@ -177,8 +181,10 @@ def test_booking_and_availability_across_spring_forward(desk, service, client_re
         start=last,
         now=before,
     )
-    assert timezone.localtime(booked.start).strftime("%H:%M %Z") == "05:00 EDT"
-    assert timezone.localtime(booked.end).strftime("%H:%M %Z") == "06:00 EDT"
+    assert timezone.localtime(booked.start).strftime("%H:%M %Z") == "04:00 EDT"
+    assert timezone.localtime(booked.end).strftime("%H:%M %Z") == "05:00 EDT"
+    assert timezone.localtime(booked.busy_until).strftime("%H:%M %Z") == "06:00 EDT"
+    assert timezone.localtime(offered[0]).strftime("%H:%M %Z") == "00:45 EST"
     with pytest.raises(Conflict, match="outside working hours"):
         create_appointment(
             actor=desk,
@@ -188,6 +194,32 @@ def test_booking_and_availability_across_spring_forward(desk, service, client_re
             start=last + timedelta(minutes=15),
             now=before,
         )
+
+
+def test_with_transport_only_starts_a_driver_can_carry_are_offered(
+    desk, service, therapist, client_record
+):
+    """One driver, on 08:00-12:00, already holding another visit's legs (08:15-09:00 and
+    10:15-11:00): only the starts whose two legs fit around those are offered; the rest
+    that Ana could make are listed apart, and booking agrees with both."""
+    factories.driver(username="morning")
+    WorkingHours.objects.filter(staff__username="morning").update(end=time(12))
+    other = factories.therapist(service)
+    nine = datetime.fromisoformat("2030-05-01T09:00:00+08:00")
+    book(desk, service, other, client_record, nine, needs_transport=True)
+    plain = starts_of(availability(service=service, day=DAY, now=NOW), therapist)
+    [ana] = availability(
+        service=service, day=DAY, therapist_id=therapist.pk, now=NOW, needs_transport=True
+    )
+    walls = [timezone.localtime(s).strftime("%H:%M") for s in ana.starts]
+    assert walls == ["09:45", "10:00"]  # drop-off from 09:00, pick-up from 11:00 to noon
+    assert sorted(ana.starts + ana.no_driver) == plain
+    for start in plain:
+        refused = refusal(desk, service, therapist, client_record, start, needs_transport=True)
+        if start in ana.starts:
+            assert refused is None
+        else:
+            assert isinstance(refused, Conflict) and refused.reason == "no_driver"
 
 
 # --- availability never offers what booking refuses, nor hides what it accepts ----------------
@@ -233,7 +265,7 @@ def test_availability_and_booking_agree(
         transaction.set_rollback(True)
 
 
-def book(desk, service, therapist, client, start):
+def book(desk, service, therapist, client, start, **more):
     return create_appointment(
         actor=desk,
         client_id=client.pk,
@@ -241,15 +273,22 @@ def book(desk, service, therapist, client, start):
         therapist_id=therapist.pk,
         start=start,
         now=NOW,
+        **more,
     )
 
 
-def accepts(desk, service, therapist, client, start) -> bool:
-    """Would booking take this start? Tried for real, then rolled back."""
+def refusal(desk, service, therapist, client, start, **more) -> Exception | None:
+    """Why booking would refuse this start (None: it would take it). Tried for real, then
+    rolled back."""
     try:
         with transaction.atomic():
-            book(desk, service, therapist, client, start)
+            book(desk, service, therapist, client, start, **more)
             transaction.set_rollback(True)
-    except (Conflict, ValidationFailed):
-        return False
-    return True
+    except (Conflict, ValidationFailed) as refused:
+        return refused
+    return None
+
+
+def accepts(desk, service, therapist, client, start) -> bool:
+    """Would booking take this start?"""
+    return refusal(desk, service, therapist, client, start) is None

@@ -1,7 +1,8 @@
 """The receptionist's desk in headless Chromium against a real daphne: booking through the
-form (with the mouse, and with the keyboard alone), the inline conflict, the board
-changing live when another session books, retrying a failed message, and a picture of
-every desk page at desktop and phone widths (var/screenshots/desk-*.png)."""
+form (with the mouse, and with the keyboard alone), the inline conflict, a time no driver
+can take refused beside it, the board changing live when another session books and
+shading each session's travel, retrying a failed message, and a picture of every desk
+page at desktop and phone widths (var/screenshots/desk-*.png)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from datetime import datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from scheduling.models import Appointment, Break, Notification, TimeOff, Trip, WorkingHours
+from scheduling.models import (
+    Appointment,
+    Break,
+    DriverProfile,
+    Notification,
+    TimeOff,
+    Trip,
+    WorkingHours,
+)
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.trips import set_shift
 from tests import factories
@@ -75,6 +84,15 @@ def settled(page) -> None:
     )
 
 
+def all_day_driver(vehicle: str = "motorcycle", seats: int = 1, **fields):
+    """A driver who works 00:00-23:59 every day: today's trips are theirs to carry, whatever
+    the hour the test runs at."""
+    user = factories.UserFactory(role="driver", **fields)
+    DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
+    factories.add_hours(user, time(0), time(23, 59))
+    return user
+
+
 def open_new_form(site, chromium, user, **query):
     page = site.page(chromium, user)
     params = "&".join(f"{k}={v}" for k, v in {"date": tomorrow().isoformat(), **query}.items())
@@ -125,6 +143,7 @@ def test_a_conflicting_booking_is_refused_beside_the_start_time(
     page = open_new_form(site, chromium, desk_user, service=massage.pk, therapist=ana.pk)
     page.get_by_label("Search by name or phone").fill("Jose")
     page.get_by_role("radio", name="Jose Rizal").check()
+    settled(page)
     page.locator(slot_id(start)).check()
     # Meanwhile another receptionist books Maria at that very time.
     book(desk_user, maria, massage, ana, start)
@@ -140,7 +159,60 @@ def test_a_conflicting_booking_is_refused_beside_the_start_time(
     page.context.close()
 
 
+def test_a_time_no_driver_can_take_is_refused_beside_it(
+    site, chromium, desk_user, massage, ana, maria
+):
+    factories.driver(first_name="Dan", last_name="Lim")  # the only driver, 08:00-20:00
+    ben = factories.therapist(massage, username="ben", first_name="Ben", last_name="Reyes")
+    start = at(tomorrow(), 10)
+    page = open_new_form(site, chromium, desk_user, service=massage.pk, therapist=ana.pk)
+    page.get_by_label("Search by name or phone").fill("Maria")
+    page.get_by_role("radio", name="Maria Santos").check()
+    page.get_by_label("Needs transport").check()  # asked before the times, which follow
+    settled(page)
+    page.locator(slot_id(start)).check()
+    # Meanwhile another receptionist books Ben with transport at that time: Dan drives him
+    # there 09:15-10:00 and back 11:15-12:00. Ana is free; no driver is.
+    book(desk_user, factories.ClientFactory(), massage, ben, start, needs_transport=True)
+    page.get_by_role("button", name="Book appointment").click()
+
+    error = page.locator("#id_start_error")
+    error.wait_for()
+    reason = "No driver is free for the drop-off 09:15–10:00 and the pick-up 11:15–12:00."
+    assert error.inner_text() == f"10:00: {reason}"
+    # The time itself says why, in words, and can no longer be chosen.
+    slot = page.locator(slot_id(start))
+    label = page.locator("label.slot", has=slot)
+    assert slot.is_disabled() and not slot.is_checked()
+    assert label.inner_text().split() == ["10:00", "No", "driver"]
+    assert slot.get_attribute("aria-describedby") == "id_start_error"
+    # Beside it: in the same part of the day, just under its row of times.
+    assert page.evaluate(
+        """() => document.getElementById("id_start_error").closest(".slot-group")
+                 === document.getElementById("start-1000").closest(".slot-group")"""
+    )
+    slot_box, error_box = label.bounding_box(), error.bounding_box()
+    below = error_box["y"] - (slot_box["y"] + slot_box["height"])
+    assert 0 <= below < 3 * slot_box["height"]
+    assert reason in page.locator("#form-problems").inner_text()
+    assert "already booked" not in page.content()
+    assert not Appointment.objects.filter(therapist=ana).exists()
+    site.screenshots(page, "desk-new-appointment-no-driver")
+
+    # Without transport the same time is Ana's to take.
+    page.get_by_label("Needs transport").uncheck()
+    settled(page)
+    assert slot.is_enabled()
+    slot.check()
+    page.get_by_role("button", name="Book appointment").click()
+    page.wait_for_url("**/desk/appointments/*/")
+    booked = Appointment.objects.get(therapist=ana)
+    assert booked.start == start and not booked.needs_transport
+    page.context.close()
+
+
 def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana, maria):
+    factories.driver(first_name="Dan", last_name="Lim")  # the booking has transport
     page = open_new_form(site, chromium, desk_user)
     keys = page.keyboard
     # The search box has the focus when the form opens.
@@ -162,6 +234,15 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
         keys.press("Tab")
         if page.evaluate("document.activeElement.id") != "id_date":
             break
+    # Getting there is asked before the times: transport, then the area.
+    assert page.evaluate("document.activeElement.id") == "id_needs_transport"
+    keys.press("Space")
+    settled(page)  # the times are asked for again; the focus stays on the checkbox
+    assert page.evaluate("document.activeElement.id") == "id_needs_transport"
+    assert page.locator("#id_needs_transport").is_checked()
+    keys.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "id_area"
+    keys.press("Tab")
     assert page.evaluate("document.activeElement.id") == "id_therapist"
     keys.press("ArrowDown")
     page.locator("input[name='start']").first.wait_for(state="attached")
@@ -173,8 +254,6 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
     keys.press("Tab")  # address
     keys.press("Tab")  # notes
     keys.type("Keyboard booking")
-    keys.press("Tab")  # needs transport
-    keys.press("Space")
     keys.press("Tab")  # the submit button
     keys.press("Enter")
 
@@ -182,7 +261,8 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
     appointment = Appointment.objects.get()
     assert appointment.client == maria and appointment.therapist == ana
     assert appointment.notes == "Keyboard booking" and appointment.needs_transport
-    assert appointment.start == at(tomorrow(), 8, 15)
+    # The first start is 08:45 (Ana works from 08:00, 45 minutes' travel); then 09:00.
+    assert appointment.start == at(tomorrow(), 9)
     page.context.close()
 
 
@@ -209,6 +289,38 @@ def test_an_appointment_booked_elsewhere_appears_on_the_open_board(
     page.locator(f"#block-{appointment.pk}.block-confirmed").wait_for()
     announcer = page.locator("#announcer", has_text=f"Appointment {when} is now confirmed.")
     announcer.wait_for(state="attached")
+    page.context.close()
+
+
+def test_the_board_shades_the_travel_either_side_of_a_session(
+    site, chromium, desk_user, massage, ana, maria
+):
+    factories.driver()
+    appointment = book(desk_user, maria, massage, ana, at(tomorrow(), 10), needs_transport=True)
+    page = site.page(chromium, desk_user)
+    page.goto(site.url(f"/desk/?date={tomorrow().isoformat()}"))
+    block = page.locator(f"#block-{appointment.pk}")
+    block.wait_for()
+    row = page.locator(".tl-row", has=block)
+    there, back = row.locator(".tl-travel-out"), row.locator(".tl-travel-back")
+    for travel in (there, back):
+        assert travel.is_visible()
+        assert travel.inner_text().strip() == "travel"  # labelled, not colour alone
+        assert "gradient" in travel.evaluate("e => getComputedStyle(e).backgroundImage")
+    assert there.get_attribute("title") == "Travel 09:15–10:00"
+    assert back.get_attribute("title") == "Travel 11:15–12:00"
+    # Edge to edge in the session's lane: the travel there ends where the session starts,
+    # the travel back starts where the clean-up after it ends.
+    out_box, block_box, back_box = there.bounding_box(), block.bounding_box(), back.bounding_box()
+    tail_box = row.locator(".tl-tail").bounding_box()
+    assert abs(out_box["x"] + out_box["width"] - block_box["x"]) < 1.5
+    assert abs(tail_box["x"] + tail_box["width"] - back_box["x"]) < 1.5
+    assert abs(out_box["y"] - block_box["y"]) < 1 and abs(back_box["y"] - block_box["y"]) < 1
+    # Half as wide as the hour-long session: 45 minutes.
+    assert out_box["width"] == pytest.approx(block_box["width"] * 0.75, abs=1.5)
+    assert page.locator(".legend li", has_text="Travel").is_visible()
+    assert "away 09:15–12:00 with travel" in block.text_content()
+    site.screenshots(page, "desk-board-travel")
     page.context.close()
 
 
@@ -275,16 +387,27 @@ def a_busy_day(desk_user, massage):
             "Lito Cruz",
         ]
     ]
+    # Dan and Eva take the first two trips of today; the third needs a car for two and
+    # waits, Ferdie's motorcycle being too small; Ferdie waits too. They work all day, so
+    # today's trips can be booked whatever the hour; Gil is off shift.
+    drivers = [
+        all_day_driver(first_name="Dan", last_name="Lim"),
+        all_day_driver(vehicle="car", seats=3, first_name="Eva", last_name="Go"),
+        all_day_driver(first_name="Ferdie", last_name="Sy"),
+    ]
+    factories.driver(first_name="Gil", last_name="Mendoza")
+    # Each booking holds its therapist from 45 minutes before its start (travel there) to
+    # 45 minutes after its clean-up (travel back), in working hours and outside breaks.
     plan = [
         (0, 0, massage, 9, 0, True, "accept"),
-        (0, 1, stones, 10, 30, False, "accept"),
-        (0, 2, massage, 14, 0, True, None),
-        (1, 3, massage, 8, 0, False, "accept"),
-        (1, 4, stones, 9, 30, True, "accept"),
-        (1, 5, massage, 15, 0, False, "reject"),
-        (1, 6, massage, 16, 30, False, None),
-        (2, 7, stones, 10, 30, True, "accept"),
-        (2, 8, massage, 13, 15, False, None),
+        (0, 1, stones, 13, 45, False, "accept"),
+        (0, 2, massage, 17, 15, True, None),
+        (1, 3, massage, 8, 45, False, "accept"),
+        (1, 4, stones, 13, 45, True, "accept"),
+        (1, 5, massage, 17, 0, False, "reject"),
+        (1, 6, massage, 17, 15, False, None),
+        (2, 7, stones, 9, 30, True, "accept"),
+        (2, 8, massage, 13, 45, False, None),
         (3, 9, massage, 10, 0, False, "accept"),
         (3, 0, massage, 17, 0, True, "accept"),
         (4, 1, massage, 9, 0, False, "accept"),
@@ -306,17 +429,11 @@ def a_busy_day(desk_user, massage):
                 action=action,
                 reason="Double-booked with a private client" if action == "reject" else "",
             )
-    # Today: trips within the dispatch horizon. Dan and Eva take the first two; the third
-    # needs a car for two and waits, Ferdie's motorcycle being too small; Ferdie waits too.
-    # Three bookings 15 minutes apart, all ending the day they start.
-    length = timedelta(minutes=30 + massage.duration_minutes + massage.buffer_minutes)
-    soon = factories.soon(timedelta(minutes=75), length)
-    drivers = [
-        factories.driver(first_name="Dan", last_name="Lim"),
-        factories.driver(vehicle="car", seats=3, first_name="Eva", last_name="Go"),
-        factories.driver(first_name="Ferdie", last_name="Sy"),
-    ]
-    factories.driver(first_name="Gil", last_name="Mendoza")  # off shift
+    # Today: trips within the dispatch horizon. Three bookings 15 minutes apart, the first
+    # as soon as its therapist can leave, all of each one's busy range on one day.
+    travel = timedelta(minutes=45)
+    whole = 2 * travel + timedelta(minutes=30) + massage.duration + massage.buffer
+    soon = factories.soon(timedelta(minutes=15), whole) + travel
     for driver in drivers[:2]:
         set_shift(driver=driver, on_shift=True)
     today = [

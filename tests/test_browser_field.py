@@ -67,6 +67,7 @@ def test_a_booking_reaches_the_therapists_open_page_and_is_accepted(
             ("Liza Tan", "45 Jupiter St, Bel-Air, Makati", "Allergic to lavender"),
         ]
     }
+    factories.driver()  # the bookings with transport need a driver who works then
     done = booker(therapist, day_at(0, 9), clients["Jose Reyes"], now=early_today())
     later = booker(
         therapist,

@@ -41,7 +41,7 @@ OVERLAPPING_APPOINTMENTS = """
     FROM scheduling_appointment a
     JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
     WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
-      AND tstzrange(a.start, a.blocked_until, '[)') && tstzrange(b.start, b.blocked_until, '[)')
+      AND tstzrange(a.busy_from, a.busy_until, '[)') && tstzrange(b.busy_from, b.busy_until, '[)')
 """
 OVERLAPPING_TRIPS = """
     SELECT a.id, b.id
@@ -235,10 +235,15 @@ def book(
 @pytest.fixture
 def insert(service: Service, therapist: User, client_record: Client) -> Callable[..., Appointment]:
     """Write an appointment row straight through the ORM: no service, no timetable lock,
-    no pre-check. Only the database's constraints stand in its way."""
+    no pre-check. Only the database's constraints stand in its way. Its busy range is
+    worked out by the model (travel 0 unless told, as for rows booked before travel)."""
 
     def insert(
-        start: datetime, *, with_therapist: User = therapist, status: str = "pending"
+        start: datetime,
+        *,
+        with_therapist: User = therapist,
+        status: str = "pending",
+        travel_minutes: int = 0,
     ) -> Appointment:
         end = start + service.duration
         return Appointment.objects.create(
@@ -248,6 +253,7 @@ def insert(service: Service, therapist: User, client_record: Client) -> Callable
             start=start,
             end=end,
             blocked_until=end + service.buffer,
+            travel_minutes=travel_minutes,
             status=status,
             price=Decimal("1200.00"),
             response_deadline=start,
@@ -258,10 +264,13 @@ def insert(service: Service, therapist: User, client_record: Client) -> Callable
 
 @pytest.fixture
 def queued_dropoffs(book: Callable[..., Appointment], service: Service) -> Callable[..., list]:
-    """Drop-off trips of bookings at 10:00 + each of `minutes`, one therapist each."""
+    """Drop-off trips of bookings at 10:00 + each of `minutes`, one therapist each (and a
+    driver each, so that capacity lets them all be booked)."""
 
     def make(*minutes: int) -> list[Trip]:
         day = future_day(0)
+        for _ in minutes:
+            factories.driver()
         return [
             book(
                 local(day, 10, m),
@@ -323,6 +332,13 @@ def test_exclusion_constraint_alone_refuses_overlapping_appointments(
     insert(local(day, 11, 15))  # starts exactly when the first stops blocking
     insert(local(day, 10), with_therapist=factories.therapist(service))
     insert(local(day, 10, 30), status="cancelled")
+    # With travel the constraint guards the whole busy range: 14:00 with 45 minutes each
+    # way holds 13:15-16:00, so 16:30 leaving at 15:45 is refused, 16:45 is not.
+    insert(local(day, 14), travel_minutes=45)
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        insert(local(day, 16, 30), travel_minutes=45)
+    assert refused.value.__cause__.diag.constraint_name == "appt_therapist_no_overlap"
+    insert(local(day, 16, 45), travel_minutes=45)
     assert pairs(OVERLAPPING_APPOINTMENTS, active=list(ACTIVE_APPOINTMENT_STATUSES)) == []
 
 
@@ -389,11 +405,13 @@ def test_concurrent_assignments_to_one_driver_one_wins_rest_conflict(
 ) -> None:
     # THREADS therapists each book once a day at 10:00, 10:15 or 10:30 with transport. A
     # day's drop-off legs ([start - 45 min, start)) all overlap each other, and so do its
-    # pick-up legs ([end, end + 45 min)); drop-offs end by 10:30, pick-ups begin at 11:00.
-    # So each day gives two rounds of THREADS mutually overlapping queued trips, and no
-    # trip of one round overlaps one of another: the driver keeps every round's winner.
+    # pick-up legs ([end + buffer, end + buffer + 45 min)); drop-offs end by 10:30,
+    # pick-ups begin at 11:15. So each day gives two rounds of THREADS mutually
+    # overlapping queued trips, and no trip of one round overlaps one of another: the
+    # driver keeps every round's winner. THREADS drivers work, so capacity lets all be
+    # booked; the first of them is the one every assignment asks for.
     therapists = [factories.therapist(service) for _ in range(THREADS)]
-    driver = factories.driver()
+    driver, *_ = [factories.driver() for _ in range(THREADS)]
     rounds: list[list[Trip]] = []
     for d in range(ROUNDS // 2):
         day = future_day(d)

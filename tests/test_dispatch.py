@@ -7,7 +7,7 @@ longest, which trip goes first, what makes a driver ineligible, what is recorded
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, time
 from functools import partial
 
 import pytest
@@ -21,6 +21,7 @@ from scheduling.models import (
     Transition,
     Trip,
     User,
+    WorkingHours,
 )
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.dispatch import TRIP_WAITING, request_pickup, run_pass
@@ -32,9 +33,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def trip_at(desk, service, client_record, tomorrow_at) -> Callable[..., Trip]:
-    """A queued trip of a booking tomorrow at HH:MM, each with a therapist of its own."""
+    """A queued trip of a booking tomorrow at HH:MM, each with a therapist of its own.
+
+    Capacity is checked at booking: the drivers a test sets up come first, and where it
+    has none yet Dan (working all week, never on shift) is hired so the booking stands.
+    """
 
     def make(hour: int, minute: int = 0, *, leg: str = "dropoff", passengers: int = 1) -> Trip:
+        factories.ensure_driver()
         appointment = create_appointment(
             actor=desk,
             client_id=client_record.pk,
@@ -100,10 +106,10 @@ def test_longest_waiting_driver_gets_the_earliest_trip(trip_at, on_shift, tomorr
 
 
 def test_trips_are_served_by_window_then_creation(trip_at, on_shift, tomorrow_at):
+    drivers = [on_shift(tomorrow_at(7, m)) for m in (0, 10, 20)]  # hired before the bookings
     created_first = trip_at(10, 30)
     same_window_later = trip_at(10, 30)
     earliest_window = trip_at(10)
-    drivers = [on_shift(tomorrow_at(7, m)) for m in (0, 10, 20)]
 
     run_pass(now=tomorrow_at(9))
 
@@ -155,6 +161,47 @@ def test_a_driver_busy_for_the_window_is_skipped(trip_at, on_shift, tomorrow_at)
 
     assert assigned(overlapping) == free.pk
     assert decision.skipped == [{"driver": busy.pk, "reason": "busy"}]
+
+
+def test_a_driver_needed_later_is_passed_over_so_no_booked_trip_is_stranded(
+    trip_at, on_shift, tomorrow_at
+):
+    """Plain FIFO would give the 09:15 drop-off to Lena, waiting longest, and strand the
+    09:45-10:30 one: Eli, next in the queue, stops driving at 10:00. So Lena is passed
+    over (`needed_later`), Eli takes the first and Lena the second."""
+    lena = on_shift(tomorrow_at(7), username="lena")
+    eli = on_shift(tomorrow_at(7, 10), username="eli")
+    WorkingHours.objects.filter(staff=eli).delete()
+    factories.add_hours(eli, time(8), time(10))
+    factories.add_hours(eli, time(11), time(13))  # back for the pick-ups
+    first, second = trip_at(10), trip_at(10, 30)  # drop-offs 09:15-10:00 and 09:45-10:30
+
+    decisions = run_pass(now=tomorrow_at(9))
+
+    assert (assigned(first), assigned(second)) == (eli.pk, lena.pk)
+    by_trip = {d.trip_id: d for d in decisions}
+    assert by_trip[first.pk].skipped == [{"driver": lena.pk, "reason": "needed_later"}]
+    assert [e["driver"] for e in by_trip[first.pk].queue] == [lena.pk, eli.pk]
+    assert by_trip[second.pk].skipped == []
+
+
+def test_a_driver_needed_later_still_takes_the_trip_when_nobody_else_can(
+    trip_at, on_shift, tomorrow_at
+):
+    """FIFO gives way only to someone who can take the trip: when the one waiting longest
+    is the only driver for it, they get it, though a later trip then waits."""
+    lena = on_shift(tomorrow_at(7), username="lena")
+    first = trip_at(10)
+    # Booked while a second driver still worked then; he has since been let go.
+    stand_in = factories.driver(username="stand-in")
+    second = trip_at(10, 30)
+    User.objects.filter(pk=stand_in.pk).update(is_active=False)
+
+    decisions = run_pass(now=tomorrow_at(9))
+
+    assert (assigned(first), assigned(second)) == (lena.pk, None)
+    assert decisions[0].skipped == []
+    assert decisions[1].outcome == "no_driver"
 
 
 def test_no_eligible_driver_leaves_the_trip_queued_and_tells_the_desk(
@@ -354,6 +401,8 @@ def test_concurrent_passes_assign_each_driver_once_in_fifo_order(
         driver = factories.driver()
         set_shift(driver=driver, on_shift=True, now=tomorrow_at(6, m))
         drivers.append(driver)
+    for _ in range(4):  # they work then too (so the twelve bookings stand), but not on shift
+        factories.driver()
     trips = []
     for _ in range(12):  # the same drop-off window: served in creation order
         appointment = create_appointment(

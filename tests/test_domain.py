@@ -152,17 +152,14 @@ def days(draw):
     return zone, day, schedule, busy
 
 
-def oracle_bookable(start, duration, buffer, schedule: DaySchedule, busy) -> bool:
-    """Minute by minute: every minute of the session is working time, and no minute of
-    the session plus buffer is held by something else."""
+def oracle_bookable(start, duration, buffer, schedule: DaySchedule, busy, travel=0 * MINUTE):
+    """Minute by minute: every minute from leaving base (travel before the start) to being
+    back (session, buffer and travel after it) is working time and held by nothing else."""
     working = schedule.working
-    t = start
-    while t < start + duration:
+    t = start - travel
+    while t < start + duration + buffer + travel:
         if not any(w.start <= t < w.end for w in working):
             return False
-        t += MINUTE
-    t = start
-    while t < start + duration + buffer:
         if any(b.start <= t < b.end for b in busy):
             return False
         t += MINUTE
@@ -170,23 +167,28 @@ def oracle_bookable(start, duration, buffer, schedule: DaySchedule, busy) -> boo
 
 
 @settings(max_examples=200, deadline=None)
-@given(days(), st.integers(1, 8), st.integers(0, 4), st.data())
-def test_bookable_agrees_with_the_oracle(case, duration_q, buffer_q, data):
+@given(days(), st.integers(1, 8), st.integers(0, 4), st.integers(0, 4), st.data())
+def test_bookable_agrees_with_the_oracle(case, duration_q, buffer_q, travel_q, data):
     zone, day, schedule, busy = case
     duration, buffer = timedelta(minutes=15 * duration_q), timedelta(minutes=15 * buffer_q)
+    travel = timedelta(minutes=15 * travel_q)
     starts = list(candidate_starts(day, STEP, zone))
     start = data.draw(st.sampled_from(starts))
-    expected = oracle_bookable(start, duration, buffer, schedule, busy)
-    assert bookable(start, duration=duration, buffer=buffer, schedule=schedule, busy=busy) is (
-        expected
+    expected = oracle_bookable(start, duration, buffer, schedule, busy, travel)
+    assert (
+        bookable(
+            start, duration=duration, buffer=buffer, schedule=schedule, busy=busy, travel=travel
+        )
+        is expected
     )
 
 
 @settings(max_examples=200, deadline=None)
-@given(days(), st.integers(1, 8), st.integers(0, 4))
-def test_free_starts_offers_exactly_the_bookable_starts(case, duration_q, buffer_q):
+@given(days(), st.integers(1, 8), st.integers(0, 4), st.integers(0, 4))
+def test_free_starts_offers_exactly_the_bookable_starts(case, duration_q, buffer_q, travel_q):
     zone, day, schedule, busy = case
     duration, buffer = timedelta(minutes=15 * duration_q), timedelta(minutes=15 * buffer_q)
+    travel = timedelta(minutes=15 * travel_q)
     offered = free_starts(
         day,
         duration=duration,
@@ -195,10 +197,13 @@ def test_free_starts_offers_exactly_the_bookable_starts(case, duration_q, buffer
         schedule=schedule,
         busy=busy,
         not_before=utc(2000, 1, 1),
+        travel=travel,
         zone=zone,
     )
     every = list(candidate_starts(day, STEP, zone))
-    assert offered == [s for s in every if oracle_bookable(s, duration, buffer, schedule, busy)]
+    assert offered == [
+        s for s in every if oracle_bookable(s, duration, buffer, schedule, busy, travel)
+    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -255,11 +260,11 @@ def rough_days(draw):
 
 
 @settings(max_examples=400, deadline=None)
-@given(rough_days(), st.integers(1, 180), st.integers(0, 60))
-def test_free_starts_is_bookable_at_every_candidate(case, duration_m, buffer_m):
+@given(rough_days(), st.integers(1, 180), st.integers(0, 60), st.integers(0, 90))
+def test_free_starts_is_bookable_at_every_candidate(case, duration_m, buffer_m, travel_m):
     """The sweep gives exactly what testing `bookable` at each candidate gives."""
     zone, day, schedule, busy, not_before, step = case
-    duration, buffer = duration_m * MINUTE, buffer_m * MINUTE
+    duration, buffer, travel = duration_m * MINUTE, buffer_m * MINUTE, travel_m * MINUTE
     offered = free_starts(
         day,
         duration=duration,
@@ -268,13 +273,16 @@ def test_free_starts_is_bookable_at_every_candidate(case, duration_m, buffer_m):
         schedule=schedule,
         busy=busy,
         not_before=not_before,
+        travel=travel,
         zone=zone,
     )
     assert offered == [
         s
         for s in candidate_starts(day, step, zone)
         if s >= not_before
-        and bookable(s, duration=duration, buffer=buffer, schedule=schedule, busy=busy)
+        and bookable(
+            s, duration=duration, buffer=buffer, schedule=schedule, busy=busy, travel=travel
+        )
     ]
 
 

@@ -142,6 +142,8 @@ def dataset() -> Dataset:
                         start=start,
                         end=end,
                         blocked_until=end + service.buffer,
+                        busy_from=start,
+                        busy_until=end + service.buffer,
                         status=status,
                         price=service.price,
                         needs_transport=rng.random() < 0.5,

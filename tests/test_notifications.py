@@ -161,9 +161,9 @@ def test_nobody_to_write_to_writes_nothing(desk, service, therapist, client_reco
 def test_status_changes_tell_who_they_concern(book, tomorrow_at, therapist_with_phone, desk):
     accepted = book(tomorrow_at(10))
     act_on_appointment(actor=therapist_with_phone, appointment_id=accepted.pk, action="accept")
-    rejected = book(tomorrow_at(12))
+    rejected = book(tomorrow_at(13))  # leaves at 12:15, once back from the first (12:00)
     act_on_appointment(actor=therapist_with_phone, appointment_id=rejected.pk, action="reject")
-    cancelled = book(tomorrow_at(14))
+    cancelled = book(tomorrow_at(16))
     act_on_appointment(actor=desk, appointment_id=cancelled.pk, action="cancel")
 
     assert ("appointment_accepted", "client", "sms") in kinds(accepted)
@@ -217,8 +217,8 @@ def test_completion_schedules_a_follow_up_for_the_sweep(
 
 
 def test_an_assigned_trip_tells_the_driver(book, tomorrow_at):
+    driver = factories.driver(phone="+639190001111")  # hired first: capacity is checked
     appointment = book(tomorrow_at(10), needs_transport=True)
-    driver = factories.driver(phone="+639190001111")
     set_shift(driver=driver, on_shift=True)
     run_pass(now=tomorrow_at(9))
     row = Notification.objects.get(kind="trip_assigned")

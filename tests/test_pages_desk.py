@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from html import unescape
 
 import pytest
 from django.db import connection
@@ -22,6 +23,7 @@ from scheduling.models import (
     DispatchOutcome,
     DriverProfile,
     Notification,
+    ServiceArea,
     TimeOff,
     Transition,
     Trip,
@@ -42,6 +44,10 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
 
 
 def book(desk, client_record, service, therapist, start, **extra) -> Appointment:
+    """Book through the service. With transport, some driver works then (Dan, all week,
+    unless the test hired its own): capacity is checked at booking."""
+    if extra.get("needs_transport"):
+        factories.ensure_driver()
     return create_appointment(
         actor=desk,
         client_id=client_record.pk,
@@ -79,6 +85,8 @@ def crowd(day: date, therapists: list, service, per_therapist: int, desk) -> lis
                     start=start,
                     end=start + timedelta(minutes=60),
                     blocked_until=start + timedelta(minutes=75),
+                    busy_from=start,
+                    busy_until=start + timedelta(minutes=75),
                     status=statuses[i % len(statuses)],
                     address="12 Acacia St",
                     needs_transport=i % 2 == 0,
@@ -103,6 +111,22 @@ def crowd(day: date, therapists: list, service, per_therapist: int, desk) -> lis
         for leg in ("dropoff", "pickup")
     )
     return appointments
+
+
+def around_the_clock_driver(**fields):
+    """A driver who works all day every day (00:00-23:59), for bookings made for soon."""
+    user = factories.UserFactory(role="driver", **fields)
+    DriverProfile.objects.create(user=user, vehicle="motorcycle", seats=1)
+    factories.add_hours(user, time(0), time(23, 59))
+    return user
+
+
+def soon_with_travel(service, travel: int = 45) -> datetime:
+    """A start as soon as the therapist can leave for it (on the 15-minute grid, from
+    now on), the whole busy range (travel both ways) on one day."""
+    whole = timedelta(minutes=2 * travel) + service.duration + service.buffer
+    leave = factories.soon(timedelta(minutes=15), whole)
+    return leave + timedelta(minutes=travel)
 
 
 def queries_of(client, url: str) -> tuple[int, object]:
@@ -224,9 +248,10 @@ def test_board_shows_each_therapist_and_their_appointments(
 
 def test_board_transport_states(desk_client, desk, client_record, service, therapist):
     day = tomorrow()
-    plain = book(desk, client_record, service, therapist, local(day, 9))
-    moving = book(desk, client_record, service, therapist, local(day, 11), needs_transport=True)
     driver = factories.driver(first_name="Dan", last_name="Lim")
+    # 09:00 holds Ana from 08:15 to 11:00, travel included; 12:00 leaves at 11:15.
+    plain = book(desk, client_record, service, therapist, local(day, 9))
+    moving = book(desk, client_record, service, therapist, local(day, 12), needs_transport=True)
     Trip.objects.filter(appointment=moving, leg="dropoff").update(
         status="en_route", driver=driver, assigned_at=timezone.now()
     )
@@ -286,6 +311,98 @@ def test_board_queries_do_not_grow_with_therapists_or_appointments(
     assert fragment_few <= 10
 
 
+def test_board_draws_the_travel_either_side_of_each_session(
+    desk_client, desk, client_record, service, therapist
+):
+    day = tomorrow()
+    appointment = book(
+        desk, client_record, service, therapist, local(day, 10), needs_transport=True
+    )
+    html = desk_client.get(f"/desk/board/?date={day.isoformat()}").content.decode()
+
+    def travel(kind: str, text: str) -> tuple[float, float]:
+        found = re.search(
+            rf'class="tl-travel tl-travel-{kind}" style="left: ([\d.]+)%; width: ([\d.]+)%; '
+            rf'--lane: 0" aria-hidden="true" title="{text}">'
+            r'<span class="tl-travel-label">travel</span>',
+            html,
+        )
+        assert found, (kind, html)
+        return float(found.group(1)), float(found.group(2))
+
+    # On the 08:00-20:00 span: out from 09:15 (leaving base) to the 10:00 start, back from
+    # 11:15 (the session and its 15 minutes' clean-up over) to 12:00, 45 minutes each.
+    out_left, out_width = travel("out", "Travel 09:15–10:00")
+    back_left, back_width = travel("back", "Travel 11:15–12:00")
+    assert out_left == pytest.approx(100 * 1.25 / 12, abs=0.01)
+    assert back_left == pytest.approx(100 * 3.25 / 12, abs=0.01)
+    assert out_width == back_width == pytest.approx(100 * 0.75 / 12, abs=0.01)
+    # The session itself is where it was; the clean-up between it and the travel back.
+    block = re.search(rf'id="block-{appointment.pk}"[^>]*style="left: ([\d.]+)%', html)
+    assert float(block.group(1)) == pytest.approx(100 * 2 / 12, abs=0.01)
+    assert 'title="Clean-up"' in html
+    # In words too, for screen readers and the tooltip; and in the legend.
+    assert '<span class="sr-only">, away 09:15–12:00 with travel</span>' in html
+    assert "Away 09:15–12:00, travel included." in html
+    assert '<span class="swatch swatch-travel"></span>Travel' in html
+
+
+def test_a_booking_made_before_travel_was_counted_has_no_travel_drawn(
+    desk_client, desk, service, therapist
+):
+    day = tomorrow()
+    [old] = crowd(day, [therapist], service, 1, desk)  # travel 0: busy = session + buffer
+    assert (old.busy_from, old.busy_until, old.travel_minutes) == (
+        old.start,
+        old.blocked_until,
+        0,
+    )
+    html = desk_client.get(f"/desk/board/?date={day.isoformat()}").content.decode()
+    assert f'id="block-{old.pk}"' in html
+    assert "tl-travel-out" not in html and "tl-travel-back" not in html
+    assert "with travel</span>" not in html
+
+
+def appointment_at(pk: int, start: datetime, travel: int, *, buffer: int = 15) -> Appointment:
+    end = start + timedelta(minutes=60)
+    blocked = end + timedelta(minutes=buffer)
+    return Appointment(
+        pk=pk,
+        start=start,
+        end=end,
+        blocked_until=blocked,
+        travel_minutes=travel,
+        busy_from=start - timedelta(minutes=travel),
+        busy_until=blocked + timedelta(minutes=travel),
+        status="confirmed",
+        needs_transport=False,
+    )
+
+
+def test_lanes_hold_a_block_from_leaving_base_to_being_back():
+    from scheduling.views.desk import Span, lay_out
+
+    day = tomorrow()
+    span = Span(local(day, 8), local(day, 20))
+    first = appointment_at(1, local(day, 10), 45)  # away 09:15-12:00
+    # Its session and clean-up are over at 11:15, but Ana is on the road until 12:00: a
+    # booking that leaves at 11:30 cannot share the lane (it could by blocked_until).
+    overlapping = appointment_at(2, local(day, 12, 15), 45)  # away 11:30-14:15
+    after = appointment_at(3, local(day, 12, 45), 45)  # away 12:00-14:45: back in time
+    old = appointment_at(4, local(day, 14, 45), 0)  # travel 0: away 14:45-16:00
+    blocks = lay_out([old, after, overlapping, first], span, show_all=False)
+    lanes = {b.appointment.pk: b.lane for b in blocks}
+    assert lanes == {1: 0, 2: 1, 3: 0, 4: 0}
+    by_pk = {b.appointment.pk: b for b in blocks}
+    assert by_pk[1].travel_out.text == "Travel 09:15–10:00"
+    assert by_pk[1].travel_back.text == "Travel 11:15–12:00"
+    assert by_pk[4].travel_out is None and by_pk[4].travel_back is None
+    # The pieces meet the session and the clean-up edge to edge.
+    b = by_pk[1]
+    assert float(b.travel_out.left) + float(b.travel_out.width) == pytest.approx(float(b.left))
+    assert float(b.tail_left) + float(b.tail) == pytest.approx(float(b.travel_back.left))
+
+
 # --- booking -------------------------------------------------------------------------------
 
 
@@ -307,6 +424,7 @@ def booking(client_record, service, therapist, when: datetime, /, **changes) -> 
 def test_booking_through_the_form_creates_one_appointment(
     desk_client, desk, client_record, service, therapist
 ):
+    factories.driver()  # the booking has transport: a driver works then
     start = local(tomorrow(), 10, 30)
     response = desk_client.post(
         "/desk/appointments/new/", booking(client_record, service, therapist, start)
@@ -323,6 +441,12 @@ def test_booking_through_the_form_creates_one_appointment(
     assert appointment.notes == "Ring twice" and appointment.needs_transport
     assert appointment.created_by == desk and appointment.status == "pending"
     assert appointment.trips.count() == 2
+    # No area given, the client has none: the default travel, 45 minutes each way.
+    assert (appointment.area, appointment.travel_minutes) == (None, 45)
+    assert (appointment.busy_from, appointment.busy_until) == (
+        local(tomorrow(), 9, 45),
+        local(tomorrow(), 12, 30),
+    )
     page = desk_client.get(response.url)
     assert "Booked Maria Santos with Ana Cruz on" in page.content.decode()
 
@@ -332,6 +456,7 @@ def test_a_conflict_names_the_appointment_beside_the_start_and_writes_nothing(
 ):
     first = book(desk, client_record, service, therapist, local(tomorrow(), 10))
     other = factories.ClientFactory(name="Jose Rizal")
+    factories.driver()
     response = desk_client.post(
         "/desk/appointments/new/",
         booking(other, service, therapist, local(tomorrow(), 10, 30)),
@@ -343,7 +468,8 @@ def test_a_conflict_names_the_appointment_beside_the_start_and_writes_nothing(
     assert error, html
     text = error.group(1).replace("&#x27;", "'")
     assert "Ana Cruz is already booked then: Maria Santos" in text
-    assert "10:00–11:15" in text and "Pick another time" in text
+    assert "10:00–11:00 (away 09:15–12:00 with travel and clean-up)" in text
+    assert "Pick another time" in text
     assert f'href="/desk/appointments/{first.pk}/"' in html
     # What was typed comes back, and the client stays chosen.
     assert f'value="{other.pk}" form="appointment-form"' in html
@@ -455,12 +581,19 @@ def test_free_times_fragment(desk_client, desk, client_record, service, therapis
         url, {"service": service.pk, "date": day.isoformat(), "therapist": therapist.pk}
     ).content.decode()
     offered = re.findall(r'name="start" value="([^"]+)"', html)
-    assert timezone.localtime(local(day, 8)).isoformat() in offered
-    # 10:00-11:15 is taken, and a session that would run into it too.
-    assert timezone.localtime(local(day, 10)).isoformat() not in offered
-    assert timezone.localtime(local(day, 9, 15)).isoformat() not in offered
-    assert timezone.localtime(local(day, 11, 15)).isoformat() in offered
+
+    def at(hour, minute=0):
+        return timezone.localtime(local(day, hour, minute)).isoformat()
+
+    # Ana works 08:00-20:00 and the 10:00 booking holds her 09:15-12:00 (45 minutes'
+    # travel each way). A start holds her from 45 minutes before it to 2 hours after.
+    assert at(8) not in offered  # she would have to leave at 07:15
+    assert at(8, 45) not in offered  # free to leave, but back at 10:45, inside 09:15-12:00
+    assert at(12, 30) not in offered  # would leave at 11:45, before she is back
+    assert at(12, 45) in offered and offered[0] == at(12, 45)
+    assert at(18) in offered and at(18, 15) not in offered  # back by 20:00, not 20:15
     assert "Ana Cruz · " in html and "free times" in html
+    assert "The times shown count the travel (45 min each way, default travel)." in html
 
 
 @pytest.mark.parametrize(
@@ -485,6 +618,228 @@ def test_free_times_fragment_explains_what_is_missing(
     response = desk_client.get("/desk/appointments/new/times/", query)
     assert response.status_code == 200
     assert note in response.content.decode()
+
+
+def driver_working(start: time, end: time, **fields):
+    """A driver whose hours are `start`-`end` every day."""
+    user = factories.UserFactory(role="driver", **fields)
+    DriverProfile.objects.create(user=user, vehicle="motorcycle", seats=1)
+    factories.add_hours(user, start, end)
+    return user
+
+
+def times_html(desk_client, service, therapist, day: date, **params) -> str:
+    query = {"service": service.pk, "date": day.isoformat(), "therapist": therapist.pk, **params}
+    response = desk_client.get("/desk/appointments/new/times/", query)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def free_starts(html: str, name: str = "start") -> list[str]:
+    return re.findall(rf'name="{name}" value="([^"]+)" id="[^"]+"\s*>', html)
+
+
+def no_driver_starts(html: str, name: str = "start") -> list[str]:
+    return re.findall(rf'name="{name}" value="([^"]+)" id="[^"]+"\s*disabled', html)
+
+
+def iso(instant: datetime) -> str:
+    return timezone.localtime(instant).isoformat()
+
+
+def test_the_form_asks_about_transport_and_the_area_before_the_times(
+    desk_client, service, therapist
+):
+    ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    ServiceArea.objects.create(name="Quezon City", travel_minutes=60)
+    ServiceArea.objects.create(name="Old Town", travel_minutes=20, active=False)
+    html = desk_client.get(
+        f"/desk/appointments/new/?date={tomorrow().isoformat()}&service={service.pk}"
+        f"&therapist={therapist.pk}"
+    ).content.decode()
+    order = [
+        html.index('id="id_needs_transport"'),
+        html.index('id="id_area"'),
+        html.index('id="id_therapist"'),
+        html.index('name="start"'),
+        html.index('id="id_address"'),
+    ]
+    assert order == sorted(order)
+    assert html.count('name="needs_transport"') == 1
+    assert '<label for="id_area">Area</label>' in html
+    select = html[html.index('id="id_area"') :]
+    select = select[: select.index("</select>")]
+    labels = re.findall(r"<option [^>]*>([^<]+)</option>", select)
+    assert labels == [
+        "Default travel (45 min each way)",
+        "Makati (30 min each way)",
+        "Quezon City (60 min each way)",
+    ]
+    # Each of them asks for the times again, with everything they depend on.
+    for control in ("id_needs_transport", "id_area"):
+        tag = html[html.index(f'id="{control}"') :]
+        tag = unescape(tag[: tag.index(">")])
+        assert 'hx-get="/desk/appointments/new/times/"' in tag
+        assert "#id_needs_transport, #id_area, [name='client']:checked" in tag
+    # And so does choosing another client (their area sets the travel).
+    assert 'hx-trigger="client-chosen from:body"' in html
+    assert 'htmx.trigger(document.body, "client-chosen")' in html
+    assert 'id="times" class="times" data-client-area=""' in html
+
+
+def test_the_area_sets_the_travel_the_times_count(desk_client, service, therapist):
+    day = tomorrow()
+    near = ServiceArea.objects.create(name="Next door", travel_minutes=15)
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    client = factories.ClientFactory(name="Lea Salonga", area=makati)
+
+    # Ana starts work at 08:00: the first start is the travel after it.
+    default = times_html(desk_client, service, therapist, day)
+    assert free_starts(default)[0] == iso(local(day, 8, 45))
+    assert "count the travel (45 min each way, default travel)" in default
+    nearby = times_html(desk_client, service, therapist, day, area=near.pk)
+    assert free_starts(nearby)[0] == iso(local(day, 8, 15))
+    assert "count the travel (15 min each way, Next door)" in nearby
+    # The client's own area, unless the desk names another; listed once.
+    theirs = times_html(desk_client, service, therapist, day, client=client.pk)
+    assert free_starts(theirs)[0] == iso(local(day, 8, 30))
+    assert '<option value="" selected>Makati, the client\'s area (30 min each way)' in (
+        theirs.replace("&#x27;", "'")
+    )
+    assert f'<option value="{makati.pk}"' not in theirs
+    overridden = times_html(desk_client, service, therapist, day, client=client.pk, area=near.pk)
+    assert free_starts(overridden)[0] == iso(local(day, 8, 15))
+    assert f'<option value="{near.pk}" selected>Next door (15 min each way)' in overridden
+    # An area that is not offered is said beside the select, not a server error.
+    for gone in (
+        "999999",
+        str(ServiceArea.objects.create(name="X", travel_minutes=9, active=False).pk),
+    ):
+        html = times_html(desk_client, service, therapist, day, area=gone)
+        assert f"There is no service area with id {gone}." in html
+        assert 'id="id_area_error"' in html
+
+
+def test_starts_no_driver_could_carry_are_marked_and_cannot_be_chosen(
+    desk_client, service, therapist
+):
+    from scheduling.services.availability import availability
+
+    day = tomorrow()
+    driver_working(time(12), time(20), first_name="Noel", last_name="Day")
+    html = times_html(desk_client, service, therapist, day, needs_transport="on")
+
+    # The page shows what the availability service says, no more and no less.
+    [ana] = availability(service=service, day=day, therapist_id=therapist.pk, needs_transport=True)
+    assert free_starts(html) == [iso(s) for s in ana.starts]
+    assert no_driver_starts(html) == [iso(s) for s in ana.no_driver]
+    # The drive there of a 09:00 start (08:15-09:00) is before Noel's 12:00; 12:45 leaves
+    # at 12:00, when he starts.
+    assert iso(local(day, 9)) in no_driver_starts(html)
+    assert free_starts(html)[0] == iso(local(day, 12, 45))
+    slot = re.search(
+        r'<label class="slot slot-no-driver">\s*<input[^>]*id="start-0900"[^>]*>'
+        r"\s*<span>09:00 <small class=\"slot-why\">No driver</small></span>",
+        html,
+    )
+    assert slot, html
+    assert "Times marked “No driver” suit Ana Cruz, but no driver is free" in html
+    assert f"{len(ana.starts)} free times, {len(ana.no_driver)} with no driver" in html
+    assert "(45 min each way, default travel) and a driver free for both legs." in html
+
+    # Without transport those are ordinary free times.
+    walking = times_html(desk_client, service, therapist, day)
+    assert iso(local(day, 9)) in free_starts(walking)
+    assert not no_driver_starts(walking) and "No driver" not in walking
+
+
+def test_with_no_driver_at_all_the_form_says_so(desk_client, service, therapist):
+    html = times_html(desk_client, service, therapist, tomorrow(), needs_transport="on")
+    assert not free_starts(html) and no_driver_starts(html)
+    assert "No driver is free to take Ana Cruz to any of their free times that day." in html
+
+
+def test_a_time_refused_for_want_of_a_driver_is_answered_beside_it(
+    desk_client, desk, client_record, service, therapist
+):
+    day = tomorrow()
+    factories.driver(first_name="Dan", last_name="Lim")  # the only driver, 08:00-20:00
+    ben = factories.therapist(service, first_name="Ben", last_name="Reyes", username="ben")
+    # Ben's trips take Dan 09:15-10:00 and 11:15-12:00; Ana is free at 10:00.
+    book(desk, factories.ClientFactory(), service, ben, local(day, 10), needs_transport=True)
+
+    response = desk_client.post(
+        "/desk/appointments/new/", booking(client_record, service, therapist, local(day, 10))
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert Appointment.objects.filter(therapist=therapist).count() == 0
+    reason = "No driver is free for the drop-off 09:15–10:00 and the pick-up 11:15–12:00."
+    # Beside the time: in its own part of the day, right after its row of times ...
+    morning = html[html.index('aria-label="Morning"') : html.index('aria-label="Afternoon"')]
+    error = re.search(
+        r'<p class="field-error slot-error" id="id_start_error">'
+        r'<span class="slot-error-time">10:00:</span> ([^<]+)</p>',
+        morning,
+    )
+    assert error and error.group(1) == reason
+    # ... which is shown as one no driver can take, not chosen, pointing at the reason.
+    slot = re.search(r'<label class="slot slot-no-driver slot-refused">\s*<input([^>]*)>', morning)
+    assert slot and 'id="start-1000"' in slot.group(1)
+    assert "disabled" in slot.group(1) and 'aria-describedby="id_start_error"' in slot.group(1)
+    assert "checked" not in slot.group(1)
+    # ... and in the summary at the top, as every refusal.
+    assert f'<a href="#id_start">Start time: {reason}</a>' in html
+    # Not the therapist's fault: no booking is named.
+    assert "already booked" not in html and 'class="conflict-list"' not in html
+
+    # Without transport the same time books.
+    data = booking(client_record, service, therapist, local(day, 10), needs_transport=None)
+    assert desk_client.post("/desk/appointments/new/", data).status_code == 302
+    assert Appointment.objects.get(therapist=therapist).needs_transport is False
+
+
+def test_booking_with_an_area_keeps_its_travel(desk_client, client_record, service, therapist):
+    factories.driver()
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    start = local(tomorrow(), 10)
+    data = booking(client_record, service, therapist, start, area=str(makati.pk))
+    response = desk_client.post("/desk/appointments/new/", data)
+    assert response.status_code == 302
+    appointment = Appointment.objects.get()
+    assert (appointment.area, appointment.travel_minutes) == (makati, 30)
+    assert appointment.busy_from == local(tomorrow(), 9, 30)
+
+
+@pytest.mark.parametrize("area", ["999999", "inactive", "abc"])
+def test_an_area_not_offered_is_answered_beside_the_area(
+    desk_client, client_record, service, therapist, area
+):
+    factories.driver()
+    if area == "inactive":
+        area = str(ServiceArea.objects.create(name="Gone", travel_minutes=9, active=False).pk)
+    data = booking(client_record, service, therapist, local(tomorrow(), 10), area=area)
+    response = desk_client.post("/desk/appointments/new/", data)
+    html = response.content.decode()
+    assert response.status_code == 200
+    message = (
+        "Choose an area from the list."
+        if area == "abc"
+        else (f"There is no service area with id {area}.")
+    )
+    assert re.search(rf'<p class="field-error" id="id_area_error">{re.escape(message)}</p>', html)
+    assert f'<a href="#id_area">Area: {message}</a>' in html
+    assert Appointment.objects.count() == 0
+
+
+def test_rebooking_keeps_the_area_chosen_for_the_booking(
+    desk_client, desk, client_record, service, therapist
+):
+    far = ServiceArea.objects.create(name="Far away", travel_minutes=60)
+    rejected = book(desk, client_record, service, therapist, local(tomorrow(), 10), area_id=far.pk)
+    act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
+    html = desk_client.get(f"/desk/appointments/new/?rebook={rejected.pk}").content.decode()
+    assert f'<option value="{far.pk}" selected>Far away (60 min each way)' in html
 
 
 def test_client_search_by_name_and_phone_masks_the_number(desk_client, client_record):
@@ -525,6 +880,29 @@ def test_a_client_is_added_inline_and_comes_back_chosen(desk_client):
     assert "Lea Salonga added and chosen." in html
 
 
+def test_a_client_added_inline_may_be_given_an_area(desk_client):
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    form = desk_client.get("/desk/appointments/new/").content.decode()
+    assert '<label for="id_new-area">Area</label>' in form
+    assert f'<option value="{makati.pk}">Makati (30 min each way)</option>' in form
+    response = desk_client.post(
+        "/desk/clients/new/",
+        {"new-name": "Lea Salonga", "new-phone": "0917 555 0101", "new-area": str(makati.pk)},
+        headers={"HX-Request": "true"},
+    )
+    created = Client.objects.get(name="Lea Salonga")
+    assert created.area == makati
+    # Chosen, with the area the form compares to the one its times were shown for.
+    assert f'data-area="{makati.pk}" checked' in response.content.decode()
+    refused = desk_client.post(
+        "/desk/clients/new/",
+        {"new-name": "Someone", "new-phone": "0917 555 0102", "new-area": "999999"},
+        headers={"HX-Request": "true"},
+    )
+    assert "There is no service area with id 999999." in refused.content.decode()
+    assert not Client.objects.filter(name="Someone").exists()
+
+
 def test_a_duplicate_phone_is_answered_beside_the_phone_field(desk_client, client_record):
     response = desk_client.post(
         "/desk/clients/new/",
@@ -551,6 +929,7 @@ def test_adding_a_client_without_htmx_returns_to_the_form(desk_client):
 
 
 def test_csrf_is_enforced_on_the_desk_forms(desk, client_record, service, therapist, booked):
+    factories.driver()  # the form books with transport
     strict = DjangoClient(enforce_csrf_checks=True)
     strict.force_login(desk)
     data = booking(client_record, service, therapist, local(tomorrow(), 14))
@@ -623,6 +1002,27 @@ def test_detail_shows_the_whole_appointment(desk_client, desk, client_record, se
     assert 'class="badge status-failed"' in html
 
 
+def test_detail_shows_the_travel_and_the_area(desk_client, desk, client_record, service, therapist):
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    in_area = book(
+        desk, client_record, service, therapist, local(tomorrow(), 10), area_id=makati.pk
+    )
+    html = desk_client.get(f"/desk/appointments/{in_area.pk}/").content.decode()
+    assert '<dt>Travel</dt><dd id="appointment-travel">30 min each way · Makati</dd>' in html
+    assert "Ana Cruz leaves base at <time" in html
+    assert ">09:30</time> and is back at <time" in html and ">11:45</time>." in html
+    assert "60 min + 15 min clean-up" in html
+
+    plain = book(desk, client_record, service, therapist, local(day_after(), 10))
+    html = desk_client.get(f"/desk/appointments/{plain.pk}/fragment/").content.decode()
+    assert '<dd id="appointment-travel">45 min each way · default travel</dd>' in html
+    assert ">09:15</time> and is back at <time" in html and ">12:00</time>." in html
+
+    [old] = crowd(tomorrow() + timedelta(days=3), [therapist], service, 1, desk)
+    html = desk_client.get(f"/desk/appointments/{old.pk}/").content.decode()
+    assert '<dd id="appointment-travel">0 min: booked before travel was counted</dd>' in html
+
+
 def test_detail_names_the_dispatchers_reason_for_a_queued_trip(
     desk_client, desk, client_record, service, therapist
 ):
@@ -640,6 +1040,27 @@ def test_detail_names_the_dispatchers_reason_for_a_queued_trip(
     )
     html = desk_client.get(f"/desk/appointments/{appointment.pk}/").content.decode()
     assert "Every waiting driver was passed over: Dan Lim (busy)." in html
+
+
+def test_detail_says_when_a_driver_was_kept_for_another_trip(
+    desk_client, desk, client_record, service, therapist
+):
+    appointment = book(
+        desk, client_record, service, therapist, local(tomorrow(), 10), needs_transport=True
+    )
+    late = factories.driver(first_name="Lea", last_name="Night")
+    DispatchDecision.objects.create(
+        trip=appointment.trips.get(leg="dropoff"),
+        outcome=DispatchOutcome.NO_DRIVER,
+        queue=[{"driver": late.pk, "since": timezone.now().isoformat()}],
+        queue_length=1,
+        skipped=[{"driver": late.pk, "reason": "needed_later"}],
+    )
+    html = desk_client.get(f"/desk/appointments/{appointment.pk}/").content.decode()
+    assert (
+        "Every waiting driver was passed over: Lea Night (kept for another booked trip no one "
+        "else can take)." in html
+    )
 
 
 @pytest.mark.parametrize(
@@ -785,6 +1206,51 @@ def test_a_reschedule_into_a_conflict_names_it_and_moves_nothing(
     assert other.pk
 
 
+def test_a_reschedule_counts_the_travel_and_the_driver_it_was_booked_with(
+    desk_client, desk, client_record, service, therapist
+):
+    factories.driver(first_name="Dan", last_name="Lim")  # the only driver
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    appointment = book(
+        desk,
+        client_record,
+        service,
+        therapist,
+        local(tomorrow(), 10),
+        needs_transport=True,
+        area_id=makati.pk,
+    )
+    ben = factories.therapist(service, first_name="Ben", last_name="Reyes", username="ben")
+    book(
+        desk, factories.ClientFactory(), service, ben, local(day_after(), 10), needs_transport=True
+    )
+    times = desk_client.get(
+        f"/desk/appointments/{appointment.pk}/times/", {"reschedule-date": day_after().isoformat()}
+    ).content.decode()
+    assert "Counting the travel (30 min each way, Makati) and a driver free for both legs." in times
+    # Dan drives Ben's 10:00 there and back: Ana cannot be taken at 10:00 that day.
+    refused = no_driver_starts(times, "reschedule-start")
+    assert iso(local(day_after(), 10)) in refused
+    assert 'id="reschedule-start-1000"' in times and "No driver" in times
+    # 08:30 would bring Ana back (09:45-10:15) while Dan takes Ben there; 08:45 is free.
+    assert iso(local(day_after(), 8, 30)) in refused
+    assert free_starts(times, "reschedule-start")[0] == iso(local(day_after(), 8, 45))
+
+    response = desk_client.post(
+        f"/desk/appointments/{appointment.pk}/reschedule/",
+        {
+            "reschedule-date": day_after().isoformat(),
+            "reschedule-start": iso(local(day_after(), 10)),
+        },
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "No driver is free for the drop-off 09:30–10:00" in html
+    assert 'id="reschedule-start-error"' in html
+    appointment.refresh_from_db()
+    assert appointment.start == local(tomorrow(), 10)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -851,18 +1317,20 @@ def test_no_show_through_the_page(desk_client, desk, client_record, service, the
 
 def test_queues_list_what_needs_a_person(desk_client, desk, client_record, service, therapist):
     day = tomorrow()
+    # Three hours apart: each holds Ana 45 minutes before to 2 hours after its start.
     pending = book(desk, client_record, service, therapist, local(day, 9))
     rejected = book(
-        desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(day, 11)
+        desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(day, 12)
     )
     act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
     rebooked = book(
-        desk, factories.ClientFactory(name="Lito Cruz"), service, therapist, local(day, 13)
+        desk, factories.ClientFactory(name="Lito Cruz"), service, therapist, local(day, 15)
     )
     act_on_appointment(actor=therapist, appointment_id=rebooked.pk, action="reject")
-    book(desk, rebooked.client, service, therapist, local(day, 15))  # already booked again
+    book(desk, rebooked.client, service, therapist, local(day, 18))  # already booked again
     late = factories.therapist(service, hours=(time(0), time(23, 59)))
-    soon = factories.soon(timedelta(minutes=45), service.duration)
+    around_the_clock_driver()
+    soon = soon_with_travel(service)
     with_trip = book(desk, client_record, service, late, soon, needs_transport=True)
     failed = Notification.objects.filter(appointment=pending, audience="client").get()
     Notification.objects.filter(pk=failed.pk).update(status="failed", last_error="no such number")

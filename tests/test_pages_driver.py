@@ -317,14 +317,15 @@ def test_queries_do_not_grow_with_trips(
 ):
     set_shift(driver=driver, on_shift=True)
     set_shift(driver=factories.driver(), on_shift=True)
-    # Done today (booked early this morning, for whatever hour the test runs at) ...
-    for hour in (8, 10, 12, 14):
+    # Done today (booked early this morning, for whatever hour the test runs at), three
+    # hours apart: each holds the therapist from 45 minutes before to 2 hours after ...
+    for hour in (9, 12, 15, 18):
         trip = trip_for(day_at(0, hour), driver, now=day_at(0, 6))
         for action in ("depart", "arrive", "complete"):
             act_on_trip(actor=driver, trip_id=trip.pk, action=action)
     # ... and twenty to come, each with a therapist of its own.
     for days in range(1, 5):
-        for hour in (8, 10, 12, 14, 16):
+        for hour in (9, 11, 13, 15, 17):
             trip_for(day_at(days, hour), driver, therapist_=factories.therapist(service))
 
     # session, user, stream position, profile, busy trips (+ appointment, therapist),

@@ -28,17 +28,30 @@ GARBAGE = [
 ]
 # Each of these is also sent in one GET parameter at a time.
 ALONE = {"\x00", "99999999999999999999999", "10000-01-01", "x" * 5000}
-KEYS = ["date", "from", "to", "service", "therapist", "q", "all", "rebook", "start", "after"]
+KEYS = [
+    "date",
+    "from",
+    "to",
+    "service",
+    "therapist",
+    "q",
+    "all",
+    "rebook",
+    "start",
+    "after",
+    "client",
+    "area",
+    "needs_transport",
+]
 # What the pages' forms post (prefixed forms included), all given the same garbage.
 FORM_KEYS = [
     *KEYS,
-    "client",
     "name",
     "phone",
     "email",
     "address",
+    "new-area",
     "notes",
-    "needs_transport",
     "reason",
     "on_shift",
     "reschedule-date",

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from scheduling.models import Appointment, Transition, Trip
+from scheduling.models import Appointment, ServiceArea, Transition, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.trips import assign_trip
 from tests import factories
@@ -23,9 +23,12 @@ REGION = "/therapist/appointments/"
 
 @pytest.fixture
 def book(desk, service, client_record):
-    """Book `therapist` (the fixture's by default) at an aware start."""
+    """Book `therapist` (the fixture's by default) at an aware start. With transport, some
+    driver works then (Dan, all week, unless the test hired its own)."""
 
     def make(start: datetime, therapist=None, **fields) -> Appointment:
+        if fields.get("needs_transport"):
+            factories.ensure_driver()
         return create_appointment(
             actor=desk,
             client_id=fields.pop("client_id", client_record.pk),
@@ -85,6 +88,32 @@ def test_the_page_shows_the_therapists_own_appointments_in_business_time(
     assert "data-live-after=" in html
 
 
+def test_each_card_says_when_to_leave_and_when_to_be_back(signed_in, therapist, book, tomorrow_at):
+    makati = ServiceArea.objects.create(name="Makati", travel_minutes=30)
+    near = book(tomorrow_at(10), therapist, area_id=makati.pk)
+    default = book(tomorrow_at(14), therapist)
+
+    html = signed_in.get(PAGE).content.decode()
+
+    def card(appointment):
+        found = html[html.index(f'id="appointment-{appointment.pk}"') :]
+        return found[: found.index("</li>")]
+
+    # From leaving base (the travel before the start) to being back (after the session,
+    # its clean-up and the travel home), in the business's clock.
+    leave, back = near.busy_from, near.busy_until
+    assert (
+        f'Leave by <time datetime="{timezone.localtime(leave).isoformat()}">09:30</time>'
+        in card(near)
+    )
+    assert f'Back by <time datetime="{timezone.localtime(back).isoformat()}">11:45</time>' in card(
+        near
+    )
+    assert "30 min travel each way" in card(near)
+    assert ">13:15</time>" in card(default) and ">16:00</time>" in card(default)
+    assert "45 min travel each way" in card(default)
+
+
 def test_today_and_the_next_seven_days_only(signed_in, therapist, book):
     book(day_at(7, 10), therapist)
     beyond = book(day_at(8, 10), therapist)
@@ -131,15 +160,19 @@ def test_the_region_renders_alone_for_the_live_refresh(signed_in, therapist, boo
 
 @pytest.fixture
 def busy_week(therapist, book):
-    """Six appointments a day for a week, with transport, their legs with drivers."""
+    """Six appointments a day for a week, with transport, their legs with drivers. The
+    clients live in a near area (5 minutes each way), so six fit in Ana's day."""
+    near = ServiceArea.objects.create(name="Next door", travel_minutes=5)
     dropoff_driver = factories.driver()
     pickup_driver = factories.driver()
     booked = []
     for days in range(1, 8):
         for slot in range(6):
-            start = day_at(days, 8) + timedelta(minutes=75 * slot)
+            start = day_at(days, 8, 15) + timedelta(minutes=90 * slot)
             client = factories.ClientFactory(notes=f"Client note {days}-{slot}")
-            booked.append(book(start, therapist, client_id=client.pk, needs_transport=True))
+            booked.append(
+                book(start, therapist, client_id=client.pk, needs_transport=True, area_id=near.pk)
+            )
     for appointment in booked:
         for trip in appointment.trips.all():
             driver = dropoff_driver if trip.leg == "dropoff" else pickup_driver
@@ -164,10 +197,11 @@ def test_page_and_region_queries_do_not_grow_with_rows(
 
 
 def test_buttons_follow_the_state_machine(signed_in, therapist, book, tomorrow_at):
+    # Three hours apart: each holds Ana from 45 minutes before to 2 hours after its start.
     pending = book(tomorrow_at(9), therapist, needs_transport=True)
-    confirmed = book(tomorrow_at(11), therapist, needs_transport=True)
-    in_progress = book(tomorrow_at(13), therapist)
-    completed = book(tomorrow_at(15), therapist)
+    confirmed = book(tomorrow_at(12), therapist, needs_transport=True)
+    in_progress = book(tomorrow_at(15), therapist)
+    completed = book(tomorrow_at(18), therapist)
     for appointment, actions in [
         (confirmed, ["accept"]),
         (in_progress, ["accept", "start"]),

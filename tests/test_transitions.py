@@ -82,9 +82,12 @@ def expected(
 
 @pytest.fixture
 def book(desk, service, therapist, client_record, tomorrow_at):
-    """A fresh pending appointment, booked by the desk through the service."""
+    """A fresh pending appointment, booked by the desk through the service (with
+    transport, once some driver works then: capacity is checked at booking)."""
 
     def _book(*, needs_transport: bool = False, hour: int = 10) -> Appointment:
+        if needs_transport:
+            factories.ensure_driver()
         return create_appointment(
             actor=desk,
             client_id=client_record.pk,

@@ -269,9 +269,12 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
-def bookings(count: int, *, per_therapist: int = 8, transport: bool = False, days_ahead: int = 2):
+def bookings(count: int, *, per_therapist: int = 4, transport: bool = False, days_ahead: int = 2):
     """`count` bookings through the desk's service, each telling client and therapist (two
-    notifications), spread over therapists and days so that none overlaps another."""
+    notifications), spread over therapists and days so that none overlaps another: each
+    holds its therapist 2 h 45 (45 minutes' travel each way, the hour, a 15-minute
+    buffer), so a day from 08:00 to 20:00 has four, from 08:45. With transport the
+    drivers must be there already (capacity is checked at booking)."""
     from datetime import datetime, time, timedelta
 
     from django.utils import timezone
@@ -288,7 +291,8 @@ def bookings(count: int, *, per_therapist: int = 8, transport: bool = False, day
         if slot == 0:
             therapist = factories.therapist(service, phone=f"+63918{n:07d}")
         day = timezone.localdate() + timedelta(days=days_ahead + n // (per_therapist * 50))
-        start = timezone.make_aware(datetime.combine(day, time(8)) + timedelta(minutes=75 * slot))
+        first = datetime.combine(day, time(8, 45))
+        start = timezone.make_aware(first + timedelta(minutes=165 * slot))
         made.append(
             create_appointment(
                 actor=desk,

@@ -298,7 +298,9 @@ BUSINESS_NAME = env("BUSINESS_NAME", default="Serenity Home Spa")
 SCHEDULING = {
     # How long a therapist has to accept a new booking (never later than its start).
     "RESPONSE_WINDOW_MINUTES": env.int("RESPONSE_WINDOW_MINUTES", default=30),
-    # Each transport leg's window: drop-off ends at the start, pick-up begins at the end.
+    # One-way travel, base to client, where no service area says otherwise: the therapist
+    # is busy this long before each session and after its buffer, and each transport leg
+    # lasts this long (drop-off ends at the start, pick-up begins after the buffer).
     "TRAVEL_ALLOWANCE_MINUTES": env.int("TRAVEL_ALLOWANCE_MINUTES", default=45),
     # Granularity of the start times offered by availability.
     "SLOT_STEP_MINUTES": env.int("SLOT_STEP_MINUTES", default=15),

@@ -67,6 +67,7 @@ def _domain(exc: DomainError) -> Response:
             {
                 "code": "conflict",
                 "detail": exc.message,
+                **({"reason": exc.reason} if exc.reason else {}),
                 "conflicts": [_conflict(item) for item in exc.conflicts],
             },
             status=status.HTTP_409_CONFLICT,
@@ -93,4 +94,6 @@ def _conflict(item) -> dict:
     }
     if item.trip_id is not None:
         body["trip"] = item.trip_id
+    if item.leg is not None:
+        body["leg"] = item.leg
     return body

@@ -39,6 +39,10 @@ APPOINTMENT_COLUMNS = (
     "payment_status",
     "needs_transport",
     "response_deadline",
+    "travel_minutes",
+    "area_id",
+    "busy_from",
+    "busy_until",
 )
 TRIP_COLUMNS = ("id", "appointment_id", "leg", "window_start", "window_end", "status", "driver_id")
 # The order the trips of an appointment are shown in, everywhere.
@@ -47,7 +51,7 @@ CENTS = Decimal("0.01")
 
 
 # ClientSerializer's fields: plain columns, rendered as they are read.
-CLIENT_COLUMNS = ("id", "name", "phone", "email", "address", "notes")
+CLIENT_COLUMNS = ("id", "name", "phone", "email", "address", "area", "notes")
 
 
 def iso(value: datetime | None, zone: tzinfo) -> str | None:
@@ -162,6 +166,10 @@ def _appointment(row: dict, trips: Iterable[tuple], zone: tzinfo) -> dict[str, A
         "payment_status": row["payment_status"],
         "needs_transport": row["needs_transport"],
         "response_deadline": iso(row["response_deadline"], zone),
+        "travel_minutes": row["travel_minutes"],
+        "area": row["area_id"],
+        "busy_from": iso(row["busy_from"], zone),
+        "busy_until": iso(row["busy_until"], zone),
         "trips": [render_trip(trip, zone) for trip in trips],
     }
 

@@ -28,6 +28,10 @@ ERRORS = {
                 **_detail,
                 "code": serializers.ChoiceField(choices=["conflict", "invalid_transition"]),
                 "status": serializers.CharField(required=False),
+                "reason": serializers.ChoiceField(
+                    choices=["therapist_busy", "not_working", "no_driver", "driver_busy"],
+                    required=False,
+                ),
                 "conflicts": serializers.ListField(
                     required=False,
                     child=inline_serializer(
@@ -35,6 +39,9 @@ ERRORS = {
                         {
                             "appointment": serializers.IntegerField(allow_null=True),
                             "trip": serializers.IntegerField(required=False),
+                            "leg": serializers.ChoiceField(
+                                choices=["dropoff", "pickup"], required=False
+                            ),
                             "start": serializers.DateTimeField(),
                             "end": serializers.DateTimeField(),
                         },
@@ -42,7 +49,8 @@ ERRORS = {
                 ),
             },
         ),
-        description="The time is taken, or the action is not allowed from the status.",
+        description="The time is taken (the therapist, or no driver can carry the legs), "
+        "or the action is not allowed from the status.",
     ),
     429: OpenApiResponse(inline_serializer("TooManyRequests", _detail)),
 }

@@ -68,7 +68,7 @@ def text(**kwargs) -> serializers.CharField:
 class ClientSerializer(serializers.ModelSerializer):
     class Meta:
         model = Client
-        fields = ["id", "name", "phone", "email", "address", "notes"]
+        fields = ["id", "name", "phone", "email", "address", "area", "notes"]
 
 
 class ServiceSerializer(serializers.ModelSerializer):
@@ -137,8 +137,17 @@ class AppointmentSerializer(serializers.ModelSerializer):
             "payment_status",
             "needs_transport",
             "response_deadline",
+            "travel_minutes",
+            "area",
+            "busy_from",
+            "busy_until",
             "trips",
         ]
+        extra_kwargs = {
+            "travel_minutes": {"help_text": "One way, base to client, as booked."},
+            "busy_from": {"help_text": "The therapist leaves base (start - travel)."},
+            "busy_until": {"help_text": "The therapist is back (end + buffer + travel)."},
+        }
 
 
 class EventSerializer(serializers.Serializer):
@@ -157,11 +166,18 @@ class TherapistStartsSerializer(serializers.Serializer):
     therapist = serializers.IntegerField()
     name = serializers.CharField()
     starts = serializers.ListField(child=serializers.DateTimeField())
+    no_driver = serializers.ListField(
+        child=serializers.DateTimeField(),
+        help_text="With needs_transport: starts the therapist could make but no driver "
+        "could carry (empty otherwise).",
+    )
 
 
 class AvailabilitySerializer(serializers.Serializer):
     service = serializers.IntegerField()
     date = serializers.DateField()
+    travel_minutes = serializers.IntegerField(help_text="One way, as a booking would get.")
+    needs_transport = serializers.BooleanField()
     therapists = TherapistStartsSerializer(many=True)
 
 
@@ -183,6 +199,7 @@ class ClientInput(serializers.Serializer):
     phone = serializers.CharField(max_length=32)
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     address = text(required=False)
+    area = ident(required=False, allow_null=True, help_text="Service area (sets the travel time).")
     notes = text(required=False)
 
 
@@ -198,6 +215,11 @@ class AppointmentInput(serializers.Serializer):
     address = text(required=False, default="")
     notes = text(required=False, default="")
     needs_transport = serializers.BooleanField(required=False, default=False)
+    area = ident(
+        required=False,
+        allow_null=True,
+        help_text="A service area for this booking; else the client's, else the default.",
+    )
 
 
 class AppointmentPatch(serializers.Serializer):
@@ -218,6 +240,9 @@ class AvailabilityQuery(serializers.Serializer):
     service = ident()
     date = DayField()
     therapist = ident(required=False)
+    needs_transport = serializers.BooleanField(required=False, default=False)
+    client = ident(required=False, help_text="Whose address: their area sets the travel.")
+    area = ident(required=False, help_text="A service area; overrides the client's.")
 
 
 class AppointmentFilter(serializers.Serializer):

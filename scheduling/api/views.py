@@ -40,6 +40,7 @@ from scheduling.services.availability import availability
 from scheduling.services.catalog import create_service
 from scheduling.services.clients import create_client, update_client
 from scheduling.services.idempotency import fingerprint, once
+from scheduling.services.travel import travel_for
 
 
 def documented(serializer_class):
@@ -206,22 +207,41 @@ class AvailabilityView(APIView):
             raise DRFValidationError(
                 {"therapist": [f"There is no therapist with id {therapist_id}."]}
             )
-        result = availability(service=service, day=query["date"], therapist_id=therapist_id)
-        return Response(availability_body(service, query["date"], result))
+        client = None
+        if query.get("client"):
+            client = Client.objects.filter(pk=query["client"]).first()
+            if client is None:
+                raise DRFValidationError(
+                    {"client": [f"There is no client with id {query['client']}."]}
+                )
+        travel = travel_for(client=client, area_id=query.get("area"))
+        result = availability(
+            service=service,
+            day=query["date"],
+            therapist_id=therapist_id,
+            travel=travel.time,
+            needs_transport=query["needs_transport"],
+        )
+        return Response(
+            availability_body(service, query["date"], result, travel, query["needs_transport"])
+        )
 
 
-def availability_body(service: Service, day, result) -> dict:
+def availability_body(service: Service, day, result, travel, needs_transport: bool) -> dict:
     """What AvailabilitySerializer renders, with the start times (some 200 a day) written
     by `rows.iso` rather than one DRF DateTimeField call each."""
     zone = timezone.get_current_timezone()
     return {
         "service": service.pk,
         "date": day.isoformat(),
+        "travel_minutes": travel.minutes,
+        "needs_transport": needs_transport,
         "therapists": [
             {
                 "therapist": r.therapist.pk,
                 "name": str(r.therapist),
                 "starts": [rows_out.iso(start, zone) for start in r.starts],
+                "no_driver": [rows_out.iso(start, zone) for start in r.no_driver],
             }
             for r in result
         ],
@@ -324,6 +344,7 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById)
                 address=data["address"],
                 notes=data["notes"],
                 needs_transport=data["needs_transport"],
+                area_id=data.get("area"),
             )
             # Rendered from the booking in memory: only its trips are read back.
             trips = (

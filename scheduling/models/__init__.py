@@ -1,5 +1,5 @@
 from scheduling.models.appointments import Appointment, PaymentStatus, Transition
-from scheduling.models.catalog import Service
+from scheduling.models.catalog import Service, ServiceArea
 from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipReason
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
 from scheduling.models.idempotency import IdempotencyKey
@@ -36,6 +36,7 @@ __all__ = [
     "PaymentStatus",
     "Role",
     "Service",
+    "ServiceArea",
     "SkipReason",
     "StreamEvent",
     "StreamEventRecipient",

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from datetime import timedelta
 
 from django.db import models
@@ -36,3 +38,40 @@ class Service(models.Model):
     @property
     def buffer(self) -> timedelta:
         return timedelta(minutes=self.buffer_minutes)
+
+
+class ServiceAreaQuerySet(models.QuerySet):
+    def active(self) -> ServiceAreaQuerySet:
+        return self.filter(active=True)
+
+
+class ServiceArea(models.Model):
+    """Where clients live, and how long the trip there takes from base (one way).
+
+    A booking copies the minutes it was made with (`Appointment.travel_minutes`), so
+    changing an area later moves no existing booking."""
+
+    name = models.CharField(max_length=120, unique=True)
+    travel_minutes = models.PositiveSmallIntegerField(
+        help_text="Minutes from base to a client here, one way."
+    )
+    active = models.BooleanField(default=True)
+
+    objects = ServiceAreaQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Never 0: a client needs no transport only when the desk says so.
+            models.CheckConstraint(
+                condition=Q(travel_minutes__gte=1, travel_minutes__lte=6 * 60),
+                name="area_travel_bounded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.travel_minutes} min)"
+
+    @property
+    def travel(self) -> timedelta:
+        return timedelta(minutes=self.travel_minutes)

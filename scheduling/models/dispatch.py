@@ -16,6 +16,8 @@ class SkipReason(models.TextChoices):
     OFF_SHIFT = "off_shift"
     BUSY = "busy"
     VEHICLE = "vehicle"
+    # Giving them this trip would leave another booked trip with no driver who can take it.
+    NEEDED_LATER = "needed_later"
 
 
 class DispatchDecision(models.Model):
@@ -25,7 +27,7 @@ class DispatchDecision(models.Model):
     dispatcher read it: the drivers ahead of the one chosen and that one (the whole queue
     when nobody was), as `{"driver": id, "since": ISO time}`; `queue_length` is how many
     were waiting in all. `skipped` lists the drivers passed over, with the reason:
-    `{"driver": id, "reason": "off_shift" | "busy" | "vehicle"}`.
+    `{"driver": id, "reason": "off_shift" | "busy" | "vehicle" | "needed_later"}`.
     """
 
     trip = models.ForeignKey(

@@ -47,6 +47,15 @@ class Vehicle(models.TextChoices):
     CAR = "car"
 
 
+class DriverProfileQuerySet(models.QuerySet):
+    def queue(self) -> DriverProfileQuerySet:
+        """The FIFO queue: active drivers on shift and free, longest-waiting first (ties
+        by user id). The dispatcher serves it and the stream shows it: one definition."""
+        return self.filter(
+            on_shift=True, available_since__isnull=False, user__is_active=True
+        ).order_by("available_since", "user_id")
+
+
 class DriverProfile(models.Model):
     user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="driver_profile")
     vehicle = models.CharField(max_length=16, choices=Vehicle.choices, default=Vehicle.MOTORCYCLE)
@@ -56,6 +65,8 @@ class DriverProfile(models.Model):
     on_shift = models.BooleanField(default=False)
     # Position in the FIFO queue: the on-shift driver with the oldest value waits longest.
     available_since = models.DateTimeField(null=True, blank=True)
+
+    objects = DriverProfileQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -158,6 +169,14 @@ class Client(models.Model):
     phone_digits = models.CharField(max_length=20, editable=False)
     email = models.EmailField(blank=True)
     address = models.TextField(blank=True)
+    # Where the address is: how long the therapist travels to it (None: the default).
+    area = models.ForeignKey(
+        "scheduling.ServiceArea",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="clients",
+    )
     notes = models.TextField(blank=True)
     preferences = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from scheduling import events, states
-from scheduling.domain import Interval, is_on_step, local_date
+from scheduling.domain import Interval, busy_range, is_on_step, local_date
 from scheduling.errors import (
     Conflict,
     ConflictingItem,
@@ -29,9 +29,8 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services import notifications
+from scheduling.services import capacity, notifications
 from scheduling.services import trips as trip_services
-from scheduling.services.availability import day_schedules
 from scheduling.services.common import (
     THERAPIST_TIMETABLE,
     latest_bookable,
@@ -42,6 +41,8 @@ from scheduling.services.common import (
     role_of,
     violates,
 )
+from scheduling.services.travel import Travel, travel_for, travel_of
+from scheduling.services.working_time import day_schedules
 from scheduling.states import APPOINTMENT_RULES, NEW, AppointmentStatus
 
 OVERLAP_CONSTRAINT = "appt_therapist_no_overlap"
@@ -63,22 +64,25 @@ def create_appointment(
     address: str = "",
     notes: str = "",
     needs_transport: bool = False,
+    area_id: int | None = None,
     now: datetime | None = None,
 ) -> Appointment:
-    """Book `client` with `therapist` for `service` at `start` (status pending)."""
+    """Book `client` with `therapist` for `service` at `start` (status pending).
+
+    The therapist is held from leaving base to being back (`busy_range`), which must lie
+    in their working time and meet no other booking; with transport, the drivers must be
+    able to carry both legs beside every trip already booked."""
     states.check(APPOINTMENT_RULES, "create", current=NEW, role=role_of(actor), noun="appointment")
     now = now or timezone.now()
     client = _get(Client, client_id, "client")
     service = _bookable_service(service_id)
     therapist = _therapist_for(therapist_id, service)
-    _check_start(start, now)
+    travel = travel_for(client=client, area_id=area_id)
+    _check_start(start, now, travel)
     appointment = Appointment(
         client=client,
         service=service,
         therapist=therapist,
-        start=start,
-        end=start + service.duration,
-        blocked_until=start + service.duration + service.buffer,
         address=address or client.address,
         notes=notes,
         needs_transport=needs_transport,
@@ -86,13 +90,17 @@ def create_appointment(
         created_by=actor,
         response_deadline=_deadline(start, now),
     )
+    _place(appointment, start, travel)
     try:
         with transaction.atomic():
+            # Timetable, then capacity: the one order every booking writer takes them in.
             lock_timetable(THERAPIST_TIMETABLE, therapist.pk)
             _check_working(appointment)
             if not _overlaps_refused_by_database():
                 _check_no_overlap(appointment)
             appointment.save()
+            if needs_transport:
+                capacity.check_carriable(_legs(appointment), now=now)
             transition = _log(appointment, "create", NEW, appointment.status, actor)
             trips = trip_services.create_trips_for(appointment) if needs_transport else []
             notifications.appointment_changed(appointment, transition)
@@ -115,7 +123,9 @@ def reschedule_appointment(
 ) -> Appointment:
     """Move an appointment to `start`: same checks as booking, same id and history.
 
-    The therapist has to accept the new time, and transport is planned anew.
+    The therapist has to accept the new time, and transport is planned anew. The travel
+    it was booked with stays (an area's later change moves nothing booked); one booked
+    before travel was counted (travel 0) is given the travel a new booking would get.
     """
     now = now or timezone.now()
     therapist_id = _locked(appointment_id, lock=False).therapist_id
@@ -131,15 +141,17 @@ def reschedule_appointment(
             role=role_of(actor),
             noun="appointment",
         )
-        _check_start(start, now)
-        service = appointment.service
-        appointment.start = start
-        appointment.end = start + service.duration
-        appointment.blocked_until = appointment.end + service.buffer
+        travel = travel_of(appointment)
+        _check_start(start, now, travel)
+        _place(appointment, start, travel)
         appointment.status = AppointmentStatus.PENDING
         appointment.response_deadline = _deadline(start, now)
         _check_free(appointment)
         _save_guarded(appointment)
+        if appointment.needs_transport:
+            capacity.check_carriable(
+                _legs(appointment), now=now, excluding_appointment=appointment.pk
+            )
         batch = EventBatch()
         trips: list[Trip] = []
         if appointment.needs_transport:
@@ -150,6 +162,27 @@ def reschedule_appointment(
         batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
         batch.flush()
     return appointment
+
+
+def _place(appointment: Appointment, start: datetime, travel: Travel) -> None:
+    """Set the times an appointment at `start` holds, travel there and back included."""
+    service = appointment.service
+    appointment.start = start
+    appointment.end = start + service.duration
+    appointment.blocked_until = appointment.end + service.buffer
+    appointment.area = travel.area
+    appointment.travel_minutes = travel.minutes
+    held = busy_range(start, duration=service.duration, buffer=service.buffer, travel=travel.time)
+    appointment.busy_from, appointment.busy_until = held.start, held.end
+
+
+def _legs(appointment: Appointment) -> list[capacity.NewLeg]:
+    return capacity.legs_for(
+        appointment.start,
+        appointment.end,
+        buffer=appointment.service.buffer,
+        travel=timedelta(minutes=appointment.travel_minutes),
+    )
 
 
 def act_on_appointment(
@@ -300,11 +333,18 @@ def _therapist_for(therapist_id: int, service: Service) -> User:
     return therapist
 
 
-def _check_start(start: datetime, now: datetime) -> None:
+def _check_start(start: datetime, now: datetime, travel: Travel) -> None:
     require_aware(start, "start")
     step = minutes("SLOT_STEP_MINUTES")
     if start < now:
         raise ValidationFailed.on("start", "That time has already passed.")
+    leave = start - travel.time
+    if leave < now:
+        raise ValidationFailed.on(
+            "start",
+            f"That is too soon: getting there takes {travel.minutes} minutes, so the "
+            f"therapist would have had to leave at {timezone.localtime(leave):%H:%M}.",
+        )
     if start > latest_bookable(now):
         raise ValidationFailed.on("start", "That is too far ahead to book; check the year.")
     if not is_on_step(start, step):
@@ -326,13 +366,22 @@ def _check_free(appointment: Appointment) -> None:
 
 
 def _check_working(appointment: Appointment) -> None:
-    """The session lies in the therapist's working time (no constraint holds this)."""
+    """The whole busy range, travel included, lies in the therapist's working time (no
+    constraint holds this)."""
     therapist = appointment.therapist
-    session = Interval(appointment.start, appointment.end)
-    schedule = day_schedules([therapist.pk], local_date(appointment.start))[therapist.pk]
-    reason = schedule.why_not_working(session)
+    held = Interval(appointment.busy_from, appointment.busy_until)
+    schedule = day_schedules([therapist.pk], local_date(held.start))[therapist.pk]
+    reason = schedule.why_not_working(held)
     if reason:
-        raise Conflict(f"{local_text(appointment.start)} is {reason} for {therapist}.")
+        counting = (
+            f" (counting {appointment.travel_minutes} minutes' travel each way)"
+            if appointment.travel_minutes
+            else ""
+        )
+        raise Conflict(
+            f"{local_text(appointment.start)} is {reason} for {therapist}{counting}.",
+            reason="not_working",
+        )
 
 
 def _check_no_overlap(appointment: Appointment) -> None:
@@ -353,7 +402,7 @@ def _conflicts(appointment: Appointment) -> list[Appointment]:
     return list(
         Appointment.objects.active()
         .filter(therapist_id=appointment.therapist_id)
-        .overlapping(appointment.start, appointment.blocked_until)
+        .overlapping(appointment.busy_from, appointment.busy_until)
         .exclude(pk=appointment.pk)
         .order_by("start")
     )
@@ -362,13 +411,14 @@ def _conflicts(appointment: Appointment) -> list[Appointment]:
 def _busy(appointment: Appointment, conflicts: list[Appointment]) -> Conflict:
     first = conflicts[0]
     return Conflict(
-        f"{appointment.therapist} is already booked from {local_text(first.start)} to "
-        f"{timezone.localtime(first.blocked_until):%H:%M} (appointment #{first.pk}, "
+        f"{appointment.therapist} is already booked from {local_text(first.busy_from)} to "
+        f"{timezone.localtime(first.busy_until):%H:%M} (appointment #{first.pk}, "
         "travel and clean-up included).",
         [
-            ConflictingItem(start=c.start, end=c.blocked_until, appointment_id=c.pk)
+            ConflictingItem(start=c.busy_from, end=c.busy_until, appointment_id=c.pk)
             for c in conflicts
         ],
+        reason="therapist_busy",
     )
 
 
@@ -389,7 +439,9 @@ def _overlap_conflict(exc: IntegrityError, appointment: Appointment) -> Conflict
     conflicts = _conflicts(appointment)
     if conflicts:
         return _busy(appointment, conflicts)
-    return Conflict(f"{appointment.therapist} was just booked at that time.")
+    return Conflict(
+        f"{appointment.therapist} was just booked at that time.", reason="therapist_busy"
+    )
 
 
 def _locked(appointment_id: int, *, lock: bool = True) -> Appointment:

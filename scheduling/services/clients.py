@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from scheduling.errors import ValidationFailed
-from scheduling.models import Client
+from scheduling.models import Channel, Client, ServiceArea
 from scheduling.phones import normalize_phone
+from scheduling.services.travel import area_by_id
 
-EDITABLE = ("name", "phone", "email", "address", "notes", "preferences")
+EDITABLE = ("name", "phone", "email", "address", "area", "notes", "preferences")
 
 
 def create_client(
@@ -19,14 +20,16 @@ def create_client(
     address: str = "",
     notes: str = "",
     preferences: dict | None = None,
+    area: int | None = None,
 ) -> Client:
     client = Client(
         name=_clean_name(name),
         phone=normalize_phone(phone),
         email=email,
         address=address,
+        area=_area(area),
         notes=notes,
-        preferences=preferences or {},
+        preferences=_clean_preferences(preferences or {}),
     )
     _save_unique(client)
     return client
@@ -43,10 +46,30 @@ def update_client(*, client: Client, **changes) -> Client:
         changes["name"] = _clean_name(changes["name"])
     if "phone" in changes:
         changes["phone"] = normalize_phone(changes["phone"])
+    if "area" in changes:
+        changes["area"] = _area(changes["area"])
+    if "preferences" in changes:
+        changes["preferences"] = _clean_preferences(changes["preferences"])
     for field, value in changes.items():
         setattr(client, field, value)
     _save_unique(client)
     return client
+
+
+def _area(area_id: int | None) -> ServiceArea | None:
+    """The service area named by id (None: no area, the default travel applies)."""
+    return None if area_id is None else area_by_id(area_id)
+
+
+def _clean_preferences(preferences: object) -> dict:
+    """A JSON object; its `channel`, when given, one the notifications can use."""
+    if not isinstance(preferences, dict):
+        raise ValidationFailed.on("preferences", 'Give an object, e.g. {"channel": "sms"}.')
+    channel = preferences.get("channel")
+    if channel is not None and channel not in Channel.values:
+        choices = ", ".join(Channel.values)
+        raise ValidationFailed.on("preferences", f"The channel must be one of {choices}.")
+    return preferences
 
 
 def _clean_name(name: str) -> str:

@@ -31,6 +31,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from scheduling import background, events, states
+from scheduling.domain import Interval, local_date
 from scheduling.errors import (
     Conflict,
     DomainError,
@@ -40,6 +41,7 @@ from scheduling.errors import (
     ValidationFailed,
 )
 from scheduling.events import EventBatch
+from scheduling.fleet import vehicle_fits
 from scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -54,6 +56,7 @@ from scheduling.models import (
     User,
     Vehicle,
 )
+from scheduling.services import capacity
 from scheduling.services.common import role_of
 from scheduling.services.trips import Assignments, assign_locked
 
@@ -81,13 +84,7 @@ def dispatchable(now: datetime) -> Q:
 
 def driver_queue():
     """The drivers waiting for a trip, longest-waiting first."""
-    return (
-        DriverProfile.objects.filter(
-            on_shift=True, available_since__isnull=False, user__is_active=True
-        )
-        .select_related("user")
-        .order_by("available_since", "user_id")
-    )
+    return DriverProfile.objects.queue().select_related("user")
 
 
 def queue_position(profile: DriverProfile) -> int | None:
@@ -104,9 +101,9 @@ def queue_position(profile: DriverProfile) -> int | None:
 
 def fits(profile: DriverProfile, trip: Trip) -> bool:
     """A motorcycle carries one passenger; more need a car with the seats."""
-    if trip.passengers > profile.seats:
-        return False
-    return trip.passengers == 1 or profile.vehicle == Vehicle.CAR
+    return vehicle_fits(
+        seats=profile.seats, car=profile.vehicle == Vehicle.CAR, passengers=trip.passengers
+    )
 
 
 @dataclass
@@ -135,6 +132,9 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
         return []
     with transaction.atomic():
         _lock_dispatcher()
+        # After the dispatcher's own lock, as bookings take it after the timetable's.
+        days = _days_of_dispatchable(now)
+        capacity.lock_days(days)
         trips = list(
             Trip.objects.filter(dispatchable(now))
             .select_for_update(of=("self",), skip_locked=True)
@@ -147,10 +147,13 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
         queue = _lock_queue(list(driver_queue()))
         busy = _busy_windows([c.driver_id for c in queue], since=trips[0].window_start)
         previous = last_decisions([t.pk for t in trips])
+        fleet = capacity.load_fleet(days, now=now)
         writes = Assignments()
         decisions = []
         for trip in trips:
-            decision = _decide(trip, queue, busy, now=now, writes=writes)
+            decision = _decide(trip, queue, busy, fleet, now=now, writes=writes)
+            if decision.driver_id is not None:
+                fleet = fleet.given(trip.pk, decision.driver_id)
             if decision.outcome == DispatchOutcome.NO_DRIVER and _same(
                 decision, previous.get(trip.pk)
             ):
@@ -171,49 +174,56 @@ def _decide(
     trip: Trip,
     queue: list[Candidate],
     busy: dict[int, list[tuple[datetime, datetime]]],
+    fleet: capacity.Fleet,
     *,
     now: datetime,
     writes: Assignments,
 ) -> DispatchDecision:
     """Give `trip` to the first eligible driver of `queue` (who then leaves it).
 
+    First in, first out, except that a driver whose taking this trip would leave another
+    booked trip with no driver who can take it is passed over (`needed_later`), so long
+    as someone behind them can take it; when nobody else can, the trip under way now
+    goes to the first of them after all (the later trip waits for a driver to come on).
+
     The decision records the queue as far as it was read: the drivers ahead of the one
     chosen and that one (all of them when nobody was), and how long it was. Those behind
     had no say, and writing them into every decision would make a pass quadratic."""
     stood = []
     skipped = []
+    needed_later: list[Candidate] = []
+    chosen = None
     for candidate in queue:
         stood.append(candidate.entry())
-        reason = candidate.gone
-        if reason is None and not fits(candidate.profile, trip):
-            reason = SkipReason.VEHICLE
-        if reason is None and any(
-            start < trip.window_end and trip.window_start < end
-            for start, end in busy.get(candidate.driver_id, ())
-        ):
-            reason = SkipReason.BUSY
+        reason = _unfit(candidate, trip, busy)
+        if reason is None and fleet.strands(trip.pk, candidate.driver_id):
+            reason = SkipReason.NEEDED_LATER
+            needed_later.append(candidate)
         if reason is None:
-            try:
-                # The busy windows above were the friendly check; the constraint decides.
-                assign_locked(
-                    trip=trip, profile=candidate.profile, now=now, writes=writes, precheck=False
-                )
-            except Conflict:
-                # A trip of theirs that the read above missed; the constraint refused.
-                reason = SkipReason.BUSY
+            reason = _assign(trip, candidate, now=now, writes=writes)
         if reason is not None:
             skipped.append({"driver": candidate.driver_id, "reason": str(reason)})
             continue
+        chosen = candidate
+        break
+    if chosen is None:
+        for candidate in needed_later:
+            if _assign(trip, candidate, now=now, writes=writes) is None:
+                chosen = candidate
+                # Not passed over after all: `skipped` lists only those who were.
+                skipped = [s for s in skipped if s["driver"] != chosen.driver_id]
+                break
+    if chosen is not None:
         decision = DispatchDecision(
             trip=trip,
             outcome=DispatchOutcome.ASSIGNED,
-            driver_id=candidate.driver_id,
+            driver_id=chosen.driver_id,
             queue=stood,
             queue_length=len(queue),
             skipped=skipped,
             decided_at=now,
         )
-        queue.remove(candidate)
+        queue.remove(chosen)
         return decision
     return DispatchDecision(
         trip=trip,
@@ -223,6 +233,42 @@ def _decide(
         skipped=skipped,
         decided_at=now,
     )
+
+
+def _unfit(
+    candidate: Candidate, trip: Trip, busy: dict[int, list[tuple[datetime, datetime]]]
+) -> str | None:
+    """Why this driver cannot take this trip at all (None: they can)."""
+    if candidate.gone is not None:
+        return candidate.gone
+    if not fits(candidate.profile, trip):
+        return SkipReason.VEHICLE
+    if any(
+        start < trip.window_end and trip.window_start < end
+        for start, end in busy.get(candidate.driver_id, ())
+    ):
+        return SkipReason.BUSY
+    return None
+
+
+def _assign(trip: Trip, candidate: Candidate, *, now: datetime, writes: Assignments) -> str | None:
+    """Give the trip; None when done, else why the database refused."""
+    try:
+        # The busy windows were the friendly check; the constraint decides.
+        assign_locked(trip=trip, profile=candidate.profile, now=now, writes=writes, precheck=False)
+    except Conflict:
+        # A trip of theirs that the read missed; the constraint refused.
+        return SkipReason.BUSY
+    return None
+
+
+def _days_of_dispatchable(now: datetime) -> list:
+    """The local days of the trips a pass may serve, and of now."""
+    windows = Trip.objects.filter(dispatchable(now)).values_list("window_start", "window_end")
+    days = {local_date(now)}
+    for start, end in windows:
+        days.update(capacity.days_of(Interval(start, end)))
+    return sorted(days)
 
 
 def _lock_dispatcher() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -11,13 +11,12 @@ from django.utils import timezone
 from scheduling import background, events, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
 from scheduling.events import EventBatch
-from scheduling.models import Appointment, DriverProfile, Leg, Transition, Trip, User
-from scheduling.services import notifications
+from scheduling.models import Appointment, DriverProfile, Transition, Trip, User
+from scheduling.services import capacity, notifications
 from scheduling.services.common import (
     DRIVER_TIMETABLE,
     local_text,
     lock_timetable,
-    minutes,
     role_of,
     violates,
 )
@@ -27,24 +26,24 @@ OVERLAP_CONSTRAINT = "trip_driver_no_overlap"
 
 
 def create_trips_for(appointment: Appointment) -> list[Trip]:
-    """The drop-off leg ends at the start, the pick-up leg begins at the end, each as
-    long as the travel allowance. Runs inside the caller's transaction."""
-    allowance = minutes("TRAVEL_ALLOWANCE_MINUTES")
+    """The drop-off leg ends at the start, the pick-up leg begins when the session and its
+    buffer are over, each as long as the appointment's travel (`capacity.legs_for`, the
+    legs the booking checked). Runs inside the caller's transaction."""
+    legs = capacity.legs_for(
+        appointment.start,
+        appointment.end,
+        buffer=appointment.blocked_until - appointment.end,
+        travel=timedelta(minutes=appointment.travel_minutes),
+    )
     trips = Trip.objects.bulk_create(
-        [
-            Trip(
-                appointment=appointment,
-                leg=Leg.DROPOFF,
-                window_start=appointment.start - allowance,
-                window_end=appointment.start,
-            ),
-            Trip(
-                appointment=appointment,
-                leg=Leg.PICKUP,
-                window_start=appointment.end,
-                window_end=appointment.end + allowance,
-            ),
-        ]
+        Trip(
+            appointment=appointment,
+            leg=leg.leg,
+            window_start=leg.window.start,
+            window_end=leg.window.end,
+            passengers=leg.passengers,
+        )
+        for leg in legs
     )
     Transition.objects.bulk_create(
         Transition(trip=t, action="create", from_status=NEW, to_status=t.status) for t in trips
@@ -237,6 +236,7 @@ def _busy(driver: User, clashes: list[Trip]) -> Conflict:
             )
             for t in clashes
         ],
+        reason="driver_busy",
     )
 
 
@@ -263,7 +263,7 @@ def _change(
         raise (
             _busy(trip.driver, clashes)
             if clashes
-            else Conflict("That driver was just given an overlapping trip.")
+            else Conflict("That driver was just given an overlapping trip.", reason="driver_busy")
         ) from None
     entry = Transition(
         trip=trip,

@@ -33,7 +33,7 @@ from scheduling.domain import (
     local_day_bounds,
     subtract,
 )
-from scheduling.errors import Conflict, DomainError
+from scheduling.errors import Conflict, DomainError, ValidationFailed
 from scheduling.forms import (
     AppointmentForm,
     ClientForm,
@@ -53,6 +53,7 @@ from scheduling.models import (
     NotificationStatus,
     PaymentStatus,
     Service,
+    ServiceArea,
     Transition,
     Trip,
     TripStatus,
@@ -68,8 +69,10 @@ from scheduling.services.appointments import (
     reschedule_appointment,
 )
 from scheduling.services.availability import availability, day_schedules
+from scheduling.services.capacity import NO_DRIVER
 from scheduling.services.clients import create_client
 from scheduling.services.common import latest_bookable
+from scheduling.services.travel import Travel, default_minutes, travel_for, travel_of
 from scheduling.views.common import (
     call_for_form,
     call_for_page,
@@ -89,7 +92,13 @@ CLIENT_RESULTS = 8
 QUIET_DAY = (time(8), time(20))
 # The actions the detail page has a form for; the rules table decides when each is shown.
 PAGE_ACTIONS = ("reschedule", "cancel", "no_show")
-SKIP_REASONS = {"off_shift": "off shift", "busy": "busy", "vehicle": "vehicle too small"}
+SKIP_REASONS = {
+    "off_shift": "off shift",
+    "busy": "busy",
+    "vehicle": "vehicle too small",
+    # Taking this trip would have left another booked trip with no driver who can take it.
+    "needed_later": "kept for another booked trip no one else can take",
+}
 
 
 # Words for the stored values: the choices' own labels ("" is the "from" of a creation).
@@ -239,20 +248,39 @@ class Segment:
     width: str
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a block's lane: where it is drawn, and its times in words."""
+
+    left: str
+    width: str
+    text: str
+
+
 @dataclass
 class Block:
     appointment: Appointment
     left: str
     width: str
-    tail_left: str  # travel and clean-up after the session
+    tail_left: str  # clean-up after the session (the service's buffer)
     tail: str
     lane: int
     transport: Transport
     hidden_status: bool  # drawn only when the desk asked for every status
+    # The therapist's travel: from leaving base to the start, from the end of the clean-up
+    # to being back. None when the booking counts no travel (booked before travel was).
+    travel_out: Piece | None = None
+    travel_back: Piece | None = None
 
     @property
     def times(self) -> str:
         return f"{local_hm(self.appointment.start)}–{local_hm(self.appointment.end)}"
+
+    @property
+    def away(self) -> str:
+        """From leaving base to being back, as the board's tooltip says it."""
+        a = self.appointment
+        return f"{local_hm(a.busy_from)}–{local_hm(a.busy_until)}"
 
     @property
     def starts(self) -> str:
@@ -279,8 +307,8 @@ def board_span(day: date, schedules: dict[int, DaySchedule], booked: list[Appoin
     """From the earliest working hour to the latest of the day (whole hours), widened to
     any appointment outside them."""
     day_start, day_end = local_day_bounds(day)
-    starts = [h.start for s in schedules.values() for h in s.hours] + [a.start for a in booked]
-    ends = [h.end for s in schedules.values() for h in s.hours] + [a.end for a in booked]
+    starts = [h.start for s in schedules.values() for h in s.hours] + [a.busy_from for a in booked]
+    ends = [h.end for s in schedules.values() for h in s.hours] + [a.busy_until for a in booked]
     if not starts:
         zone = business_zone()
         return Span(at_wall_time(day, QUIET_DAY[0], zone), at_wall_time(day, QUIET_DAY[1], zone))
@@ -330,18 +358,27 @@ def segments_of(schedule: DaySchedule, span: Span) -> list[Segment]:
     return segments
 
 
+def travel_piece(start: datetime, end: datetime, span: Span) -> Piece | None:
+    if end <= start:
+        return None
+    left, width = span.place(start, end)
+    return Piece(left, width, f"Travel {local_hm(start)}–{local_hm(end)}")
+
+
 def lay_out(booked: list[Appointment], span: Span, *, show_all: bool) -> list[Block]:
-    """Blocks in lanes: two that overlap (a no-show and the booking made in its place)
-    sit one under the other."""
+    """Blocks in lanes: two whose busy ranges overlap (a no-show and the booking made in
+    its place) sit one under the other. A block takes its lane from leaving base
+    (`busy_from`) to being back (`busy_until`): the travel drawn either side of the
+    session is the therapist's as much as the session is."""
     lane_ends: list[datetime] = []
     blocks = []
-    for appointment in sorted(booked, key=lambda a: (a.start, a.pk)):
-        lane = next((i for i, end in enumerate(lane_ends) if end <= appointment.start), None)
+    for appointment in sorted(booked, key=lambda a: (a.busy_from, a.start, a.pk)):
+        lane = next((i for i, end in enumerate(lane_ends) if end <= appointment.busy_from), None)
         if lane is None:
             lane = len(lane_ends)
-            lane_ends.append(appointment.blocked_until)
+            lane_ends.append(appointment.busy_until)
         else:
-            lane_ends[lane] = appointment.blocked_until
+            lane_ends[lane] = appointment.busy_until
         left, width = span.place(appointment.start, appointment.end)
         tail_left, tail = span.place(appointment.end, appointment.blocked_until)
         blocks.append(
@@ -354,6 +391,8 @@ def lay_out(booked: list[Appointment], span: Span, *, show_all: bool) -> list[Bl
                 lane=lane,
                 transport=transport_of(appointment),
                 hidden_status=show_all and appointment.status in CANCELS_TRANSPORT,
+                travel_out=travel_piece(appointment.busy_from, appointment.start, span),
+                travel_back=travel_piece(appointment.blocked_until, appointment.busy_until, span),
             )
         )
     return blocks
@@ -666,31 +705,136 @@ def service_choices() -> list[tuple[int, str]]:
     ]
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A start time as the form offers it: one that books, or one the therapist could make
+    but no driver could carry (shown, not choosable)."""
+
+    value: str  # ISO, with its offset
+    label: str  # "14:30"
+    no_driver: bool = False
+
+
+@dataclass(frozen=True)
+class TherapistChoice:
+    therapist: User
+    free: int  # starts that book
+    no_driver: int  # starts refused only for want of a driver
+
+    @property
+    def text(self) -> str:
+        free = f"{self.free} free time{'s' if self.free > 1 else ''}" if self.free else ""
+        free = free or "no free time"
+        return f"{free}, {self.no_driver} with no driver" if self.no_driver else free
+
+
+@dataclass(frozen=True)
+class AreaChoice:
+    value: str  # "" for the client's area, or the default travel
+    label: str
+
+
+# Changes that keep the start chosen: it stays chosen if it is still offered.
+TIMES_INCLUDE = (
+    "#id_service, #id_date, #id_therapist, #id_needs_transport, #id_area, [name='client']:checked"
+)
+
+
 @dataclass
 class TimesPanel:
-    """The therapist select and the free start times, for one service and day."""
+    """How the therapist gets there, the therapist select and the start times, for one
+    service and day: everything the availability service's answer depends on."""
 
     service: Service | None = None
     day: date | None = None
     therapist_id: int | None = None
-    therapists: list[tuple[User, int]] = field(default_factory=list)  # (therapist, free starts)
-    starts: list[tuple[str, str]] = field(default_factory=list)  # (ISO value, "14:30")
+    therapists: list[TherapistChoice] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
     chosen_start: str = ""
     note: str = ""
+    needs_transport: bool = False
+    travel: Travel | None = None
+    client: Client | None = None
+    areas: list[AreaChoice] = field(default_factory=list)
+    area_id: int | None = None
+    area_error: str = ""
+    moving: bool = False  # a reschedule's: its travel and transport are the booking's
+
+    include = TIMES_INCLUDE
+    include_start = TIMES_INCLUDE + ", [name='start']:checked"
 
     @property
     def therapist(self) -> User | None:
-        return next((t for t, _ in self.therapists if t.pk == self.therapist_id), None)
+        return next(
+            (c.therapist for c in self.therapists if c.therapist.pk == self.therapist_id), None
+        )
 
     @property
-    def groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
+    def groups(self) -> list[tuple[str, list[Slot]]]:
         """The starts by part of the day, so a long list is quick to scan."""
-        parts: dict[str, list[tuple[str, str]]] = {"Morning": [], "Afternoon": [], "Evening": []}
-        for value, label in self.starts:
-            hour = int(label[:2])
+        parts: dict[str, list[Slot]] = {"Morning": [], "Afternoon": [], "Evening": []}
+        for slot in self.slots:
+            hour = int(slot.label[:2])
             part = "Morning" if hour < 12 else "Afternoon" if hour < 17 else "Evening"
-            parts[part].append((value, label))
-        return [(part, starts) for part, starts in parts.items() if starts]
+            parts[part].append(slot)
+        return [(part, slots) for part, slots in parts.items() if slots]
+
+    @property
+    def chosen_part(self) -> str:
+        """The part of the day whose starts hold the chosen one ("" when it is not shown):
+        a refusal of it is put there, beside the time."""
+        return next(
+            (part for part, slots in self.groups for s in slots if s.value == self.chosen_start),
+            "",
+        )
+
+    @property
+    def chosen_label(self) -> str:
+        return next((s.label for s in self.slots if s.value == self.chosen_start), "")
+
+    @property
+    def area_value(self) -> str:
+        return str(self.area_id) if self.area_id else ""
+
+    @property
+    def any_no_driver(self) -> bool:
+        return any(s.no_driver for s in self.slots)
+
+    @property
+    def travel_text(self) -> str:
+        if self.travel is None:
+            return ""
+        where = self.travel.area.name if self.travel.area else "default travel"
+        return f"{self.travel.minutes} min each way, {where}"
+
+
+def client_area_label(client: Client | None) -> str:
+    """The area select's first choice: the client's own area, else the default."""
+    if client is not None and client.area is not None:
+        area = client.area
+        return f"{area.name}, the client's area ({area.travel_minutes} min each way)"
+    return f"Default travel ({default_minutes()} min each way)"
+
+
+def area_choices(client: Client | None) -> list[AreaChoice]:
+    own = client.area_id if client is not None else None
+    return [AreaChoice("", client_area_label(client))] + [
+        AreaChoice(str(a.pk), f"{a.name} ({a.travel_minutes} min each way)")
+        for a in ServiceArea.objects.active()
+        if a.pk != own
+    ]
+
+
+def booking_travel(panel: TimesPanel) -> Travel:
+    """The travel a booking with the panel's client and area would get, by the booking
+    service's own rule (`travel_for`); an area that is not offered is said beside the
+    select, and the client's travel is shown meanwhile."""
+    try:
+        return travel_for(client=panel.client, area_id=panel.area_id)
+    except ValidationFailed as error:
+        panel.area_error = error.message
+        panel.area_id = None
+        return travel_for(client=panel.client, area_id=None)
 
 
 def times_panel(
@@ -699,18 +843,36 @@ def times_panel(
     therapist_id: Any,
     chosen_start: str = "",
     *,
-    moving: int | None = None,
+    moving: Appointment | None = None,
+    needs_transport: bool = False,
+    client_id: Any = None,
+    area_id: Any = None,
 ) -> TimesPanel:
     """What the booking form offers for the values chosen so far: the therapists who
     perform the service (with how many free times each has that day) and, once one is
-    chosen, their free start times, all from the availability service. `moving`: the
-    appointment a reschedule moves (its own time is free for it)."""
-    panel = TimesPanel(day=day, chosen_start=chosen_start or "")
+    chosen, their start times, all from the availability service, asked with the travel
+    the booking would get and whether it needs a driver. `moving`: the appointment a
+    reschedule moves (its own time is free for it; its travel and transport stay)."""
+    panel = TimesPanel(day=day, chosen_start=chosen_start or "", needs_transport=needs_transport)
     service_pk = int_or_none(service_id)
     panel.service = (
         Service.objects.filter(pk=service_pk, active=True).first() if service_pk else None
     )
     panel.therapist_id = int_or_none(therapist_id)
+    if moving is not None:
+        panel.moving = True
+        panel.needs_transport = moving.needs_transport
+        panel.travel = travel_of(moving)
+    else:
+        client_pk = int_or_none(client_id)
+        panel.client = (
+            Client.objects.select_related("area").filter(pk=client_pk).first()
+            if client_pk
+            else None
+        )
+        panel.area_id = int_or_none(area_id)
+        panel.travel = booking_travel(panel)
+        panel.areas = area_choices(panel.client)
     if panel.service is None:
         panel.note = "Choose a service to see who performs it and when they are free."
         return panel
@@ -718,8 +880,17 @@ def times_panel(
         panel.note = "Pick a day to see the free times."
         return panel
     now = timezone.now()
-    offered = availability(service=panel.service, day=day, now=now, moving=moving)
-    panel.therapists = [(a.therapist, len(a.starts)) for a in offered]
+    offered = availability(
+        service=panel.service,
+        day=day,
+        now=now,
+        moving=moving.pk if moving is not None else None,
+        travel=panel.travel.time,
+        needs_transport=panel.needs_transport,
+    )
+    panel.therapists = [
+        TherapistChoice(a.therapist, len(a.starts), len(a.no_driver)) for a in offered
+    ]
     mine = next((a for a in offered if a.therapist.pk == panel.therapist_id), None)
     if day < timezone.localdate():
         panel.note = "That day has passed."
@@ -732,11 +903,30 @@ def times_panel(
         panel.therapist_id = None
     elif mine is None:
         panel.note = "Choose a therapist to see their free times."
+    elif not mine.starts and mine.no_driver:
+        then = "Try another day or therapist, or book without transport."
+        if moving:
+            then = "Try another day."
+        panel.note = (
+            f"No driver is free to take {mine.therapist} to any of their free times that "
+            f"day. {then}"
+        )
     elif not mine.starts:
         panel.note = f"{mine.therapist} has no free time for {panel.service.name} that day."
     if mine is not None:
-        panel.starts = [(timezone.localtime(s).isoformat(), local_hm(s)) for s in mine.starts]
+        refused = set(mine.no_driver)
+        panel.slots = [
+            Slot(timezone.localtime(s).isoformat(), local_hm(s), s in refused)
+            for s in sorted([*mine.starts, *mine.no_driver])
+        ]
     return panel
+
+
+def checked(data: Any, name: str) -> bool:
+    """A checkbox's value in `data` (a QueryDict or the form's initial dict)."""
+    if hasattr(data, "getlist"):
+        return bool(forms.CheckboxInput().value_from_datadict(data, {}, name))
+    return bool(data.get(name))
 
 
 def new_form_page(
@@ -757,7 +947,13 @@ def new_form_page(
         "client_form": client_form or ClientForm(),
         "client_results": client_choices(chosen, client_id),
         "times": times_panel(
-            values.get("service"), day, values.get("therapist"), values.get("start", "")
+            values.get("service"),
+            day,
+            values.get("therapist"),
+            values.get("start", ""),
+            needs_transport=checked(values, "needs_transport"),
+            client_id=client_id,
+            area_id=values.get("area"),
         ),
         "conflicts": conflicts,
     }
@@ -766,7 +962,8 @@ def new_form_page(
 
 def prefill(request: HttpRequest) -> dict[str, Any]:
     """Initial values from the link that opened the form: the board (a day, a therapist)
-    or a rejected booking to rebook (?rebook=<id>: client, service, address, notes)."""
+    or a rejected booking to rebook (?rebook=<id>: client, service, address, notes,
+    transport and an area chosen for it)."""
     initial: dict[str, Any] = {"date": timezone.localdate()}
     day = day_from(request)
     if day is not None and request.GET.get("date"):
@@ -775,7 +972,11 @@ def prefill(request: HttpRequest) -> dict[str, Any]:
         if int_or_none(request.GET.get(name)):
             initial[name] = int_or_none(request.GET.get(name))
     source_id = int_or_none(request.GET.get("rebook"))
-    source = Appointment.objects.filter(pk=source_id).first() if source_id else None
+    source = (
+        Appointment.objects.select_related("client").filter(pk=source_id).first()
+        if source_id
+        else None
+    )
     if source is not None:
         initial.update(
             client=source.client_id,
@@ -784,6 +985,8 @@ def prefill(request: HttpRequest) -> dict[str, Any]:
             notes=source.notes,
             needs_transport=source.needs_transport,
         )
+        if source.area_id and source.area_id != source.client.area_id:
+            initial["area"] = source.area_id
     return initial
 
 
@@ -797,13 +1000,11 @@ def conflict_message(error: Conflict, therapist_name: str) -> tuple[str, list[Ap
     )
     named = "; ".join(
         f"{a.client.name}, {a.service.name}, "
-        f"{timezone.localtime(a.start):%a %-d %b %H:%M}–{local_hm(a.blocked_until)}"
+        f"{timezone.localtime(a.start):%a %-d %b %H:%M}–{local_hm(a.end)} "
+        f"(away {local_hm(a.busy_from)}–{local_hm(a.busy_until)} with travel and clean-up)"
         for a in clashing
     )
-    text = (
-        f"{therapist_name} is already booked then: {named} (travel and clean-up included). "
-        "Pick another time."
-    )
+    text = f"{therapist_name} is already booked then: {named}. Pick another time."
     return text, clashing
 
 
@@ -819,8 +1020,14 @@ def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[A
             address=data["address"],
             notes=data["notes"],
             needs_transport=data["needs_transport"],
+            area_id=data["area"],
         )
     except Conflict as error:
+        if error.reason == NO_DRIVER:
+            # The therapist could make it; the drivers cannot: said in the service's words
+            # beside the time, which the form now shows as one with no driver.
+            form.add_error("start", error.message)
+            return None, []
         therapist = User.objects.filter(pk=data["therapist"]).first()
         text, clashing = conflict_message(error, str(therapist or "The therapist"))
         form.add_error("start", text)
@@ -854,7 +1061,8 @@ def new_appointment(request: HttpRequest) -> HttpResponse:
 @desk_only
 @require_GET
 def booking_times(request: HttpRequest) -> HttpResponse:
-    """The therapist select and free times of the booking form (htmx fragment)."""
+    """How the therapist gets there, the therapist select and the start times of the
+    booking form (htmx fragment)."""
     field = AppointmentForm.base_fields["date"]
     try:
         day = field.clean(request.GET.get("date", ""))
@@ -862,7 +1070,13 @@ def booking_times(request: HttpRequest) -> HttpResponse:
     except forms.ValidationError as error:
         day, day_error = None, error.messages[0]
     panel = times_panel(
-        request.GET.get("service"), day, request.GET.get("therapist"), request.GET.get("start", "")
+        request.GET.get("service"),
+        day,
+        request.GET.get("therapist"),
+        request.GET.get("start", ""),
+        needs_transport=checked(request.GET, "needs_transport"),
+        client_id=request.GET.get("client"),
+        area_id=request.GET.get("area"),
     )
     if day_error and panel.service is not None:
         panel.note = day_error
@@ -900,6 +1114,7 @@ def new_client(request: HttpRequest) -> HttpResponse:
             name=form.cleaned_data["name"],
             phone=form.cleaned_data["phone"],
             address=form.cleaned_data["address"],
+            area=form.cleaned_data["area"],
         )
     if not request.htmx:
         if client is None:
@@ -1013,7 +1228,7 @@ def detail_context(appointment: Appointment) -> dict[str, Any]:
 def appointment_for(pk: int, user: User) -> Appointment:
     rows = (
         Appointment.objects.visible_to(user)
-        .select_related("client", "service", "therapist", "created_by")
+        .select_related("client__area", "service", "therapist", "created_by", "area")
         .prefetch_related(trips_prefetch())
     )
     return get_object_or_404(rows, pk=pk)
@@ -1039,7 +1254,7 @@ def actions_context(
             chosen_day,
             appointment.therapist_id,
             values.get("reschedule-start", ""),
-            moving=appointment.pk,
+            moving=appointment,
         )
         if "reschedule" in actions
         else None,
@@ -1108,7 +1323,7 @@ def reschedule_times(request: HttpRequest, pk: int) -> HttpResponse:
         day,
         appointment.therapist_id,
         request.GET.get("reschedule-start", ""),
-        moving=appointment.pk,
+        moving=appointment,
     )
     if day_error:
         panel.note = day_error

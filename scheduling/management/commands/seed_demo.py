@@ -18,13 +18,26 @@ from django.utils import timezone
 
 from scheduling import states
 from scheduling.errors import ValidationFailed
-from scheduling.models import Appointment, Break, Client, Service, User
+from scheduling.models import Appointment, Break, Client, Service, ServiceArea, User
 from scheduling.phones import digits_only, normalize_phone
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import availability
 from scheduling.services.staff import create_staff
+from scheduling.services.travel import travel_for
 
 SEED = 2026
+# One service area per city the demo addresses are in: one-way minutes from the base
+# (in Makati), as a dispatcher in Metro Manila traffic would reckon them.
+AREA_TRAVEL_MINUTES = {
+    "Makati City": 20,
+    "Mandaluyong City": 30,
+    "San Juan City": 35,
+    "Taguig City": 35,
+    "Pasig City": 40,
+    "Manila": 45,
+    "Quezon City": 60,
+    "Muntinlupa City": 60,
+}
 CLIENT_COUNT = 500
 BOOKINGS_PER_DAY = 24
 TRANSPORT_SHARE = 0.4
@@ -176,10 +189,12 @@ class Command(BaseCommand):
         with transaction.atomic():
             services, service_tally = self.seed_services()
             users, staff_tally = self.seed_staff(services)
+            area_tally = self.seed_areas()
             client_ids, client_tally = self.seed_clients()
             booking_tally = self.seed_appointments(users, services, client_ids)
         self.stdout.write(f"Services: {service_tally}")
         self.stdout.write(f"Staff: {staff_tally}")
+        self.stdout.write(f"Service areas: {area_tally}")
         self.stdout.write(f"Clients: {client_tally}")
         self.stdout.write(f"Appointments: {booking_tally} (days with demo bookings are skipped)")
         self.print_logins()
@@ -246,13 +261,26 @@ class Command(BaseCommand):
             )
         return user
 
+    def seed_areas(self) -> Tally:
+        tally = Tally()
+        for city, minutes in AREA_TRAVEL_MINUTES.items():
+            # Matched by name: a manager's later change of the minutes is kept.
+            _, created = ServiceArea.objects.get_or_create(
+                name=city, defaults={"travel_minutes": minutes}
+            )
+            tally.created += created
+            tally.existing += not created
+        return tally
+
     def seed_clients(self) -> tuple[list[int], Tally]:
         wanted = demo_clients()
         phones = [c.phone for c in wanted]
         taken = set(Client.objects.filter(phone__in=phones).values_list("phone", flat=True))
+        areas = dict(ServiceArea.objects.values_list("name", "pk"))
         # bulk_create skips Client.save(), which is what fills phone_digits: fill it here.
         for client in wanted:
             client.phone_digits = digits_only(client.phone)
+            client.area_id = areas.get(_city_of(client.address))
         Client.objects.bulk_create(c for c in wanted if c.phone not in taken)
         ids = list(
             Client.objects.filter(phone__in=phones).order_by("pk").values_list("pk", flat=True)
@@ -284,10 +312,18 @@ class Command(BaseCommand):
         booked = 0
         for _ in range(BOOKINGS_PER_DAY):
             service = rng.choice(services)
+            client = Client.objects.select_related("area").get(pk=rng.choice(client_ids))
+            needs_transport = rng.random() < TRANSPORT_SHARE
             # Only demo therapists: a database with real staff keeps their diaries clean.
+            # Asked as the desk asks, so every start offered books (drivers included).
             offers = [
                 o
-                for o in availability(service=service, day=day)
+                for o in availability(
+                    service=service,
+                    day=day,
+                    travel=travel_for(client=client).time,
+                    needs_transport=needs_transport,
+                )
                 if o.starts and o.therapist.pk in therapists
             ]
             if not offers:
@@ -295,12 +331,12 @@ class Command(BaseCommand):
             offer = rng.choice(offers)
             appointment = create_appointment(
                 actor=desk,
-                client_id=rng.choice(client_ids),
+                client_id=client.pk,
                 service_id=service.pk,
                 therapist_id=offer.therapist.pk,
                 start=rng.choice(offer.starts),
                 notes=rng.choice(BOOKING_NOTES),
-                needs_transport=rng.random() < TRANSPORT_SHARE,
+                needs_transport=needs_transport,
             )
             booked += 1
             if rng.random() < ACCEPTED_SHARE:
@@ -374,6 +410,12 @@ def demo_clients() -> list[Client]:
             )
         )
     return clients
+
+
+def _city_of(address: str) -> str:
+    """'12 Mabini St, Poblacion, Makati City, Metro Manila' -> 'Makati City'."""
+    parts = [p.strip() for p in address.split(",")]
+    return parts[-2] if len(parts) >= 2 else ""
 
 
 def _address(rng: random.Random) -> str:

@@ -1,0 +1,247 @@
+"""Can the drivers carry these trips? Pure assignment arithmetic, no ORM.
+
+Each driver has the pieces of time they are free to drive (working time minus breaks,
+time off and the trips they already hold) and a vehicle; each open trip is a window and
+a number of passengers. The question is whether every trip can be given to a driver who
+is free for its whole window, whose vehicle fits, and who drives nothing else at the same
+time. That is an assignment problem, not a count: with drivers on different hours, "at
+every minute there are at least as many drivers as trips" can hold while no assignment
+exists (a driver who leaves at 11:00 cannot take the 10:30-11:15 trip however idle they
+are at 10:30).
+
+`assign` answers it exactly:
+
+- Trips whose windows do not overlap, even through a chain of others, are independent
+  (a driver's choice before a moment when no trip is under way constrains nothing after
+  it), so the trips are split into such components and each is solved alone.
+- A component is searched depth first, trips by start time, each given to a driver free
+  by then. At every step, the trips still to place that are under way at each coming
+  moment must be matchable to different drivers free then (a bipartite matching per
+  moment): where they are not, the branch is abandoned at once instead of searched to
+  its end, which is what makes a refusal nearly as quick as an acceptance. Drivers
+  alike for everything still to come (the same free pieces from here on and the same
+  vehicle) are tried once, and a state already shown to fail (which trip is next, who is
+  still driving until when) is not searched again. The search tries the
+  driver whose free piece ends soonest first, which keeps drivers on long hours for the
+  trips only they can take; on the sizes a day has (tens of drivers, hundreds of trips)
+  it rarely backtracks at all.
+
+tests/test_fleet.py checks it against a brute-force oracle that tries every assignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from scheduling.domain import Interval, subtract
+
+
+def vehicle_fits(*, seats: int, car: bool, passengers: int) -> bool:
+    """A motorcycle carries one passenger; more need a car with the seats."""
+    return passengers <= seats and (passengers == 1 or car)
+
+
+@dataclass(frozen=True)
+class Driver:
+    id: int
+    free: tuple[Interval, ...]
+    seats: int = 1
+    car: bool = False
+
+    def fits(self, passengers: int) -> bool:
+        return vehicle_fits(seats=self.seats, car=self.car, passengers=passengers)
+
+    def can_take(self, trip: OpenTrip) -> bool:
+        return self.fits(trip.passengers) and any(p.contains(trip.window) for p in self.free)
+
+    def without(self, windows: Iterable[Interval]) -> Driver:
+        """The same driver, no longer free during `windows` (trips given to them)."""
+        return replace(self, free=tuple(subtract(self.free, windows)))
+
+
+@dataclass(frozen=True)
+class OpenTrip:
+    key: Hashable
+    window: Interval
+    passengers: int = 1
+
+
+@dataclass
+class _Search:
+    trips: list[OpenTrip]
+    # For each trip (same order), the drivers who could take it on their own.
+    eligible: list[list[Driver]]
+    failed: set = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.starts = [t.window.start for t in self.trips]
+        self.ends = [t.window.end for t in self.trips]
+        self.able = [frozenset(d.id for d in drivers) for drivers in self.eligible]
+
+    def run(self) -> dict[Hashable, int] | None:
+        quick = self._greedy()
+        if quick is not None:
+            return quick
+        chosen: dict[Hashable, int] = {}
+        # Every moment a trip starts, with nobody placed yet: the bound for the moments
+        # that no placed trip reaches later on.
+        if not all(self._matchable(0, t, {}) for t in sorted(set(self.starts))):
+            return None
+        return chosen if self._place(0, {}, chosen) else None
+
+    def _greedy(self) -> dict[Hashable, int] | None:
+        """The search's first descent without its checks: each trip to the first driver
+        in its order who is free. Usually the answer already; None when it gets stuck."""
+        driving_until: dict[int, object] = {}
+        chosen: dict[Hashable, int] = {}
+        for trip, drivers in zip(self.trips, self.eligible, strict=True):
+            driver = next(
+                (
+                    d
+                    for d in drivers
+                    if driving_until.get(d.id) is None or driving_until[d.id] <= trip.window.start
+                ),
+                None,
+            )
+            if driver is None:
+                return None
+            driving_until[driver.id] = trip.window.end
+            chosen[trip.key] = driver.id
+        return chosen
+
+    def _place(self, i: int, driving_until: dict[int, object], chosen: dict) -> bool:
+        if i == len(self.trips):
+            return True
+        trip = self.trips[i]
+        start = trip.window.start
+        # Only drivers still driving when this trip starts shape what is possible next.
+        busy = {d: u for d, u in driving_until.items() if u > start}
+        state = (i, frozenset(busy.items()))
+        if state in self.failed:
+            return False
+        if not self._still_possible(i, busy):
+            self.failed.add(state)
+            return False
+        tried: set = set()
+        for driver in self.eligible[i]:
+            if driver.id in busy:
+                continue
+            alike = (
+                tuple(p for p in driver.free if p.end > start),
+                driver.seats,
+                driver.car,
+            )
+            if alike in tried:
+                continue
+            tried.add(alike)
+            until = driving_until.get(driver.id)
+            driving_until[driver.id] = trip.window.end
+            chosen[trip.key] = driver.id
+            if self._place(i + 1, driving_until, chosen):
+                return True
+            del chosen[trip.key]
+            if until is None:
+                del driving_until[driver.id]
+            else:
+                driving_until[driver.id] = until
+        self.failed.add(state)
+        return False
+
+    def _still_possible(self, i: int, busy: dict[int, object]) -> bool:
+        """At each moment a trip still to place starts while a placed trip is under way,
+        the trips under way then that are still to place can go to different drivers who
+        are free then (a necessary condition: it prunes whole subtrees that would
+        otherwise be searched to the end before failing). Later moments are the root's."""
+        if not busy:
+            return True
+        horizon = max(busy.values())
+        moments = sorted({s for s in self.starts[i:] if s < horizon})
+        return all(self._matchable(i, t, busy) for t in moments)
+
+    def _matchable(self, i: int, moment, busy: dict[int, object]) -> bool:
+        occupied = {d for d, u in busy.items() if u > moment}
+        under_way = []
+        for j in range(i, len(self.trips)):
+            if self.starts[j] > moment:
+                break
+            if self.ends[j] > moment:
+                under_way.append(self.able[j] - occupied)
+        return has_matching(under_way)
+
+
+def has_matching(choices: list[frozenset]) -> bool:
+    """Each entry can be given a different element of its set (augmenting paths)."""
+    owner: dict = {}
+
+    def give(k: int, seen: set) -> bool:
+        for d in choices[k]:
+            if d in seen:
+                continue
+            seen.add(d)
+            if d not in owner or give(owner[d], seen):
+                owner[d] = k
+                return True
+        return False
+
+    return all(give(k, set()) for k in range(len(choices)))
+
+
+def components(trips: Iterable[OpenTrip]) -> list[list[OpenTrip]]:
+    """The trips in groups whose windows overlap, directly or through others, by start."""
+    groups: list[list[OpenTrip]] = []
+    reach = None
+    for trip in sorted(trips, key=_order):
+        if groups and reach is not None and trip.window.start < reach:
+            groups[-1].append(trip)
+            reach = max(reach, trip.window.end)
+        else:
+            groups.append([trip])
+            reach = trip.window.end
+    return groups
+
+
+def assign(
+    drivers: Sequence[Driver],
+    trips: Iterable[OpenTrip],
+    *,
+    hint: dict[Hashable, int] | None = None,
+) -> dict[Hashable, int] | None:
+    """A driver id for every trip's key, or None when no assignment exists.
+
+    `hint`: a known assignment of most of these trips (without a few new ones): each of
+    its trips tries its hinted driver first, so the search keeps to it and rearranges
+    only around what is new. It changes the order of the search, never its answer."""
+    chosen: dict[Hashable, int] = {}
+    for group in components(trips):
+        found = _assign_component(drivers, group, hint or {})
+        if found is None:
+            return None
+        chosen.update(found)
+    return chosen
+
+
+def carried(drivers: Sequence[Driver], trips: Iterable[OpenTrip]) -> bool:
+    return assign(drivers, trips) is not None
+
+
+def _assign_component(
+    drivers: Sequence[Driver], trips: list[OpenTrip], hint: dict[Hashable, int]
+) -> dict[Hashable, int] | None:
+    eligible = []
+    for trip in trips:
+        able = [d for d in drivers if d.can_take(trip)]
+        if not able:
+            return None
+        hinted = hint.get(trip.key)
+        able.sort(key=lambda d, t=trip, h=hinted: (d.id != h, _piece_end(d, t), d.id))
+        eligible.append(able)
+    return _Search(trips, eligible).run()
+
+
+def _piece_end(driver: Driver, trip: OpenTrip):
+    return next(p.end for p in driver.free if p.contains(trip.window))
+
+
+def _order(trip: OpenTrip):
+    return (trip.window.start, trip.window.end, str(trip.key))

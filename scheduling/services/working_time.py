@@ -1,0 +1,94 @@
+"""Each staff member's working time on a day (weekly hours, breaks, time off), read for
+many at once: therapists for booking and availability, drivers for capacity."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from functools import cache
+
+from django.db import connection
+
+from scheduling.domain import DaySchedule, Interval, local_day_bounds
+from scheduling.models import Break, TimeOff, WorkingHours
+
+
+def day_schedules(therapist_ids: list[int], day: date) -> dict[int, DaySchedule]:
+    """Each therapist's working time on `day`: one query whatever the count (three on a
+    database other than PostgreSQL)."""
+    weekday = day.weekday()
+    day_start, day_end = local_day_bounds(day)
+    read = _working_time_postgres if connection.vendor == "postgresql" else _working_time_orm
+    hours, breaks, time_off = read(therapist_ids, weekday, day_start, day_end)
+    return {
+        tid: DaySchedule.build(
+            day,
+            hours=hours.get(tid, ()),
+            breaks=breaks.get(tid, ()),
+            time_off=[Interval(start, end) for start, end in time_off.get(tid, ())],
+        )
+        for tid in therapist_ids
+    }
+
+
+# Each staff member's periods: weekly hours and breaks as (time, time), time off as
+# (datetime, datetime) meeting the day.
+Periods = dict[int, list[tuple]]
+
+
+def _working_time_orm(
+    staff_ids: list[int], weekday: int, day_start: datetime, day_end: datetime
+) -> tuple[Periods, Periods, Periods]:
+    """Hours, breaks and time off of `staff_ids` for a day: a query each."""
+    found: tuple[Periods, Periods, Periods] = (
+        defaultdict(list),
+        defaultdict(list),
+        defaultdict(list),
+    )
+    weekly = {"staff_id__in": staff_ids, "weekday": weekday}
+    queries = (
+        WorkingHours.objects.filter(**weekly),
+        Break.objects.filter(**weekly),
+        TimeOff.objects.filter(staff_id__in=staff_ids, start__lt=day_end, end__gt=day_start),
+    )
+    for periods, query in zip(found, queries, strict=True):
+        for staff_id, start, end in query.order_by().values_list("staff_id", "start", "end"):
+            periods[staff_id].append((start, end))
+    return found
+
+
+def _working_time_postgres(
+    staff_ids: list[int], weekday: int, day_start: datetime, day_end: datetime
+) -> tuple[Periods, Periods, Periods]:
+    """`_working_time_orm` in one hand-written statement: every booking and availability
+    page reads these, and the ORM cost three times more CPU to build its three queries
+    than PostgreSQL took to answer them."""
+    found: tuple[Periods, Periods, Periods] = (
+        defaultdict(list),
+        defaultdict(list),
+        defaultdict(list),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _working_time_sql(), [staff_ids, weekday] * 2 + [staff_ids, day_end, day_start]
+        )
+        for kind, staff_id, start, end, off_start, off_end in cursor.fetchall():
+            if kind == 2:
+                found[2][staff_id].append((off_start, off_end))
+            else:
+                found[kind][staff_id].append((start, end))
+    return found
+
+
+@cache
+def _working_time_sql() -> str:
+    quote = connection.ops.quote_name
+    hours, breaks, time_off = (quote(m._meta.db_table) for m in (WorkingHours, Break, TimeOff))
+    weekly = 'staff_id, start, "end", NULL::timestamptz, NULL::timestamptz FROM {} ' + (
+        "WHERE staff_id = ANY(%s) AND weekday = %s"
+    )
+    return (
+        f"SELECT 0, {weekly.format(hours)} UNION ALL SELECT 1, {weekly.format(breaks)} "
+        'UNION ALL SELECT 2, staff_id, NULL::time, NULL::time, start, "end" '
+        f'FROM {time_off} WHERE staff_id = ANY(%s) AND start < %s AND "end" > %s'
+    )

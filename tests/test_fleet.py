@@ -1,0 +1,123 @@
+"""The driver assignment search (scheduling/fleet.py) against a brute-force oracle."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduling.domain import Interval
+from scheduling.fleet import Driver, OpenTrip, assign, carried, components
+
+BASE = datetime(2030, 5, 1, tzinfo=UTC)
+
+
+def at(minute: int) -> datetime:
+    return BASE + timedelta(minutes=minute)
+
+
+def span(a: int, b: int) -> Interval:
+    return Interval(at(a), at(b))
+
+
+def oracle(drivers: list[Driver], trips: list[OpenTrip]) -> bool:
+    """Every way of giving each trip to one of the drivers, checked by hand."""
+    for choice in itertools.product(drivers, repeat=len(trips)):
+        if not all(d.can_take(t) for d, t in zip(choice, trips, strict=True)):
+            continue
+        held: dict[int, list[Interval]] = {}
+        ok = True
+        for d, t in zip(choice, trips, strict=True):
+            if any(w.overlaps(t.window) for w in held.get(d.id, [])):
+                ok = False
+                break
+            held.setdefault(d.id, []).append(t.window)
+        if ok:
+            return True
+    return False
+
+
+def valid(drivers: list[Driver], trips: list[OpenTrip], chosen: dict) -> bool:
+    by_id = {d.id: d for d in drivers}
+    if set(chosen) != {t.key for t in trips}:
+        return False
+    for a, b in itertools.combinations(trips, 2):
+        if chosen[a.key] == chosen[b.key] and a.window.overlaps(b.window):
+            return False
+    return all(by_id[chosen[t.key]].can_take(t) for t in trips)
+
+
+def test_a_count_says_yes_where_no_assignment_exists():
+    # At every minute two drivers work and at most two trips run, but Early leaves at
+    # 11:00, so only Late can take the 10:30-11:15 trip, and the 10:00 one too.
+    early = Driver(1, (span(0, 60),))
+    late = Driver(2, (span(0, 240),))
+    trips = [OpenTrip("a", span(0, 45)), OpenTrip("b", span(30, 75))]
+    assert carried([early, late], trips)
+    found = assign([early, late], trips)
+    assert found == {"a": 1, "b": 2}
+    third = OpenTrip("c", span(50, 70))
+    assert not carried([early, late], [*trips, third])
+
+
+def test_seats_and_vehicle():
+    bike = Driver(1, (span(0, 600),), seats=1, car=False)
+    van = Driver(2, (span(0, 600),), seats=3, car=True)
+    couple = OpenTrip("couple", span(0, 45), passengers=2)
+    assert assign([bike, van], [couple]) == {"couple": 2}
+    assert not carried([bike], [couple])
+    assert not carried([van], [OpenTrip("four", span(0, 45), passengers=4)])
+
+
+def test_components_are_split_where_nothing_runs():
+    trips = [OpenTrip(1, span(0, 30)), OpenTrip(2, span(20, 50)), OpenTrip(3, span(50, 80))]
+    assert [[t.key for t in g] for g in components(trips)] == [[1, 2], [3]]
+
+
+def test_back_to_back_trips_share_a_driver():
+    one = Driver(1, (span(0, 120),))
+    assert carried([one], [OpenTrip(1, span(0, 45)), OpenTrip(2, span(45, 90))])
+
+
+drivers_strategy = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(0, 20), st.integers(1, 12)), min_size=1, max_size=2),
+        st.integers(1, 3),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=3,
+)
+trips_strategy = st.lists(
+    st.tuples(st.integers(0, 24), st.integers(1, 6), st.integers(1, 2)), min_size=1, max_size=5
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(drivers_strategy, trips_strategy)
+def test_agrees_with_brute_force(raw_drivers, raw_trips):
+    drivers = [
+        Driver(
+            i,
+            tuple(
+                sorted(
+                    {span(s * 10, (s + n) * 10) for s, n in pieces},
+                )
+            ),
+            seats=seats,
+            car=car,
+        )
+        for i, (pieces, seats, car) in enumerate(raw_drivers)
+    ]
+    # Pieces of one driver may overlap as generated; merge them as real schedules are.
+    drivers = [d.without([]) for d in drivers]
+    trips = [
+        OpenTrip(i, span(s * 10, (s + n) * 10), passengers=p)
+        for i, (s, n, p) in enumerate(raw_trips)
+    ]
+    found = assign(drivers, trips)
+    assert (found is not None) == oracle(drivers, trips)
+    if found is not None:
+        assert valid(drivers, trips, found)
