@@ -31,6 +31,7 @@ tests/test_fleet.py checks it against a brute-force oracle that tries every assi
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -213,8 +214,9 @@ def assign(
     its trips tries its hinted driver first, so the search keeps to it and rearranges
     only around what is new. It changes the order of the search, never its answer."""
     chosen: dict[Hashable, int] = {}
+    drivers = tuple(drivers)
     for group in components(trips):
-        found = _assign_component(drivers, group, hint or {})
+        found = _solved(drivers, tuple(group), hint or {})
         if found is None:
             return None
         chosen.update(found)
@@ -223,6 +225,29 @@ def assign(
 
 def carried(drivers: Sequence[Driver], trips: Iterable[OpenTrip]) -> bool:
     return assign(drivers, trips) is not None
+
+
+def _solved(
+    drivers: tuple[Driver, ...], trips: tuple[OpenTrip, ...], hint: dict[Hashable, int]
+) -> dict[Hashable, int] | None:
+    """`_assign_component`, remembered for the same drivers and trips: an answer depends
+    on nothing else (the inputs are frozen values, the whole of them the key), and the
+    desk asks the same day again and again while its trips stay as they are."""
+    key = (drivers, trips)
+    if key in _answers:
+        _answers.move_to_end(key)
+        found = _answers[key]
+    else:
+        found = _assign_component(drivers, list(trips), hint)
+        _answers[key] = found
+        if len(_answers) > ANSWERS_KEPT:
+            _answers.popitem(last=False)
+    return None if found is None else dict(found)
+
+
+# Solved components kept per process, least recently used dropped first.
+ANSWERS_KEPT = 2048
+_answers: OrderedDict[tuple, dict[Hashable, int] | None] = OrderedDict()
 
 
 def _assign_component(
