@@ -23,7 +23,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    path("desk/", include(("scheduling.views.desk", "desk"))),
+    path("desk/", include(("scheduling.views.desk.urls", "desk"))),
     path("therapist/", include(("scheduling.views.therapist", "therapist"))),
     path("driver/", include(("scheduling.views.driver", "driver"))),
     path("reports/", include(("scheduling.views.reports", "reports"))),

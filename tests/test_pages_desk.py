@@ -380,7 +380,8 @@ def appointment_at(pk: int, start: datetime, travel: int, *, buffer: int = 15) -
 
 
 def test_lanes_hold_a_block_from_leaving_base_to_being_back():
-    from scheduling.views.desk import Span, lay_out
+    from scheduling.views.desk.board import lay_out
+    from scheduling.views.desk.timeline import Span
 
     day = tomorrow()
     span = Span(local(day, 8), local(day, 20))

@@ -1,0 +1,200 @@
+"""The day board: a timeline per therapist (working time, breaks and time off shaded),
+each appointment a block with client, service, status and transport, beside the queues'
+summary and the drivers. The geometry is timeline.py's; this module reads the day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from django.db.models import Q, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from scheduling import states
+from scheduling.models import Appointment, User
+from scheduling.services.appointments import CANCELS_TRANSPORT
+from scheduling.services.availability import day_schedules
+from scheduling.views.common import live_after
+from scheduling.views.desk.drivers import drivers_context
+from scheduling.views.desk.present import (
+    Transport,
+    bad_day,
+    day_from,
+    desk_only,
+    transport_of,
+    trips_prefetch,
+    word,
+)
+from scheduling.views.desk.queues import queues_context
+from scheduling.views.desk.timeline import (
+    Piece,
+    Segment,
+    Span,
+    board_span,
+    hour_ticks,
+    hours_text,
+    local_hm,
+    placements,
+    segments_of,
+)
+
+
+@dataclass
+class Block:
+    appointment: Appointment
+    left: str
+    width: str
+    tail_left: str  # clean-up after the session (the service's buffer)
+    tail: str
+    lane: int
+    transport: Transport
+    hidden_status: bool  # drawn only when the desk asked for every status
+    # The therapist's travel: from leaving base to the start, from the end of the clean-up
+    # to being back. None when the booking counts no travel (booked before travel was).
+    travel_out: Piece | None = None
+    travel_back: Piece | None = None
+
+    @property
+    def times(self) -> str:
+        return f"{local_hm(self.appointment.start)}–{local_hm(self.appointment.end)}"
+
+    @property
+    def away(self) -> str:
+        """From leaving base to being back, as the board's tooltip says it."""
+        a = self.appointment
+        return f"{local_hm(a.busy_from)}–{local_hm(a.busy_until)}"
+
+    @property
+    def starts(self) -> str:
+        return local_hm(self.appointment.start)
+
+    @property
+    def status_label(self) -> str:
+        return word(self.appointment.status)
+
+
+@dataclass
+class Row:
+    therapist: User
+    hours_text: str
+    segments: list[Segment] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def lanes(self) -> int:
+        return 1 + max((b.lane for b in self.blocks), default=0)
+
+
+def lay_out(booked: list[Appointment], span: Span, *, show_all: bool) -> list[Block]:
+    """Blocks in lanes, placed by the timeline (`timeline.placements`), each with its
+    transport and whether its status is one shown only on asking."""
+    return [
+        Block(
+            appointment=appointment,
+            left=placed.left,
+            width=placed.width,
+            tail_left=placed.tail_left,
+            tail=placed.tail,
+            lane=placed.lane,
+            transport=transport_of(appointment),
+            hidden_status=show_all and appointment.status in CANCELS_TRANSPORT,
+            travel_out=placed.travel_out,
+            travel_back=placed.travel_back,
+        )
+        for appointment, placed in placements(booked, span)
+    ]
+
+
+def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
+    day_rows = Appointment.objects.on_day(day)
+    therapists = list(
+        User.objects.filter(role=states.THERAPIST)
+        .filter(Q(is_active=True) | Q(pk__in=Subquery(day_rows.values("therapist_id"))))
+        .order_by("first_name", "last_name", "id")
+    )
+    booked = list(day_rows.select_related("client", "service").prefetch_related(trips_prefetch()))
+    # Statuses after which the appointment will not take place: off the board unless asked.
+    not_happening = [a for a in booked if a.status in CANCELS_TRANSPORT]
+    shown = booked if show_all else [a for a in booked if a.status not in CANCELS_TRANSPORT]
+    schedules = day_schedules([t.pk for t in therapists], day)
+    hours = [h for s in schedules.values() for h in s.hours]
+    span = board_span(day, hours, shown)
+    by_therapist: dict[int, list[Appointment]] = {}
+    for appointment in shown:
+        by_therapist.setdefault(appointment.therapist_id, []).append(appointment)
+    # Therapists with neither hours nor bookings that day are named, not drawn.
+    resting = [t for t in therapists if not schedules[t.pk].hours and t.pk not in by_therapist]
+    rows = [
+        Row(
+            therapist=t,
+            hours_text=hours_text(schedules[t.pk]),
+            segments=segments_of(schedules[t.pk], span),
+            blocks=lay_out(by_therapist.get(t.pk, []), span, show_all=show_all),
+        )
+        for t in therapists
+        if t not in resting
+    ]
+    today = timezone.localdate()
+    now = timezone.now()
+    return {
+        "day": day,
+        "is_today": day == today,
+        "relative_day": relative_day(day, today),
+        "previous_day": day - timedelta(days=1),
+        "next_day": day + timedelta(days=1),
+        "today": today,
+        "rows": rows,
+        "resting": resting,
+        "ticks": hour_ticks(span),
+        "span": span,
+        "now_at": f"{span.at(now):.3f}" if span.start <= now < span.end else None,
+        "show_all": show_all,
+        "not_happening": len(not_happening),
+        "booked_count": len(shown) - (len(not_happening) if show_all else 0),
+    }
+
+
+def relative_day(day: date, today: date) -> str:
+    offset = (day - today).days
+    named = {0: "Today", 1: "Tomorrow", -1: "Yesterday"}
+    if offset in named:
+        return named[offset]
+    return f"In {offset} days" if offset > 0 else f"{-offset} days ago"
+
+
+def board_query(day: date, show_all: bool) -> str:
+    return f"?date={day.isoformat()}" + ("&all=1" if show_all else "")
+
+
+@desk_only
+@require_GET
+def board(request: HttpRequest) -> HttpResponse:
+    day = day_from(request)
+    if day is None:
+        return bad_day(request)
+    show_all = request.GET.get("all") == "1"
+    after = live_after(request.user)
+    context = {
+        "live_after": after,
+        "board_query": board_query(day, show_all),
+        **board_context(day, show_all=show_all),
+        **queues_context(limit=1),
+        **drivers_context(),
+    }
+    return render(request, "desk/board.html", context)
+
+
+@desk_only
+@require_GET
+def board_fragment(request: HttpRequest) -> HttpResponse:
+    day = day_from(request)
+    if day is None:
+        return bad_day(request)
+    show_all = request.GET.get("all") == "1"
+    context = {"board_query": board_query(day, show_all), **board_context(day, show_all=show_all)}
+    return render(request, "desk/_board.html", context)

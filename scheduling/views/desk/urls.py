@@ -1,0 +1,36 @@
+"""The desk's URLs (namespace `desk`, under /desk/)."""
+
+from django.urls import path
+
+from scheduling.views.desk import appointment, board, booking, clients, drivers, queues
+
+urlpatterns = [
+    path("", board.board, name="board"),
+    path("board/", board.board_fragment, name="board_fragment"),
+    path("queues/", queues.queues, name="queues"),
+    path("queues/fragment/", queues.queues_fragment, name="queues_fragment"),
+    path("queues/summary/", queues.attention_fragment, name="attention_fragment"),
+    path("drivers/", drivers.drivers, name="drivers"),
+    path("drivers/fragment/", drivers.drivers_fragment, name="drivers_fragment"),
+    path("drivers/summary/", drivers.drivers_summary_fragment, name="drivers_summary_fragment"),
+    path("notifications/<int:pk>/retry/", queues.retry_notification, name="retry_notification"),
+    path("appointments/new/", booking.new_appointment, name="new"),
+    path("appointments/new/times/", booking.booking_times, name="booking_times"),
+    path("clients/search/", clients.client_search, name="client_search"),
+    path("clients/new/", clients.new_client, name="new_client"),
+    path("appointments/<int:pk>/", appointment.appointment_detail, name="appointment"),
+    path(
+        "appointments/<int:pk>/fragment/",
+        appointment.appointment_fragment,
+        name="appointment_fragment",
+    ),
+    path(
+        "appointments/<int:pk>/actions/",
+        appointment.appointment_actions,
+        name="appointment_actions",
+    ),
+    path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
+    path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
+    path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
+    path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
+]
