@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test lint format stack migrate seed clean bench-api bench-worker bench-ws
+.PHONY: help venv install run test test-fast lint format stack migrate seed clean bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -38,6 +38,17 @@ run: install ## Embedded product on http://127.0.0.1:8000 (SQLite, no Redis), de
 	$(EMBEDDED) $(PY) manage.py seed_demo
 	$(EMBEDDED) $(PY) manage.py runserver 127.0.0.1:8000
 
+# pytest-xdist workers for make test-fast ("auto": one per core; 0 runs them in this
+# process, for --pdb). Each xdist worker has its own in-memory SQLite database.
+PYTEST_WORKERS ?= auto
+# PYTEST_ARGS may narrow test-fast to nothing selected (pytest's exit status 5): not a failure.
+PYTEST_PASS = run_pass() { "$$@" || { status=$$?; [ $$status -eq 5 ] || exit $$status; }; }; run_pass
+FAST_TESTS := tests/test_domain.py tests/test_states.py tests/test_transitions.py \
+	tests/test_appointments.py tests/test_availability.py tests/test_travel_capacity.py \
+	tests/test_clients.py tests/test_dispatch.py tests/test_driver_queue.py \
+	tests/test_fleet.py tests/test_notifications.py tests/test_reports.py \
+	tests/test_api_*.py tests/test_pages_*.py
+
 # Two passes: the whole suite on PostgreSQL and Redis (when they answer; CI starts them),
 # then, on the embedded default that `make run` serves (SQLite, in-memory layers, eager
 # Celery), every test that does not need PostgreSQL or Redis again.
@@ -46,6 +57,14 @@ test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis, then 
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 	SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
+
+# The inner loop: the domain, services, API and pages tests on the embedded default, in
+# parallel. Leaves out everything marked postgres, redis, slow, browser or worker, and the
+# stream, worker-task, command, admin and docs tests; `make test` runs them all.
+test-fast: install ## Domain, services, API, pages on SQLite in parallel; no slow/browser/worker/postgres/redis, no stream
+	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) \
+	  -m "not postgres and not redis and not slow and not browser and not worker" \
+	  $(FAST_TESTS) $(PYTEST_ARGS)
 
 lint: install ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

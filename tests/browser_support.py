@@ -29,6 +29,7 @@ SCREENSHOTS = BASE_DIR / "var" / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 browser_marks = [
+    pytest.mark.browser,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),

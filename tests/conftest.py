@@ -18,9 +18,26 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 pytest_plugins = ["tests.browser_support"]
 
 
+# Fixtures that start processes or bind ports of their own (tests/browser_support.py).
+# `make test` runs the tests using them after the parallel pass, serially, so they must
+# carry the `browser` marker; the `worker` ones say so by their module's pytestmark.
+BROWSER_FIXTURES = {"site", "chromium", "browser_daphne", "browser_redis"}
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests of PostgreSQL or Redis skip loudly when the service is missing, and never in
     CI (the test settings refuse to start there without them)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and "browser" not in item.keywords
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "mark these @pytest.mark.browser (they start daphne and Chromium): "
+            + ", ".join(unmarked)
+        )
     if IN_CI:
         return
     missing = {}

@@ -23,7 +23,7 @@ from scheduling.models import Appointment, StreamEvent, Transition, Trip
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 20
 ROUNDS = 5

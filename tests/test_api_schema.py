@@ -54,6 +54,10 @@ from tests.test_api_matrix import (
     tomorrow_at,
 )
 
+# Schemathesis fuzzes every operation as every role: about two minutes of CPU, so it is
+# left out of `make test-fast` (make test runs it on both passes).
+pytestmark = pytest.mark.slow
+
 CONFIG = schemathesis.Config.from_dict(
     {
         # Same examples on every run, so a red CI is reproducible on a laptop.

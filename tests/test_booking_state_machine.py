@@ -45,7 +45,7 @@ from scheduling.services.availability import availability
 from scheduling.services.travel import travel_for
 from tests import factories
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db]
 
 DAY = date(2030, 5, 1)
 NOW = datetime.fromisoformat("2030-04-20T00:00:00+00:00")

@@ -25,7 +25,7 @@ from scheduling.services.trips import assign_trip
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, BUSY_TRIP_STATUSES
 from tests import factories
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 30
 ROUNDS = 20

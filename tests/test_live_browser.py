@@ -19,6 +19,7 @@ from tests.live_support import Daphne, RedisServer, channel_layers_for, wait_unt
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),

@@ -27,6 +27,7 @@ from tests import factories
 from tests.live_support import Daphne, RedisServer, channel_layers_for, wait_until
 
 pytestmark = [
+    pytest.mark.worker,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),

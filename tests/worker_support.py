@@ -37,6 +37,7 @@ QUEUES = ("dispatch", "notify", "default")
 # real Redis. Without them these tests skip loudly; with CI=true the settings refuse to
 # start instead, so nothing is skipped there.
 needs_worker = [
+    pytest.mark.worker,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.skipif(
