@@ -38,8 +38,8 @@ run: install ## Embedded product on http://127.0.0.1:8000 (SQLite, no Redis), de
 	$(EMBEDDED) $(PY) manage.py seed_demo
 	$(EMBEDDED) $(PY) manage.py runserver 127.0.0.1:8000
 
-# pytest-xdist workers for make test-fast ("auto": one per core; 0 runs them in this
-# process, for --pdb). Each xdist worker has its own in-memory SQLite database.
+# pytest-xdist workers for make test and test-fast ("auto": one per core; 0 runs them in
+# this process, for --pdb). Each xdist worker has its own in-memory SQLite database.
 PYTEST_WORKERS ?= auto
 # PYTEST_ARGS may narrow test-fast to nothing selected (pytest's exit status 5): not a failure.
 PYTEST_PASS = run_pass() { "$$@" || { status=$$?; [ $$status -eq 5 ] || exit $$status; }; }; run_pass
@@ -49,14 +49,17 @@ FAST_TESTS := tests/test_domain.py tests/test_states.py tests/test_transitions.p
 	tests/test_fleet.py tests/test_notifications.py tests/test_reports.py \
 	tests/test_api_*.py tests/test_pages_*.py
 
-# Two passes: the whole suite on PostgreSQL and Redis (when they answer; CI starts them),
-# then, on the embedded default that `make run` serves (SQLite, in-memory layers, eager
-# Celery), every test that does not need PostgreSQL or Redis again.
-test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis, then on SQLite (PYTEST_ARGS="...")
+# The whole suite on PostgreSQL and Redis (when they answer; CI starts them), then, on the
+# embedded default that `make run` serves (SQLite, in-memory layers, eager Celery), every
+# test that does not need PostgreSQL or Redis again. The first and last passes run under
+# pytest-xdist (each xdist worker is a process with its own test database and run prefix);
+# the tests that start workers, daphne or Chromium run after, one at a time.
+test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis (parallel, then worker/browser), then on SQLite (PYTEST_ARGS="...")
 	$(EMBEDDED) SQLITE_PATH=:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
-	SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
+	$(PYTEST_PASS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not worker and not browser" $(PYTEST_ARGS)
+	$(PYTEST_PASS) $(PY) -m pytest -n 0 -m "worker or browser" $(PYTEST_ARGS)
+	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not postgres and not redis" $(PYTEST_ARGS)
 
 # The inner loop: the domain, services, API and pages tests on the embedded default, in
 # parallel. Leaves out everything marked postgres, redis, slow, browser or worker, and the
