@@ -124,12 +124,25 @@ class Fleet:
         return {t.key for t in self.waiting}
 
     def given(self, trip_id: int, driver_id: int) -> Fleet:
-        """This fleet after `trip_id` went to `driver_id` (the dispatcher's tentative)."""
+        """This fleet after `trip_id` went to `driver_id` (the dispatcher's tentative).
+
+        The day's assignment is carried over when it still holds (none of the driver's
+        other trips in it overlaps this one), so a pass solves the day once, not once
+        per trip."""
         window = next((t.window for t in self.waiting if t.key == trip_id), None)
         drivers = self.drivers
         if window is not None:
             drivers = [d.without([window]) if d.id == driver_id else d for d in drivers]
-        return Fleet(drivers, [t for t in self.waiting if t.key != trip_id])
+        after = Fleet(drivers, [t for t in self.waiting if t.key != trip_id])
+        if (
+            self._solved
+            and self._baseline is not None
+            and window is not None
+            and not self._clashing(trip_id, driver_id, window)
+        ):
+            after._baseline = {k: v for k, v in self._baseline.items() if k != trip_id}
+            after._solved = True
+        return after
 
     def strands(self, trip_id: int, driver_id: int) -> bool:
         """Giving the waiting trip `trip_id` to `driver_id` would leave another waiting trip
@@ -138,11 +151,19 @@ class Fleet:
         trip = next((t for t in self.waiting if t.key == trip_id), None)
         if trip is None:
             return False
+        if self.baseline() is not None and not self._clashing(trip_id, driver_id, trip.window):
+            return False  # the day's assignment of the other trips stands beside it
         group = next(g for g in components(self.waiting) if trip in g)
         others = [t for t in group if t.key != trip_id]
         if not others or assign(self.drivers, others) is None:
             return False  # nothing else waits then, or it waits whatever is done now
         return assign(self.given(trip_id, driver_id).drivers, others) is None
+
+    def _clashing(self, trip_id: int, driver_id: int, window: Interval) -> bool:
+        """The day's assignment gives `driver_id` another trip overlapping `window`."""
+        return any(
+            t.key != trip_id and t.window.overlaps(window) for t in self._held().get(driver_id, ())
+        )
 
     def _held(self) -> dict[int, list[OpenTrip]]:
         """The baseline assignment as each driver's trips (computed once)."""
