@@ -1,5 +1,6 @@
 from scheduling.models.appointments import Appointment, PaymentStatus, Transition
 from scheduling.models.catalog import Service, ServiceArea
+from scheduling.models.choosing import PassReason, TherapistChoice
 from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipReason
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
 from scheduling.models.idempotency import IdempotencyKey
@@ -33,6 +34,7 @@ __all__ = [
     "Leg",
     "Notification",
     "NotificationStatus",
+    "PassReason",
     "PaymentStatus",
     "Role",
     "Service",
@@ -40,6 +42,7 @@ __all__ = [
     "SkipReason",
     "StreamEvent",
     "StreamEventRecipient",
+    "TherapistChoice",
     "TherapistProfile",
     "TimeOff",
     "Transition",
