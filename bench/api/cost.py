@@ -119,6 +119,9 @@ def backend_pid() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    from bench.api.tools import ensure_database
+
+    ensure_database(args.database_url)  # a fresh machine has none yet, as the load bench does
     os.environ.update(bench_env(args.database_url, args.redis_url))
     import django
 
