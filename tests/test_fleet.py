@@ -121,3 +121,38 @@ def test_agrees_with_brute_force(raw_drivers, raw_trips):
     assert (found is not None) == oracle(drivers, trips)
     if found is not None:
         assert valid(drivers, trips, found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    drivers_strategy,
+    st.lists(st.tuples(st.integers(0, 24), st.integers(1, 6)), max_size=5),
+    st.lists(st.tuples(st.integers(0, 20), st.integers(1, 3), st.integers(0, 4)), max_size=6),
+)
+def test_availability_asks_each_leg_alone_with_the_same_answers(raw_drivers, raw_trips, asked):
+    """`Fleet.carried` splits a start's two legs where they cannot interact and reuses
+    answers across starts and requests; it must accept exactly the starts `carries`
+    accepts when asked of both legs together, against the brute-force oracle too."""
+    from scheduling.services.capacity import Fleet, NewLeg
+
+    drivers = [
+        Driver(
+            i, tuple(sorted({span(s * 10, (s + n) * 10) for s, n in pieces})), seats=seats, car=car
+        ).without([])
+        for i, (pieces, seats, car) in enumerate(raw_drivers)
+    ]
+    waiting = [OpenTrip(i, span(s * 10, (s + n) * 10)) for i, (s, n) in enumerate(raw_trips)]
+    pairs = {
+        n: [
+            NewLeg("dropoff", span(s * 10, (s + length) * 10)),
+            NewLeg("pickup", span((s + length + gap) * 10, (s + 2 * length + gap) * 10)),
+        ]
+        for n, (s, length, gap) in enumerate(asked)
+    }
+    for _ in range(2):  # the second time from the answers remembered the first
+        accepted = Fleet(drivers, waiting).carried(pairs)
+        for n, legs in pairs.items():
+            alone = Fleet(drivers, waiting)
+            assert (n in accepted) == alone.carries(legs)
+            affected = alone._affected([leg.as_trip() for leg in legs])
+            assert (n in accepted) == oracle(drivers, affected)

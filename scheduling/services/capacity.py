@@ -12,7 +12,9 @@ on shift is about now; capacity is about the day booked, so it reads working tim
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -69,6 +71,8 @@ class Fleet:
     _solved: bool = field(default=False, init=False)
     _by_driver: dict[int, list[OpenTrip]] | None = field(default=None, init=False)
     _eligible: dict = field(default_factory=dict, init=False)
+    _components: list[list[OpenTrip]] | None = field(default=None, init=False)
+    _frozen_drivers: tuple[Driver, ...] | None = field(default=None, init=False)
 
     def baseline(self) -> dict | None:
         """An assignment of every waiting trip (trip id -> driver id), or None."""
@@ -118,6 +122,66 @@ class Fleet:
             ],
             reason=NO_DRIVER,
         )
+
+    def carried(self, asked: Mapping[Hashable, Sequence[NewLeg]]) -> set[Hashable]:
+        """The keys of `asked` whose legs `carries` would accept, each set asked alone.
+
+        Legs that neither overlap each other nor meet one group of waiting trips chained
+        by overlapping windows fall in separate components, and separate components are
+        assigned independently (a driver's trips in one never overlap those in another),
+        so such a set is carried exactly when each of its legs is carried alone. A day's
+        starts share most of their legs (one start's drop-off is an earlier start's
+        pick-up window), so each distinct leg is decided once, and remembered for the
+        same drivers and trips across requests, as `fleet.assign` remembers its answers."""
+        spans = self._group_spans()
+        alone: dict[NewLeg, bool] = {}
+        found = set()
+        for key, legs in asked.items():
+            touched = [_touching(spans, leg.window) for leg in legs]
+            separate = all(
+                not a.window.overlaps(b.window) and not (touched[i] & touched[j])
+                for i, a in enumerate(legs)
+                for j, b in enumerate(legs)
+                if i < j
+            )
+            if not separate:
+                ok = self.carries(legs)
+            else:
+                ok = all(self._carries_alone(leg, touched[i], alone) for i, leg in enumerate(legs))
+            if ok:
+                found.add(key)
+        return found
+
+    def _carries_alone(self, leg: NewLeg, touched: frozenset[int], seen: dict) -> bool:
+        if leg not in seen:
+            groups = tuple(t for i in sorted(touched) for t in self._groups()[i])
+            memo_key = (self._drivers_key(), groups, leg.window, leg.passengers)
+            answer = _leg_answers.get(memo_key)
+            if answer is None:
+                answer = self.carries([leg])
+                _leg_answers[memo_key] = answer
+                if len(_leg_answers) > LEG_ANSWERS_KEPT:
+                    _leg_answers.popitem(last=False)
+            else:
+                _leg_answers.move_to_end(memo_key)
+            seen[leg] = answer
+        return seen[leg]
+
+    def _groups(self) -> list[list[OpenTrip]]:
+        if self._components is None:
+            self._components = components(self.waiting)
+        return self._components
+
+    def _group_spans(self) -> list[tuple[datetime, datetime]]:
+        """Each group's first start and last end, in order (they never overlap)."""
+        return [
+            (group[0].window.start, max(t.window.end for t in group)) for group in self._groups()
+        ]
+
+    def _drivers_key(self) -> tuple[Driver, ...]:
+        if self._frozen_drivers is None:
+            self._frozen_drivers = tuple(self.drivers)
+        return self._frozen_drivers
 
     @property
     def _ids(self) -> set:
@@ -247,10 +311,11 @@ class Fleet:
         return True
 
     def _able(self, trip: OpenTrip) -> frozenset[int]:
-        found = self._eligible.get(trip.key)
+        # Keyed by the whole trip: new legs of different starts share a key.
+        found = self._eligible.get(trip)
         if found is None:
             found = frozenset(d.id for d in self.drivers if d.can_take(trip))
-            self._eligible[trip.key] = found
+            self._eligible[trip] = found
         return found
 
     def _affected(self, extra: list[OpenTrip]) -> list[OpenTrip]:
@@ -261,6 +326,22 @@ class Fleet:
         groups = components([*self.waiting, *extra])
         keys = {t.key for t in extra}
         return [t for g in groups if any(t.key in keys for t in g) for t in g]
+
+
+def _touching(spans: list[tuple[datetime, datetime]], window: Interval) -> frozenset[int]:
+    """The indexes of the groups whose span overlaps `window` (spans sorted, disjoint)."""
+    first = bisect_right(spans, window.start, key=lambda s: s[1])
+    touched = set()
+    for i in range(first, len(spans)):
+        if spans[i][0] >= window.end:
+            break
+        touched.add(i)
+    return frozenset(touched)
+
+
+# Single legs' answers kept per process (see Fleet.carried), least recently used dropped.
+LEG_ANSWERS_KEPT = 8192
+_leg_answers: OrderedDict[tuple, bool] = OrderedDict()
 
 
 def days_of(span: Interval) -> list[date]:
@@ -362,7 +443,7 @@ def carried_starts(
     }
     days = sorted({d for pair in legs.values() for leg in pair for d in days_of(leg.window)})
     fleet = load_fleet(days, now=now, excluding_appointment=excluding_appointment)
-    return {start for start, pair in legs.items() if fleet.carries(pair)}
+    return fleet.carried(legs)
 
 
 def _meets(window: Interval, held: Iterable[OpenTrip], placed: Iterable[Interval]) -> bool:
