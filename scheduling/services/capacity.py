@@ -12,6 +12,7 @@ on shift is about now; capacity is about the day booked, so it reads working tim
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -72,7 +73,8 @@ class Fleet:
     _by_driver: dict[int, list[OpenTrip]] | None = field(default=None, init=False)
     _eligible: dict = field(default_factory=dict, init=False)
     _components: list[list[OpenTrip]] | None = field(default=None, init=False)
-    _frozen_drivers: tuple[Driver, ...] | None = field(default=None, init=False)
+    _drivers_tok: int | None = field(default=None, init=False)
+    _group_toks: list[int] | None = field(default=None, init=False)
 
     def baseline(self) -> dict | None:
         """An assignment of every waiting trip (trip id -> driver id), or None."""
@@ -124,17 +126,17 @@ class Fleet:
         )
 
     def carried(self, asked: Mapping[Hashable, Sequence[NewLeg]]) -> set[Hashable]:
-        """The keys of `asked` whose legs `carries` would accept, each set asked alone.
+        """The keys of `asked` whose legs `carries` would accept.
 
         Legs that neither overlap each other nor meet one group of waiting trips chained
         by overlapping windows fall in separate components, and separate components are
         assigned independently (a driver's trips in one never overlap those in another),
-        so such a set is carried exactly when each of its legs is carried alone. A day's
-        starts share most of their legs (one start's drop-off is an earlier start's
-        pick-up window), so each distinct leg is decided once, and remembered for the
-        same drivers and trips across requests, as `fleet.assign` remembers its answers."""
+        so such legs are carried exactly when each is carried alone. A day's starts share
+        most of their legs (one start's drop-off is an earlier start's pick-up window), so
+        each distinct question is decided once, and its answer remembered per process for
+        the same drivers and the same trips of the groups it meets, as `fleet.assign`
+        remembers its components: the desk asks the same day again and again."""
         spans = self._group_spans()
-        alone: dict[NewLeg, bool] = {}
         found = set()
         for key, legs in asked.items():
             touched = [_touching(spans, leg.window) for leg in legs]
@@ -144,28 +146,42 @@ class Fleet:
                 for j, b in enumerate(legs)
                 if i < j
             )
-            if not separate:
-                ok = self.carries(legs)
+            if separate:
+                ok = all(self._remembered([leg], touched[i]) for i, leg in enumerate(legs))
             else:
-                ok = all(self._carries_alone(leg, touched[i], alone) for i, leg in enumerate(legs))
+                ok = self._remembered(legs, frozenset().union(*touched))
             if ok:
                 found.add(key)
         return found
 
-    def _carries_alone(self, leg: NewLeg, touched: frozenset[int], seen: dict) -> bool:
-        if leg not in seen:
-            groups = tuple(t for i in sorted(touched) for t in self._groups()[i])
-            memo_key = (self._drivers_key(), groups, leg.window, leg.passengers)
-            answer = _leg_answers.get(memo_key)
-            if answer is None:
-                answer = self.carries([leg])
-                _leg_answers[memo_key] = answer
-                if len(_leg_answers) > LEG_ANSWERS_KEPT:
-                    _leg_answers.popitem(last=False)
-            else:
-                _leg_answers.move_to_end(memo_key)
-            seen[leg] = answer
-        return seen[leg]
+    def _remembered(self, legs: Sequence[NewLeg], touched: frozenset[int]) -> bool:
+        """`carries(legs)`, which depends only on the drivers, the legs and the trips of
+        the groups they meet (the affected component), remembered for those."""
+        tokens = self._group_tokens()
+        memo_key = (
+            self._drivers_token(),
+            tuple(tokens[i] for i in sorted(touched)),
+            tuple((leg.window, leg.passengers) for leg in legs),
+        )
+        answer = _leg_answers.get(memo_key)
+        if answer is None:
+            answer = self.carries(legs)
+            _leg_answers[memo_key] = answer
+            if len(_leg_answers) > LEG_ANSWERS_KEPT:
+                _leg_answers.popitem(last=False)
+        else:
+            _leg_answers.move_to_end(memo_key)
+        return answer
+
+    def _drivers_token(self) -> int:
+        if self._drivers_tok is None:
+            self._drivers_tok = _token(tuple(self.drivers))
+        return self._drivers_tok
+
+    def _group_tokens(self) -> list[int]:
+        if self._group_toks is None:
+            self._group_toks = [_token(tuple(group)) for group in self._groups()]
+        return self._group_toks
 
     def _groups(self) -> list[list[OpenTrip]]:
         if self._components is None:
@@ -177,11 +193,6 @@ class Fleet:
         return [
             (group[0].window.start, max(t.window.end for t in group)) for group in self._groups()
         ]
-
-    def _drivers_key(self) -> tuple[Driver, ...]:
-        if self._frozen_drivers is None:
-            self._frozen_drivers = tuple(self.drivers)
-        return self._frozen_drivers
 
     @property
     def _ids(self) -> set:
@@ -339,9 +350,26 @@ def _touching(spans: list[tuple[datetime, datetime]], window: Interval) -> froze
     return frozenset(touched)
 
 
-# Single legs' answers kept per process (see Fleet.carried), least recently used dropped.
+# Availability's answers kept per process (see Fleet.carried), least recently used dropped.
 LEG_ANSWERS_KEPT = 8192
 _leg_answers: OrderedDict[tuple, bool] = OrderedDict()
+# Drivers and groups of trips seen lately, each under a number never reused, so that an
+# answer's key compares small numbers instead of the whole of them on every lookup.
+TOKENS_KEPT = 4096
+_tokens: OrderedDict[tuple, int] = OrderedDict()
+_token_numbers = itertools.count()
+
+
+def _token(content: tuple) -> int:
+    """The number `content` is known by (equal contents, the same number while kept)."""
+    number = _tokens.get(content)
+    if number is None:
+        number = _tokens[content] = next(_token_numbers)
+        if len(_tokens) > TOKENS_KEPT:
+            _tokens.popitem(last=False)
+    else:
+        _tokens.move_to_end(content)
+    return number
 
 
 def days_of(span: Interval) -> list[date]:
