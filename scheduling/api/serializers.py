@@ -210,7 +210,11 @@ class ClientPatch(ClientInput):
 class AppointmentInput(serializers.Serializer):
     client = ident()
     service = ident()
-    therapist = ident()
+    therapist = ident(
+        required=False,
+        allow_null=True,
+        help_text="Omitted or null: the best free therapist by the fairness rule.",
+    )
     start = AwareDateTimeField()
     address = text(required=False, default="")
     notes = text(required=False, default="")

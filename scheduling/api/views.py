@@ -38,6 +38,7 @@ from scheduling.services import dispatch as dispatch_services
 from scheduling.services import trips as trip_services
 from scheduling.services.availability import availability
 from scheduling.services.catalog import create_service
+from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import create_client, update_client
 from scheduling.services.idempotency import fingerprint, once
 from scheduling.services.travel import travel_for
@@ -335,17 +336,22 @@ class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById)
         data = valid(s.AppointmentInput, request.data)
 
         def book() -> tuple[int, dict]:
-            appointment = appointment_services.create_appointment(
+            fields = dict(
                 actor=request.user,
                 client_id=data["client"],
                 service_id=data["service"],
-                therapist_id=data["therapist"],
                 start=data["start"],
                 address=data["address"],
                 notes=data["notes"],
                 needs_transport=data["needs_transport"],
                 area_id=data.get("area"),
             )
+            if data.get("therapist") is None:
+                appointment = book_any_therapist(**fields)
+            else:
+                appointment = appointment_services.create_appointment(
+                    therapist_id=data["therapist"], **fields
+                )
             # Rendered from the booking in memory: only its trips are read back.
             trips = (
                 appointment.trips.order_by(*rows_out.TRIP_ORDER)
