@@ -16,6 +16,7 @@ from scheduling.models.people import (
     Vehicle,
     WorkingHours,
 )
+from scheduling.models.retention import StreamRetention
 from scheduling.models.trips import Leg, Trip
 from scheduling.states import AppointmentStatus, TripStatus
 
@@ -42,6 +43,7 @@ __all__ = [
     "SkipReason",
     "StreamEvent",
     "StreamEventRecipient",
+    "StreamRetention",
     "TherapistChoice",
     "TherapistProfile",
     "TimeOff",
