@@ -217,6 +217,26 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    "prune": {
+        "task": "scheduling.sweep.prune",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600},
+    },
+}
+
+# --- Retention (manage.py prune, and the daily "prune" sweep) ---------------------------
+
+RETENTION = {
+    # Stream events; a client asking from before what is kept is told to reload.
+    "STREAM_DAYS": env.int("STREAM_RETENTION_DAYS", default=30),
+    # Dispatch and assignment decisions, raw webhooks.
+    "AUDIT_DAYS": env.int("AUDIT_RETENTION_DAYS", default=365),
+    # Notifications keep their status; their body, subject and address are cleared.
+    "MESSAGE_DAYS": env.int("MESSAGE_RETENTION_DAYS", default=90),
+    # Replays of a retried POST are only needed for a day.
+    "IDEMPOTENCY_HOURS": env.int("IDEMPOTENCY_RETENTION_HOURS", default=24),
+    # Rows per delete: each batch is its own short transaction.
+    "BATCH": env.int("RETENTION_BATCH", default=2000),
 }
 
 # --- Live stream (websockets) -----------------------------------------------------------
