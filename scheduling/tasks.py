@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from scheduling import background
-from scheduling.services import appointments, dispatch, notifications
+from scheduling.services import appointments, dispatch, notifications, retention
 
 NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
@@ -64,3 +64,8 @@ def queue_reminders() -> int:
 @shared_task(name="scheduling.sweep.expire_overdue", **SIDE_EFFECTING)
 def expire_overdue() -> int:
     return len(appointments.expire_overdue())
+
+
+@shared_task(name="scheduling.sweep.prune", **SIDE_EFFECTING)
+def prune() -> dict[str, int]:
+    return retention.prune()

@@ -1,0 +1,194 @@
+"""Retention: what the product forgets, and when (`manage.py prune`, the daily sweep).
+
+Everything is deleted in bounded batches, each its own short transaction, so no table is
+locked for long and bookings go on while a year of rows goes:
+
+- stream events older than RETENTION["STREAM_DAYS"], always a prefix of the sequence (a
+  batch is the next run of seqs after the last one pruned). `StreamRetention` records the
+  highest seq deleted in the batch's own transaction: readers (`/api/events/`, the
+  websocket replay) read events first and the mark second, and a client whose `after` is
+  below the mark is told to reload rather than silently missing what was deleted;
+- idempotency keys older than RETENTION["IDEMPOTENCY_HOURS"] (a retry comes within it);
+- dispatch and assignment decisions older than RETENTION["AUDIT_DAYS"];
+- expired sessions;
+- notifications older than RETENTION["MESSAGE_DAYS"] and finished (sent, failed,
+  cancelled) keep their row and status, but lose their body, subject and address (PII).
+
+Tables without an index on their time (decisions, notifications) are walked along the
+primary key: ids are handed out in time order, so the old rows are a prefix and each
+batch reads the next `batch` ids, never the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import takewhile
+
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduling.models import (
+    DispatchDecision,
+    IdempotencyKey,
+    Notification,
+    NotificationStatus,
+    StreamEvent,
+    StreamEventRecipient,
+    StreamRetention,
+    TherapistChoice,
+)
+
+FINISHED = [NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.CANCELLED]
+MARK = 1  # the single StreamRetention row
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    stream: datetime
+    idempotency: datetime
+    audit: datetime
+    messages: datetime
+    sessions: datetime
+
+    @classmethod
+    def at(cls, now: datetime) -> Cutoffs:
+        keep = settings.RETENTION
+        return cls(
+            stream=now - timedelta(days=keep["STREAM_DAYS"]),
+            idempotency=now - timedelta(hours=keep["IDEMPOTENCY_HOURS"]),
+            audit=now - timedelta(days=keep["AUDIT_DAYS"]),
+            messages=now - timedelta(days=keep["MESSAGE_DAYS"]),
+            sessions=now,
+        )
+
+
+def stream_floor() -> int:
+    """The highest stream seq deleted so far: events at or below it are gone."""
+    mark = StreamRetention.objects.filter(pk=MARK).values_list("pruned_through", flat=True)
+    return mark.first() or 0
+
+
+def prune(
+    *, now: datetime | None = None, dry_run: bool = False, batch: int | None = None
+) -> dict[str, int]:
+    """Delete (or with dry_run, count) what is past its retention; rows per kind."""
+    cutoffs = Cutoffs.at(now or timezone.now())
+    size = batch or int(settings.RETENTION["BATCH"])
+    if dry_run:
+        return would_prune(cutoffs)
+    return {
+        "stream_events": _prune_stream(cutoffs.stream, size),
+        "idempotency_keys": _delete_indexed(
+            IdempotencyKey.objects.filter(created_at__lt=cutoffs.idempotency), size
+        ),
+        "dispatch_decisions": _delete_prefix(DispatchDecision, "decided_at", cutoffs.audit, size),
+        "therapist_choices": _delete_prefix(TherapistChoice, "decided_at", cutoffs.audit, size),
+        "sessions": _delete_indexed(Session.objects.filter(expire_date__lt=cutoffs.sessions), size),
+        "notification_bodies": _clear_bodies(cutoffs.messages, size),
+    }
+
+
+def would_prune(cutoffs: Cutoffs) -> dict[str, int]:
+    return {
+        "stream_events": StreamEvent.objects.filter(created_at__lt=cutoffs.stream).count(),
+        "idempotency_keys": IdempotencyKey.objects.filter(
+            created_at__lt=cutoffs.idempotency
+        ).count(),
+        "dispatch_decisions": DispatchDecision.objects.filter(decided_at__lt=cutoffs.audit).count(),
+        "therapist_choices": TherapistChoice.objects.filter(decided_at__lt=cutoffs.audit).count(),
+        "sessions": Session.objects.filter(expire_date__lt=cutoffs.sessions).count(),
+        "notification_bodies": _bodies_to_clear(cutoffs.messages).count(),
+    }
+
+
+# --- the stream ---------------------------------------------------------------------------
+
+
+def _prune_stream(cutoff: datetime, size: int) -> int:
+    total = 0
+    while True:
+        deleted, more = _prune_stream_batch(cutoff, size)
+        total += deleted
+        if not more:
+            return total
+
+
+def _prune_stream_batch(cutoff: datetime, size: int) -> tuple[int, bool]:
+    with transaction.atomic():
+        # Locked: two prunes at once take turns, each batch continuing the other's prefix.
+        mark, _ = StreamRetention.objects.select_for_update().get_or_create(pk=MARK)
+        rows = list(
+            StreamEvent.objects.filter(seq__gt=mark.pruned_through)
+            .order_by("seq")
+            .values_list("seq", "created_at")[:size]
+        )
+        old = [seq for seq, _ in takewhile(lambda row: row[1] < cutoff, rows)]
+        if not old:
+            return 0, False
+        span = Q(seq__gt=mark.pruned_through, seq__lte=old[-1])
+        StreamEventRecipient.objects.filter(
+            event_id__gt=mark.pruned_through, event_id__lte=old[-1]
+        ).delete()
+        deleted, _ = StreamEvent.objects.filter(span).delete()
+        mark.pruned_through = old[-1]
+        mark.pruned_at = timezone.now()
+        mark.save(update_fields=["pruned_through", "pruned_at"])
+    return deleted, len(old) == size
+
+
+# --- the rest -----------------------------------------------------------------------------
+
+
+def _delete_indexed(rows: models.QuerySet, size: int) -> int:
+    """Rows found by an indexed condition, a batch of primary keys at a time."""
+    return _in_batches(lambda: list(rows.values_list("pk", flat=True)[:size]), rows.model, size)
+
+
+def _delete_prefix(model: type[models.Model], field: str, cutoff: datetime, size: int) -> int:
+    """The oldest rows by primary key, while their `field` is before the cutoff."""
+
+    def next_batch() -> list[int]:
+        rows = model.objects.order_by("pk").values_list("pk", field)[:size]
+        return [pk for pk, _ in takewhile(lambda row: row[1] < cutoff, rows)]
+
+    return _in_batches(next_batch, model, size)
+
+
+def _in_batches(next_batch: Callable[[], list[int]], model: type[models.Model], size: int) -> int:
+    total = 0
+    while True:
+        with transaction.atomic():
+            pks = next_batch()
+            if pks:
+                total += model.objects.filter(pk__in=pks).delete()[0]
+        if len(pks) < size:
+            return total
+
+
+def _bodies_to_clear(cutoff: datetime) -> models.QuerySet:
+    return Notification.objects.filter(created_at__lt=cutoff, status__in=FINISHED).exclude(
+        body="", subject="", to=""
+    )
+
+
+def _clear_bodies(cutoff: datetime, size: int) -> int:
+    total, after = 0, 0
+    while True:
+        rows = list(
+            Notification.objects.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "created_at", "status", "body", "subject", "to")[:size]
+        )
+        old = list(takewhile(lambda row: row[1] < cutoff, rows))
+        pks = [row[0] for row in old if row[2] in FINISHED and any(row[3:])]
+        if pks:
+            # updated_at is left alone: the failure list and --since read it as "when it failed".
+            total += Notification.objects.filter(pk__in=pks).update(body="", subject="", to="")
+        if len(old) < size:
+            return total
+        after = old[-1][0]
