@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover
 from scheduling import revocation
 from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
 from scheduling.models import StreamEvent, StreamEventRecipient
+from scheduling.services.retention import stream_gone
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ logger = logging.getLogger(__name__)
 # with its last seq on 4008; 4401 means log in again.
 UNAUTHENTICATED = 4401
 TOO_SLOW = 4008
+STREAM_PRUNED = 4410  # `after` is older than what retention keeps: reload
 CATCH_UP_CHUNK = 500
 DEFAULTS = {"WATCH_SECONDS": 1.0, "REORDER_SECONDS": 0.02}
 # A hole larger than this is not read by the hub: each socket reads its own stream.
@@ -211,6 +213,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if not await self._wait_writable():
                 return
             rows = await self._read_after(self.last_queued, through)
+            if rows is None:  # what it asked for is pruned: told so, never a silent gap
+                self.closing = True
+                await self.close(code=STREAM_PRUNED)
+                return
             if rows:
                 # A chunk is a batch already: it goes now, not after the window, or the
                 # next chunk would pile onto it.
@@ -317,16 +323,17 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # --- database -----------------------------------------------------------------------
 
     @database_sync_to_async
-    def _read_after(self, after: int, through: int | None) -> list[dict]:
+    def _read_after(self, after: int, through: int | None) -> list[dict] | None:
         rows = StreamEvent.objects.visible_to(self.user).filter(seq__gt=after)
         if through is not None:
             rows = rows.filter(seq__lte=through)
-        return [
+        found = [
             {"seq": seq, "type": kind, "data": data}
             for seq, kind, data in rows.order_by("seq").values_list("seq", "type", "data")[
                 : _chunk()
             ]
         ]
+        return None if stream_gone(user=self.user, after=after) else found
 
     @database_sync_to_async
     def _newest_seq(self) -> int:

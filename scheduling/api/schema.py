@@ -59,3 +59,16 @@ KEY_REUSED = OpenApiResponse(
     inline_serializer("KeyReused", _detail),
     description="The Idempotency-Key was used before with a different request.",
 )
+
+STREAM_PRUNED = OpenApiResponse(
+    inline_serializer(
+        "StreamPruned",
+        {
+            **_detail,
+            "code": serializers.ChoiceField(choices=["stream_pruned"]),
+            "pruned_through": serializers.IntegerField(),
+            "last_seq": serializers.IntegerField(),
+        },
+    ),
+    description="`after` is older than the events kept: reload, then continue after last_seq.",
+)

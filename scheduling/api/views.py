@@ -29,7 +29,7 @@ from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
 from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
-from scheduling.api.schema import ERRORS, KEY_REUSED
+from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
 from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
 from scheduling.permissions import IsDesk, IsDeskOrDriver, IsDriver, IsManager
@@ -41,6 +41,7 @@ from scheduling.services.catalog import create_service
 from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import create_client, update_client
 from scheduling.services.idempotency import fingerprint, once
+from scheduling.services.retention import stream_gone
 from scheduling.services.travel import travel_for
 
 
@@ -520,7 +521,10 @@ def shift_state(profile: DriverProfile) -> dict:
 class EventsView(APIView):
     """The caller's stream events after a sequence number, oldest first."""
 
-    @extend_schema(parameters=[s.EventsQuery], responses={200: s.EventPageSerializer, **ERRORS})
+    @extend_schema(
+        parameters=[s.EventsQuery],
+        responses={200: s.EventPageSerializer, 410: STREAM_PRUNED, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         query = valid(s.EventsQuery, request.query_params)
         rows = list(
@@ -529,6 +533,10 @@ class EventsView(APIView):
             .order_by("seq")
             .values_list("seq", "type", "data")[: query["limit"] + 1]
         )
+        # After the read: a prune committed during it is seen here (never a silent gap).
+        gone = stream_gone(user=request.user, after=query["after"])
+        if gone is not None:
+            return Response(gone, status=status.HTTP_410_GONE)
         more = len(rows) > query["limit"]
         rows = rows[: query["limit"]]
         events = [

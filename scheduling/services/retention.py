@@ -73,6 +73,27 @@ def stream_floor() -> int:
     return mark.first() or 0
 
 
+def stream_gone(*, user, after: int) -> dict | None:
+    """None while everything after `after` is still kept; else what the client is told.
+
+    Call it after reading the events (see the module docstring): the answer then covers
+    what that read may have missed.
+    """
+    floor = stream_floor()
+    if after >= floor:
+        return None
+    newest = StreamEvent.objects.visible_to(user).order_by("-seq").values_list("seq", flat=True)
+    return {
+        "detail": (
+            f"Events up to seq {floor} are no longer kept (retention): reload the current "
+            "state, then continue after last_seq."
+        ),
+        "code": "stream_pruned",
+        "pruned_through": floor,
+        "last_seq": newest.first() or floor,
+    }
+
+
 def prune(
     *, now: datetime | None = None, dry_run: bool = False, batch: int | None = None
 ) -> dict[str, int]:

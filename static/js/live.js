@@ -18,6 +18,9 @@
  *   unauthorized  the server wants a login: stopped (close code 4401, or a refused
  *                 handshake while /api/events/ answers 401/403)
  *   stopped       stop() was called
+ *   reload        what the client missed is no longer kept (close code 4410, or 410
+ *                 from /api/events/): stopped, and the page reloads unless
+ *                 `reloadPage: false` (then listen for the "reload" state)
  * Close code 4008 (the client fell behind) reconnects at once from the last seq.
  * While the socket cannot be opened, the client catches up over HTTP (/api/events/) when
  * `catchUpUrl` is set, so a page stays current through a realtime outage.
@@ -27,6 +30,7 @@
 
   var TOO_SLOW = 4008;
   var UNAUTHENTICATED = 4401;
+  var STREAM_PRUNED = 4410;
 
   function LiveStream(options) {
     var target = new EventTarget();
@@ -52,6 +56,7 @@
     this.watchdog = null;
     this.lastFrameAt = 0;
     this.opened = false;
+    this.reloadPage = options.reloadPage !== false;
   }
 
   LiveStream.prototype.on = function (type, listener) {
@@ -82,6 +87,12 @@
     global.clearInterval(this.watchdog);
     this._dropSocket();
     this._setState(state);
+  };
+
+  LiveStream.prototype._gone = function () {
+    // Retention deleted events after lastSeq: only a fresh page is complete again.
+    this._halt("reload");
+    if (this.reloadPage) global.location.reload();
   };
 
   LiveStream.prototype._setState = function (state) {
@@ -151,6 +162,7 @@
   LiveStream.prototype._closed = function (code, wasOpen) {
     if (code === UNAUTHENTICATED) return this._halt("unauthorized");
     if (code === TOO_SLOW) return this._retry(0); // behind: come back at once from lastSeq
+    if (code === STREAM_PRUNED) return this._gone();
     if (!wasOpen && this.catchUpUrl) {
       // A refused handshake looks the same as a network error to a page; HTTP tells
       // which (a 401/403 means log in again), and brings the page up to date meanwhile.
@@ -162,6 +174,7 @@
         },
         function (error) {
           if (error && error.unauthorized) self._halt("unauthorized");
+          else if (error && error.gone) self._gone();
           else self._retry(self._backoff());
         }
       );
@@ -178,7 +191,9 @@
   };
 
   LiveStream.prototype._retry = function (delay) {
-    if (this.state === "stopped" || this.state === "unauthorized") return;
+    if (this.state === "stopped" || this.state === "unauthorized" || this.state === "reload") {
+      return;
+    }
     this._setState("reconnecting");
     var self = this;
     global.clearTimeout(this.timer);
@@ -199,7 +214,7 @@
   };
 
   /* Read what was missed over HTTP, oldest first, page by page. Resolves when up to date;
-   * rejects with {unauthorized: true} on 401/403. */
+   * rejects with {unauthorized: true} on 401/403, {gone: true} on 410. */
   LiveStream.prototype.catchUp = function () {
     var self = this;
     // A page that started "from now" has no position to read from: ask only whether the
@@ -212,6 +227,10 @@
       return global.fetch(url, { credentials: "same-origin", headers: headers }).then(function (response) {
         if (response.status === 401 || response.status === 403) {
           throw { unauthorized: true };
+        }
+        if (response.status === 410) {
+          if (probeOnly) return; // the login holds; a probe reads no events
+          throw { gone: true };
         }
         if (!response.ok) throw new Error("catch-up answered " + response.status);
         return response.json().then(function (body) {
