@@ -97,7 +97,8 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
     client = id_field("Client", "a client: search by name or phone, or add a new one")
     service = id_field("Service", "a service")
     date = DayField(label="Day")
-    therapist = id_field("Therapist", "a therapist")
+    # Left empty: any free therapist, by the fairness rule (services/choosing.py).
+    therapist = id_field("Therapist", "a therapist", required=False)
     start = StartField(label="Start time")
     address = forms.CharField(
         label="Address",

@@ -7,6 +7,7 @@ therapist chosen can be booked, and every therapist passed over cannot."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, time, timedelta
 
 import hypothesis
@@ -343,4 +344,99 @@ def test_only_the_desk_books_any_therapist(service, client_record, staff):
             start=at(9),
             now=NOW,
         )
+    assert not Appointment.objects.exists()
+
+
+# --- the desk's pages -----------------------------------------------------------------------
+
+
+def form_data(client, service, start, **changes) -> dict:
+    data = {
+        "client": client.pk,
+        "service": service.pk,
+        "date": timezone.localtime(start).date().isoformat(),
+        "start": timezone.localtime(start).isoformat(),
+        "address": "",
+        "notes": "",
+    }
+    return {**data, **changes}
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_booking_form_offers_any_therapist_first_with_everyones_times(
+    client, desk, service, client_record, staff
+):
+    bea, cora, dina, _ = staff
+    for therapist in (bea, cora, dina):
+        book_with(desk, client_record, service, therapist, at(9))
+    client.force_login(desk)
+    html = client.get(
+        "/desk/appointments/new/times/", {"service": service.pk, "date": DAY.isoformat()}
+    ).content.decode()
+    options = re.findall(r"<option value=\"([^\"]*)\"[^>]*>([^<]*)</option>", html)
+    therapist_options = [o for o in options if o[1].startswith(("Any", "Bea", "Cora", "Dina"))]
+    assert therapist_options[0] == ("", "Any therapist (the next free one)")
+    assert "with any free therapist" in html
+    offered = re.findall(r'name="start" value="([^"]+)"', html)
+    # Everyone is away 08:15-11:00 for the 09:00 bookings; Eve does not perform the
+    # service. The first start anyone can take leaves base at 11:00.
+    assert offered[0] == at(11, 45).isoformat()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_form_books_any_therapist_and_the_page_shows_the_decision(
+    client, desk, service, client_record, staff
+):
+    bea, cora, *_ = staff
+    book_with(desk, client_record, service, bea, at(9))
+    client.force_login(desk)
+    response = client.post("/desk/appointments/new/", form_data(client_record, service, at(9)))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    booked = Appointment.objects.get(pk=int(response.url.rstrip("/").split("/")[-1]))
+    assert booked.therapist == cora
+    html = client.get(response.url).content.decode()
+    assert "How the therapist was chosen" in html
+    section = html[html.index("How the therapist was chosen") :]
+    assert str(bea) in section and "busy then" in section
+    assert "Eve" in section and "does not perform the service" in section
+
+
+@time_machine.travel(NOW, tick=False)
+def test_nobody_free_is_said_beside_the_time_and_nothing_is_written(
+    client, desk, service, client_record, staff
+):
+    for therapist in staff[:3]:
+        book_with(desk, client_record, service, therapist, at(9))
+    client.force_login(desk)
+    response = client.post("/desk/appointments/new/", form_data(client_record, service, at(9)))
+    assert response.status_code == 200
+    assert "No therapist is free at 2030-05-01 09:00" in response.content.decode()
+    assert Appointment.objects.count() == 3
+
+
+@time_machine.travel(NOW, tick=False)
+def test_one_click_rebooks_with_the_next_free_therapist(
+    client, desk, service, client_record, staff
+):
+    bea, cora, *_ = staff
+    rejected = book_with(desk, client_record, service, bea, at(15))
+    act_on_appointment(actor=bea, appointment_id=rejected.pk, action="reject", now=NOW)
+    client.force_login(desk)
+    queues = client.get("/desk/queues/").content.decode()
+    assert f"/desk/appointments/{rejected.pk}/rebook-any/" in queues
+    assert "Book with the next free therapist" in queues
+    response = client.post(f"/desk/appointments/{rejected.pk}/rebook-any/")
+    again = Appointment.objects.exclude(pk=rejected.pk).get()
+    assert response.status_code == 302 and response.url == f"/desk/appointments/{again.pk}/"
+    # Bea rejected it, so she is left out though she is free and ranked first.
+    assert again.therapist == cora and again.start == rejected.start
+    assert again.client == client_record and again.status == "pending"
+    # Settled: no longer on the list, and a second click finds nothing to rebook.
+    assert client.post(f"/desk/appointments/{rejected.pk}/rebook-any/").status_code == 404
+    assert client.get(f"/desk/appointments/{rejected.pk}/rebook-any/").status_code == 405
+
+
+def test_rebook_any_is_the_desks_only(client, service, client_record, staff):
+    client.force_login(staff[0])
+    assert client.post("/desk/appointments/1/rebook-any/").status_code in (302, 403)
     assert not Appointment.objects.exists()

@@ -194,9 +194,11 @@ def book_any_therapist(
     notes: str = "",
     needs_transport: bool = False,
     area_id: int | None = None,
+    exclude: frozenset[int] = frozenset(),
     now: datetime | None = None,
 ) -> Appointment:
-    """Book the therapist `choose_therapist` picks, recording the decision.
+    """Book the therapist `choose_therapist` picks (none of `exclude`), recording the
+    decision.
 
     A concurrent booking may take the chosen therapist between the choice and the
     insert (the exclusion constraint refuses ours): then choose again without them, so
@@ -207,7 +209,7 @@ def book_any_therapist(
     client = _get(Client, client_id, "client")
     service = _bookable_service(service_id)
     _check_start(start, now, travel_for(client=client, area_id=area_id))
-    taken: set[int] = set()
+    taken: set[int] = set(exclude)
     while True:
         choice = choose_therapist(
             service=service,

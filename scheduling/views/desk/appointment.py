@@ -23,6 +23,7 @@ from scheduling.models import Appointment, Transition, Trip, TripStatus, User
 from scheduling.permissions import role
 from scheduling.services.appointments import act_on_appointment
 from scheduling.views.common import call_for_form, live_after
+from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.present import (
     desk_only,
     labelled,
@@ -118,6 +119,7 @@ def detail_context(appointment: Appointment) -> dict[str, Any]:
             for t in trips
         ],
         "log": log_lines(appointment),
+        "choice": choice_view(appointment),
         "sent": failed_lines(list(sent)),
     }
 

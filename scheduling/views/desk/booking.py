@@ -18,6 +18,7 @@ from scheduling.forms import AppointmentForm, ClientForm, RescheduleForm
 from scheduling.models import Appointment, Client, Service, User
 from scheduling.services.appointments import create_appointment, reschedule_appointment
 from scheduling.services.capacity import NO_DRIVER
+from scheduling.services.choosing import NOBODY_FREE, book_any_therapist
 from scheduling.views.common import form_errors_from
 from scheduling.views.desk.appointment import appointment_for, detail_page
 from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none, money
@@ -120,20 +121,23 @@ def conflict_message(error: Conflict, therapist_name: str) -> tuple[str, list[Ap
 
 def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[Appointment]]:
     data = form.cleaned_data
+    fields = dict(
+        actor=actor,
+        client_id=data["client"],
+        service_id=data["service"],
+        start=data["start"],
+        address=data["address"],
+        notes=data["notes"],
+        needs_transport=data["needs_transport"],
+        area_id=data["area"],
+    )
     try:
-        appointment = create_appointment(
-            actor=actor,
-            client_id=data["client"],
-            service_id=data["service"],
-            therapist_id=data["therapist"],
-            start=data["start"],
-            address=data["address"],
-            notes=data["notes"],
-            needs_transport=data["needs_transport"],
-            area_id=data["area"],
-        )
+        if data["therapist"] is None:
+            appointment = book_any_therapist(**fields)
+        else:
+            appointment = create_appointment(therapist_id=data["therapist"], **fields)
     except Conflict as error:
-        if error.reason == NO_DRIVER:
+        if error.reason in (NO_DRIVER, NOBODY_FREE):
             # The therapist could make it; the drivers cannot: said in the service's words
             # beside the time, which the form now shows as one with no driver.
             form.add_error("start", error.message)

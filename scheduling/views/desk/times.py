@@ -14,9 +14,10 @@ from django.utils import timezone
 from scheduling.domain import local_date
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, Client, Service, ServiceArea, User
-from scheduling.services.availability import availability
+from scheduling.services.availability import TherapistAvailability, availability
 from scheduling.services.common import latest_bookable
 from scheduling.services.travel import Travel, default_minutes, travel_for, travel_of
+from scheduling.views.desk.choice import any_therapist_starts
 from scheduling.views.desk.present import int_or_none
 from scheduling.views.desk.timeline import local_hm
 
@@ -208,6 +209,9 @@ def times_panel(
         TherapistChoice(a.therapist, len(a.starts), len(a.no_driver)) for a in offered
     ]
     mine = next((a for a in offered if a.therapist.pk == panel.therapist_id), None)
+    if panel.therapist_id is None and panel.therapists and moving is None:
+        # "Any therapist": every start someone can take (the choice is made at booking).
+        mine = TherapistAvailability(None, *any_therapist_starts(offered))
     if day < timezone.localdate():
         panel.note = "That day has passed."
     elif day > local_date(latest_bookable(now)):
@@ -223,12 +227,11 @@ def times_panel(
         then = "Try another day or therapist, or book without transport."
         if moving:
             then = "Try another day."
-        panel.note = (
-            f"No driver is free to take {mine.therapist} to any of their free times that "
-            f"day. {then}"
-        )
+        who = mine.therapist or "any therapist"
+        panel.note = f"No driver is free to take {who} to any of their free times that day. {then}"
     elif not mine.starts:
-        panel.note = f"{mine.therapist} has no free time for {panel.service.name} that day."
+        who = mine.therapist or "No therapist"
+        panel.note = f"{who} has no free time for {panel.service.name} that day."
     if mine is not None:
         refused = set(mine.no_driver)
         panel.slots = [

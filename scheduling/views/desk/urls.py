@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from scheduling.views.desk import appointment, board, booking, clients, drivers, queues
+from scheduling.views.desk import appointment, board, booking, choice, clients, drivers, queues
 
 urlpatterns = [
     path("", board.board, name="board"),
@@ -33,4 +33,5 @@ urlpatterns = [
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
     path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
+    path("appointments/<int:pk>/rebook-any/", choice.rebook_any, name="rebook_any"),
 ]
