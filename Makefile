@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test test-fast lint format stack migrate seed clean bench-api bench-worker bench-ws
+.PHONY: help venv install run test test-fast test-clock lint format stack migrate seed clean bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -60,6 +60,18 @@ test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis (paral
 	$(PYTEST_PASS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not worker and not browser" $(PYTEST_ARGS)
 	$(PYTEST_PASS) $(PY) -m pytest -n 0 -m "worker or browser" $(PYTEST_ARGS)
 	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not postgres and not redis" $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-clock
+
+# The inner loop's tests again with the clock started ten minutes either side of Manila's
+# midnight at a month's end (--clock, tests/conftest.py): "today", "tomorrow" and a day's
+# bounds are where a test that reads the real date breaks.
+CLOCKS := 2027-01-31T23:50+08:00 2027-02-01T00:10+08:00
+test-clock: install ## The fast tests at Manila 23:50 and 00:10 on a month's last night
+	for clock in $(CLOCKS); do \
+	  $(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) \
+	    -m "not postgres and not redis and not slow and not browser and not worker" \
+	    $(FAST_TESTS) --clock $$clock $(PYTEST_ARGS) || exit 1; \
+	done
 
 # The inner loop: the domain, services, API and pages tests on the embedded default, in
 # parallel. Leaves out everything marked postgres, redis, slow, browser or worker, and the

@@ -4,6 +4,7 @@ import os
 from datetime import datetime, timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -22,6 +23,33 @@ pytest_plugins = ["tests.browser_support"]
 # `make test` runs the tests using them after the parallel pass, serially, so they must
 # carry the `browser` marker; the `worker` ones say so by their module's pytestmark.
 BROWSER_FIXTURES = {"site", "chromium", "browser_daphne", "browser_redis"}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock",
+        default=None,
+        metavar="ISO",
+        help="start every test's clock at this instant (ticking, by time-machine), e.g. "
+        "2027-01-31T23:50+08:00: the CI step that shows no test depends on the hour or "
+        "the date it runs at",
+    )
+
+
+def pytest_configure(config):
+    """`--clock`: the whole session (module-wide fixtures too) runs as if started at that
+    instant, the clock ticking on from there; tests that travel further still can, as
+    time-machine nests. Each xdist worker starts its own."""
+    when = config.getoption("--clock", default=None)
+    if when:
+        config._clock_travel = time_machine.travel(datetime.fromisoformat(when), tick=True)
+        config._clock_travel.start()
+
+
+def pytest_unconfigure(config):
+    travel = getattr(config, "_clock_travel", None)
+    if travel is not None:
+        travel.stop()
 
 
 def pytest_collection_modifyitems(config, items):
