@@ -66,6 +66,8 @@ def expire_overdue() -> int:
     return len(appointments.expire_overdue())
 
 
-@shared_task(name="scheduling.sweep.prune", **SIDE_EFFECTING)
+# A first prune of a long history may take a while; each batch commits on its own, so one
+# cut short by the limit loses nothing and the next day's carries on.
+@shared_task(name="scheduling.sweep.prune", time_limit=3600, soft_time_limit=3500, **SIDE_EFFECTING)
 def prune() -> dict[str, int]:
     return retention.prune()
