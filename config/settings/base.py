@@ -362,6 +362,10 @@ SCHEDULING = {
     "FAKE_PROVIDER_URL": env("FAKE_PROVIDER_URL", default=""),
 }
 
+# --- Payments (issue 15) ----------------------------------------------------------------
+# The currency prices and payments are in (ISO 4217); money is Decimal in the database.
+CURRENCY = env("CURRENCY", default="PHP")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

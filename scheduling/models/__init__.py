@@ -5,6 +5,7 @@ from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipRe
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
 from scheduling.models.idempotency import IdempotencyKey
 from scheduling.models.messaging import Audience, Channel, Notification, NotificationStatus
+from scheduling.models.payments import Payment, PaymentMethod, PaymentState
 from scheduling.models.people import (
     Break,
     Client,
@@ -36,6 +37,9 @@ __all__ = [
     "Notification",
     "NotificationStatus",
     "PassReason",
+    "Payment",
+    "PaymentMethod",
+    "PaymentState",
     "PaymentStatus",
     "Role",
     "Service",

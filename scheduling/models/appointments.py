@@ -11,7 +11,10 @@ from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus
 
 
 class PaymentStatus(models.TextChoices):
+    """Derived from the appointment's payments (services/payments.py), never set by hand."""
+
     UNPAID = "unpaid"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
     PAID = "paid"
     REFUNDED = "refunded"
 

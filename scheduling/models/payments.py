@@ -1,0 +1,124 @@
+"""Money taken for an appointment: one row per collection or gateway link.
+
+The appointment's `payment_status` is derived from these rows (services/payments.py
+writes it); PostgreSQL holds the rules a settled payment must keep."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q, Sum
+
+
+def default_currency() -> str:
+    return settings.CURRENCY
+
+
+class PaymentMethod(models.TextChoices):
+    CASH = "cash"
+    EWALLET = "ewallet", "E-wallet"
+    GATEWAY = "gateway"
+
+
+class PaymentState(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+
+
+# Statuses in which the money was received (a partial refund keeps the rest received).
+SETTLED_STATES = (PaymentState.SUCCEEDED, PaymentState.PARTIALLY_REFUNDED)
+COLLECTED_METHODS = (PaymentMethod.CASH, PaymentMethod.EWALLET)
+
+
+class PaymentQuerySet(models.QuerySet):
+    def settled(self) -> PaymentQuerySet:
+        return self.filter(status__in=SETTLED_STATES)
+
+    def unverified(self) -> PaymentQuerySet:
+        """Cash and e-wallet collections a receptionist or manager has still to check."""
+        return self.filter(method__in=COLLECTED_METHODS, status=PaymentState.PENDING)
+
+    def settled_total(self) -> Decimal:
+        return self.settled().aggregate(total=Sum("amount"))["total"] or Decimal("0")
+
+    def visible_to(self, user) -> PaymentQuerySet:
+        if user.is_desk:
+            return self
+        if user.effective_role == "therapist":
+            return self.filter(appointment__therapist=user)
+        return self.none()
+
+
+class Payment(models.Model):
+    appointment = models.ForeignKey(
+        "scheduling.Appointment", on_delete=models.PROTECT, related_name="payments"
+    )
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3, default=default_currency)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    status = models.CharField(
+        max_length=20, choices=PaymentState.choices, default=PaymentState.PENDING
+    )
+    # What the client quotes for an e-wallet transfer (the GCash/Maya reference number).
+    reference = models.CharField(max_length=64, blank=True)
+    gateway = models.CharField(max_length=16, blank=True)
+    gateway_link_id = models.CharField(max_length=64, blank=True)
+    gateway_payment_id = models.CharField(max_length=64, blank=True)
+    collected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PaymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["appointment", "status"], name="payment_appt_status_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="payment_unverified_idx",
+                condition=Q(method__in=COLLECTED_METHODS, status=PaymentState.PENDING),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            # A collection counts only once someone other than the collector checked it.
+            models.CheckConstraint(
+                condition=(
+                    ~Q(method__in=COLLECTED_METHODS, status__in=SETTLED_STATES)
+                    | Q(verified_by__isnull=False, settled_at__isnull=False)
+                ),
+                name="payment_collection_verified",
+            ),
+            models.CheckConstraint(
+                condition=Q(verified_by__isnull=True) | ~Q(verified_by=models.F("collected_by")),
+                name="payment_verifier_not_collector",
+            ),
+            # One gateway payment settles one row: a repeated webhook cannot settle twice.
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_payment_id"],
+                condition=~Q(gateway_payment_id=""),
+                name="payment_gateway_payment_once",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_link_id"],
+                condition=~Q(gateway_link_id=""),
+                name="payment_gateway_link_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment #{self.pk} {self.amount} {self.currency} {self.method} {self.status}"
