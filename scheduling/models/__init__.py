@@ -5,6 +5,7 @@ from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipRe
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
 from scheduling.models.idempotency import IdempotencyKey
 from scheduling.models.messaging import Audience, Channel, Notification, NotificationStatus
+from scheduling.models.operations import PeriodicRun
 from scheduling.models.payments import Payment, PaymentMethod, PaymentState
 from scheduling.models.people import (
     Break,
@@ -41,6 +42,7 @@ __all__ = [
     "PaymentMethod",
     "PaymentState",
     "PaymentStatus",
+    "PeriodicRun",
     "Role",
     "Service",
     "ServiceArea",
