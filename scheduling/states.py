@@ -82,6 +82,8 @@ APPOINTMENT_RULES: dict[str, Rule] = {
         _rule("expire", {A.PENDING}, A.EXPIRED, {SYSTEM}),
         # A new time needs the therapist's acceptance again.
         _rule("reschedule", {A.PENDING, A.CONFIRMED}, A.PENDING, DESK),
+        # Another therapist (services/reassign.py), who has to accept it.
+        _rule("reassign", {A.PENDING, A.CONFIRMED}, A.PENDING, DESK),
     )
 }
 

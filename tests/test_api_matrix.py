@@ -243,6 +243,14 @@ EXPECTED: dict[tuple[str, str], dict[str, int | tuple[int, int, int]]] = {
         "therapist": NEVER_THEIRS,
         "driver": NEVER_THEIRS,
     },
+    # Issue 13: the desk gives an appointment to another therapist.
+    ("api:appointment-reassign", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": DESK_ALL,
+        "manager": DESK_ALL,
+        "therapist": NEVER_THEIRS,
+        "driver": NEVER_THEIRS,
+    },
     # Trips: the desk sees all, a driver their own, a therapist none.
     ("api:trip-list", "GET"): {**DESK_ONLY, "driver": 200},
     ("api:trip-detail", "GET"): {
@@ -282,6 +290,7 @@ APPOINTMENT_ACTIONS = {
     "cancel": ("pending", "cancelled"),
     "no-show": ("confirmed", "no_show"),
     "reschedule": ("confirmed", "pending"),
+    "reassign": ("confirmed", "pending"),
     "request-pickup": ("confirmed", "confirmed"),
 }
 TRIP_ACTIONS = {
@@ -469,6 +478,12 @@ def request_for(route: Route, method: str, world: World, role: str) -> dict[str,
         return {"notes": "changed by the matrix"}
     if name == "api:appointment-reschedule":
         return {"start": tomorrow_at(17).isoformat(), "reason": "client asked"}
+    if name == "api:appointment-reassign":
+        return {
+            "therapist": world.users["other_therapist"].pk,
+            "start": tomorrow_at(17).isoformat(),
+            "reason": "t1 called in sick",
+        }
     if name == "api:driver-shift":
         return {"on_shift": False}
     if name.startswith("api:appointment-") and method == "POST":
@@ -521,6 +536,9 @@ def check_effect(route: Route, method: str, world: World, role: str, pk: int | N
         assert stored.transitions.latest("id").actor == world.users[role]
         if action_of(route) == "reschedule":
             assert stored.start == tomorrow_at(17)
+        if action_of(route) == "reassign":
+            assert stored.start == tomorrow_at(17)
+            assert stored.therapist == world.users["other_therapist"]
     elif family == "trip":
         _, after = TRIP_ACTIONS[action_of(route)]
         stored = Trip.objects.get(pk=pk)

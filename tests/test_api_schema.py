@@ -182,6 +182,9 @@ def with_real_data(case, world: World) -> bool:
         changed = True
     elif route.name == "api:appointment-reschedule" and body is not None:
         body["start"] = tomorrow_at(16).isoformat()
+    elif route.name == "api:appointment-reassign" and body is not None:
+        # Another therapist who performs the service and is free then (issue 13).
+        body.update(therapist=world.users["other_therapist"].pk, start=tomorrow_at(16).isoformat())
     elif route.name == "api:token" and body is not None:
         body.update(username=world.users["driver"].username, password=PASSWORD)
         changed = True

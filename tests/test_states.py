@@ -39,6 +39,7 @@ APPOINTMENT_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
     "no_show": ({"confirmed"}, "no_show", {"therapist", *DESK}),
     "expire": ({"pending"}, "expired", {"system"}),
     "reschedule": ({"pending", "confirmed"}, "pending", DESK),
+    "reassign": ({"pending", "confirmed"}, "pending", DESK),
 }
 TRIP_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
     "assign": ({"queued"}, "assigned", {"system"}),
@@ -240,8 +241,8 @@ def test_terminal_statuses_have_no_way_out_and_the_others_can_end(noun, terminal
 
 def test_outgoing_actions_per_status_as_the_business_says():
     assert {s: outgoing(APPOINTMENT_RULES, s) for s in APPOINTMENT_STATUSES} == {
-        "pending": {"accept", "reject", "cancel", "expire", "reschedule"},
-        "confirmed": {"start", "cancel", "no_show", "reschedule"},
+        "pending": {"accept", "reject", "cancel", "expire", "reschedule", "reassign"},
+        "confirmed": {"start", "cancel", "no_show", "reschedule", "reassign"},
         "in_progress": {"complete"},
         "completed": set(),
         "rejected": set(),

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from scheduling import ratelimit, states
 from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
+from scheduling.api.desk_control import AppointmentControlMixin
 from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
@@ -269,7 +270,9 @@ LIST_PARAMETERS = frozenset(
 
 
 @documented(s.AppointmentSerializer)
-class AppointmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
+class AppointmentViewSet(
+    AppointmentControlMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ById
+):
     serializer_class = s.AppointmentSerializer
     pagination_class = ByStart
 

@@ -84,6 +84,10 @@ AUDIENCES: dict[str, tuple[str, ...]] = {
     REMINDER_24H: (Audience.CLIENT, Audience.THERAPIST),
     REMINDER_2H: (Audience.CLIENT, Audience.THERAPIST),
     TRIP_ASSIGNED: (Audience.DRIVER,),
+    # Reassigning (services/reassign.py): the new therapist, the old one, the client.
+    "appointment_reassigned": (Audience.THERAPIST,),
+    "appointment_unassigned": (Audience.THERAPIST,),
+    "appointment_moved_therapist_changed": (Audience.CLIENT,),
 }
 SUBJECTS = {
     BOOKING_CREATED: "Booking received",
@@ -95,6 +99,9 @@ SUBJECTS = {
     REMINDER_24H: "Reminder: tomorrow",
     REMINDER_2H: "Reminder: in two hours",
     TRIP_ASSIGNED: "New trip",
+    "appointment_reassigned": "New booking",
+    "appointment_unassigned": "Booking given to another therapist",
+    "appointment_moved_therapist_changed": "Booking moved",
 }
 # The appointment action (its transition) that produces each message.
 ACTION_KINDS = {

@@ -1,0 +1,123 @@
+"""Reassigning an appointment to another therapist, at the same time or a new one.
+
+The booking engine's own checks (`services/appointments.py`) decide whether the new
+therapist is free; this module only sequences them for a move between two timetables."""
+
+from __future__ import annotations
+
+from copy import copy
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling import events, states
+from scheduling.errors import ValidationFailed
+from scheduling.events import EventBatch
+from scheduling.models import Appointment, Trip, User
+from scheduling.services import capacity, notifications
+from scheduling.services import trips as trip_services
+from scheduling.services.appointments import (
+    _check_free,
+    _check_start,
+    _deadline,
+    _legs,
+    _locked,
+    _log,
+    _place,
+    _save_guarded,
+    _therapist_for,
+)
+from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable, role_of
+from scheduling.services.travel import travel_of
+from scheduling.states import APPOINTMENT_RULES, AppointmentStatus
+
+# The one event the old therapist gets: which appointment left their day, nothing else.
+APPOINTMENT_REMOVED = "appointment.removed"
+# Messages (templates/notifications/<kind>.<audience>.txt).
+REASSIGNED = "appointment_reassigned"  # to the new therapist
+UNASSIGNED = "appointment_unassigned"  # to the old one: no client details
+MOVED_AND_REASSIGNED = "appointment_moved_therapist_changed"  # to the client, time changed
+
+
+def reassign(
+    *,
+    actor: User,
+    appointment_id: int,
+    therapist_id: int,
+    start: datetime | None = None,
+    reason: str,
+    now: datetime | None = None,
+) -> Appointment:
+    """Give the appointment to `therapist_id`, at `start` (default: its own time).
+
+    The same checks as booking (the service performed, working time, travel, driver
+    capacity); the status goes back to `pending` with a fresh deadline, the trips are
+    planned anew, and the old therapist is told it is gone (event and message)."""
+    states.check_role(APPOINTMENT_RULES, "reassign", role=role_of(actor), noun="appointment")
+    now = now or timezone.now()
+    current = _locked(appointment_id, lock=False)
+    new = _therapist_for(therapist_id, current.service)
+    with transaction.atomic():
+        # Both timetables, in id order (two reassigns the other way round cannot
+        # deadlock), then the row: the order booking takes them in.
+        for staff_id in sorted({current.therapist_id, new.pk}):
+            lock_timetable(THERAPIST_TIMETABLE, staff_id)
+        appointment = _locked(appointment_id)
+        previous, before = appointment.status, copy(appointment)
+        old = before.therapist
+        states.check(
+            APPOINTMENT_RULES, "reassign", current=previous, role=role_of(actor), noun="appointment"
+        )
+        if old.pk == new.pk and (start is None or start == appointment.start):
+            raise _same_therapist(appointment)
+        moved = start is not None and start != appointment.start
+        when = start if start is not None else appointment.start
+        travel = travel_of(appointment)
+        _check_start(when, now, travel)
+        appointment.therapist = new
+        _place(appointment, when, travel)
+        appointment.status = AppointmentStatus.PENDING
+        appointment.response_deadline = _deadline(when, now)
+        _check_free(appointment)
+        _save_guarded(appointment)
+        if appointment.needs_transport:
+            capacity.check_carriable(
+                _legs(appointment), now=now, excluding_appointment=appointment.pk
+            )
+        batch = EventBatch()
+        trips: list[Trip] = []
+        if appointment.needs_transport:
+            trip_services.cancel_open_trips(appointment, batch=batch, reason="reassigned")
+            trips = trip_services.create_trips_for(appointment)
+        transition = _log(appointment, "reassign", previous, appointment.status, actor, reason)
+        _notify(appointment, before, moved=moved, cause=f"t{transition.pk}", now=now)
+        if old.pk != new.pk:
+            batch.add(APPOINTMENT_REMOVED, {"id": appointment.pk}, recipients=[old.pk])
+        batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
+        batch.flush()
+    return appointment
+
+
+def _same_therapist(appointment: Appointment) -> ValidationFailed:
+    return ValidationFailed.on(
+        "therapist",
+        f"{appointment.therapist} already has this appointment; choose another therapist "
+        "or a new time.",
+    )
+
+
+def _notify(
+    appointment: Appointment, before: Appointment, *, moved: bool, cause: str, now: datetime
+) -> None:
+    """The new therapist is asked to accept; the old one is told it is gone (the time
+    they had, and the service: no client details); the client hears when the time
+    changed."""
+    # Reminders written for the old therapist or time are void; the scan writes new ones.
+    notifications.cancel_pending_reminders(appointment)
+    write = notifications._write  # the one place messages are built and keyed
+    write(REASSIGNED, appointment=appointment, cause=cause, send_after=now, now=now)
+    if before.therapist_id != appointment.therapist_id:
+        write(UNASSIGNED, appointment=before, cause=cause, send_after=now, now=now)
+    if moved:
+        write(MOVED_AND_REASSIGNED, appointment=appointment, cause=cause, send_after=now, now=now)
