@@ -7,6 +7,7 @@ Two shapes of the same product:
   own database number.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_htmx",
+    "axes",
     "scheduling",
 ]
 
@@ -47,6 +49,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a sign-in refused by axes into the lockout page (scheduling/signin.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -262,6 +266,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "scheduling.api.exceptions.handle",
     "DEFAULT_THROTTLE_CLASSES": [],
+    # Throttles mix in scheduling.clientaddr.AddressIdentity; this keeps DRF's own in step.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=None),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -293,6 +299,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+
+# --- Sign-in protection (django-axes; scheduling/signin.py, docs/operations.md) ---------
+
+# How many trusted proxies are in front (DRF's meaning): the client address is then read
+# from X-Forwarded-For, for every limit (scheduling/clientaddr.py). Unset: REMOTE_ADDR.
+NUM_PROXIES = env.int("NUM_PROXIES", default=None)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("SIGNIN_LOCKOUT_MINUTES", default=15))
+# Either locks: a username guessed from many places, or one place guessing many names.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "scheduling.clientaddr.client_address"
+AXES_LOCKOUT_CALLABLE = "scheduling.signin.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 # Each role lands on its own page (scheduling/views/accounts.py: `home`).
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

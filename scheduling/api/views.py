@@ -31,6 +31,7 @@ from scheduling.api.desk_control import AppointmentControlMixin
 from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
+from scheduling.clientaddr import client_address
 from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
 from scheduling.permissions import IsDesk, IsDeskOrDriver, IsDriver, IsManager
@@ -94,7 +95,7 @@ class TokenView(APIView):
 
     @extend_schema(request=s.LoginInput, responses={200: s.TokenSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        limited("token_ip", request.META.get("REMOTE_ADDR", "unknown"))
+        limited("token_ip", client_address(request))
         data = valid(s.LoginInput, request.data)
         limited("token_username", data["username"].lower())
         user = authenticate(request, username=data["username"], password=data["password"])
