@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from scheduling.api import views
+from scheduling.api import payments, views
 
 router = SimpleRouter()
 router.register("clients", views.ClientViewSet, basename="client")
@@ -16,6 +16,13 @@ urlpatterns = [
     path("availability/", views.AvailabilityView.as_view(), name="availability"),
     path("drivers/me/shift/", views.ShiftView.as_view(), name="driver-shift"),
     path("events/", views.EventsView.as_view(), name="events"),
+    path(
+        "appointments/<int:pk>/payments/",
+        payments.AppointmentPaymentsView.as_view(),
+        name="appointment-payments",
+    ),
+    path("payments/", payments.PaymentListView.as_view(), name="payment-list"),
+    path("payments/<int:pk>/verify/", payments.PaymentVerifyView.as_view(), name="payment-verify"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path(
         "docs/",

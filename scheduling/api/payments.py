@@ -1,0 +1,111 @@
+"""Payments over the API (issue 15): collections, their verification and the list.
+
+Thin views: the rules are in scheduling/services/payments.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scheduling.api.pagination import Keyset
+from scheduling.api.schema import ERRORS
+from scheduling.api.views import valid
+from scheduling.models import Payment, PaymentState
+from scheduling.models.payments import COLLECTED_METHODS
+from scheduling.services import payments as payment_services
+
+
+class CollectionInput(serializers.Serializer):
+    method = serializers.ChoiceField(choices=sorted(COLLECTED_METHODS))
+    # A string such as "1500.00" (a JSON number is read as its decimal text, never a float).
+    amount = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
+    reference = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class PaymentFilter(serializers.Serializer):
+    appointment = serializers.IntegerField(required=False, min_value=1)
+    date = serializers.DateField(required=False)
+    status = serializers.ChoiceField(choices=PaymentState.values, required=False)
+
+
+class PaymentSerializer(serializers.Serializer):
+    """What `payment_data` writes (for the schema; responses are built by the service)."""
+
+    id = serializers.IntegerField()
+    appointment = serializers.IntegerField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    method = serializers.ChoiceField(choices=["cash", "ewallet", "gateway"])
+    status = serializers.ChoiceField(choices=PaymentState.values)
+    reference = serializers.CharField()
+    gateway = serializers.CharField()
+    collected_by = serializers.IntegerField(allow_null=True)
+    verified_by = serializers.IntegerField(allow_null=True)
+    verified_at = serializers.DateTimeField(allow_null=True)
+    settled_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    payment_status = serializers.CharField(help_text="The appointment's, derived.")
+    balance_due = serializers.CharField(help_text="The appointment's, after this payment.")
+
+
+class ByCreated(Keyset):
+    ordering = ("-created_at", "-id")
+
+
+def _body(payment: Payment) -> dict:
+    return payment_services.payment_data(payment, payment_services.balance_of(payment.appointment))
+
+
+class AppointmentPaymentsView(APIView):
+    """POST /api/appointments/{id}/payments/: the therapist records what they collected."""
+
+    @extend_schema(request=CollectionInput, responses={201: PaymentSerializer, **ERRORS})
+    def post(self, request: Request, pk: int) -> Response:
+        data = valid(CollectionInput, request.data)
+        payment = payment_services.record_collection(
+            actor=request.user,
+            appointment_id=pk,
+            method=data["method"],
+            amount=data["amount"],
+            reference=data.get("reference", ""),
+        )
+        return Response(_body(payment), status=status.HTTP_201_CREATED)
+
+
+class PaymentVerifyView(APIView):
+    """POST /api/payments/{id}/verify/: a receptionist or manager confirms a collection."""
+
+    @extend_schema(request=None, responses={200: PaymentSerializer, **ERRORS})
+    def post(self, request: Request, pk: int) -> Response:
+        payment = payment_services.verify_payment(actor=request.user, payment_id=pk)
+        return Response(_body(payment))
+
+
+class PaymentListView(APIView):
+    """GET /api/payments/?appointment=&date=&status=, newest first."""
+
+    @extend_schema(
+        parameters=[PaymentFilter], responses={200: PaymentSerializer(many=True), **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        query = valid(PaymentFilter, request.query_params)
+        rows = payment_services.payments_for(
+            request.user,
+            appointment_id=query.get("appointment"),
+            day=query.get("date"),
+            status=query.get("status"),
+        )
+        paginator = ByCreated()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        balances: dict[int, payment_services.Balance] = {}
+        body = []
+        for payment in page:
+            if payment.appointment_id not in balances:
+                balances[payment.appointment_id] = payment_services.balance_of(payment.appointment)
+            body.append(payment_services.payment_data(payment, balances[payment.appointment_id]))
+        return paginator.get_paginated_response(body)
