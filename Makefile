@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test test-fast test-clock lint format stack migrate seed clean bench-api bench-worker bench-ws
+.PHONY: help venv install run test test-fast test-clock axe lint format stack migrate seed clean bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -54,7 +54,16 @@ FAST_TESTS := tests/test_domain.py tests/test_states.py tests/test_transitions.p
 # test that does not need PostgreSQL or Redis again. The first and last passes run under
 # pytest-xdist (each xdist worker is a process with its own test database and run prefix);
 # the tests that start workers, daphne or Chromium run after, one at a time.
-test: install ## Migrations check, ruff check, pytest on PostgreSQL+Redis (parallel, then worker/browser), then on SQLite (PYTEST_ARGS="...")
+# axe-core, the accessibility checker the browser tests inject into every page (npm).
+AXE_VERSION := 4.11.1
+AXE_STAMP := var/node/.axe-core-$(AXE_VERSION)
+$(AXE_STAMP):
+	npm install --silent --no-save --no-package-lock --prefix var/node axe-core@$(AXE_VERSION)
+	touch $(AXE_STAMP)
+
+axe: $(AXE_STAMP) ## Install axe-core for the accessibility test (npm, into var/node)
+
+test: install axe ## Migrations check, ruff check, pytest on PostgreSQL+Redis (parallel, then worker/browser), then on SQLite (PYTEST_ARGS="...")
 	$(EMBEDDED) SQLITE_PATH=:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(PYTEST_PASS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not worker and not browser" $(PYTEST_ARGS)
