@@ -7,3 +7,4 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from scheduling import revocation  # noqa: F401  (connects its signal receivers)
+        from scheduling.observability import periodic  # noqa: F401  (the same)

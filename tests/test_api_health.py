@@ -22,6 +22,8 @@ def test_healthy_without_credentials():
         "channel_layer",
         "stream_layer",
         "workers",
+        "beat",
+        "outbox",
     }
     assert all(check["ok"] for check in body["checks"].values())
 

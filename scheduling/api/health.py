@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 
 from config.celery import app as celery_app
 from scheduling.events import STREAM_LAYER
+from scheduling.services import operations
 
 WORKER_PING_SECONDS = 1.0
 STREAM_ROUND_TRIP_SECONDS = 2.0
@@ -83,6 +85,35 @@ def check_workers() -> str:
     return f"{len(replies)} worker(s)"
 
 
+def check_beat() -> str:
+    """Every periodic task ran within two of its periods (each records its own runs)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return "no beat in the embedded default"
+    late = operations.late_periodic_tasks(now=timezone.now())
+    if late:
+        raise HealthProblem("beat silent: " + "; ".join(_describe(task) for task in late))
+    return f"{len(operations.periodic_periods())} periodic task(s) on time"
+
+
+def _describe(late: operations.LateTask) -> str:
+    if late.last_run_at is None:
+        return f"{late.task} never ran"
+    ago = (timezone.now() - late.last_run_at).total_seconds()
+    return f"{late.task} last ran {ago:.0f} s ago (every {late.period_seconds:.0f} s)"
+
+
+def check_outbox() -> str:
+    """How long the oldest due message has waited; a report, not a failure (a provider
+    outage is not this process's fault, and the alert rules watch the backlog)."""
+    return (
+        f"oldest due message waiting {operations.outbox_backlog_seconds(now=timezone.now()):.0f} s"
+    )
+
+
+class HealthProblem(RuntimeError):
+    """A check's own finding, safe to show: it names tasks, never hosts or data."""
+
+
 HEALTH = inline_serializer(
     "Health",
     {
@@ -106,6 +137,8 @@ CHECKS = {
     "channel_layer": check_channel_layer,
     "stream_layer": check_stream_layer,
     "workers": check_workers,
+    "beat": check_beat,
+    "outbox": check_outbox,
 }
 
 
@@ -127,6 +160,8 @@ def _run(check) -> dict:
     started = time.perf_counter()
     try:
         detail, ok = check(), True
+    except HealthProblem as exc:
+        detail, ok = str(exc), False
     except Exception as exc:  # a health check reports every failure; it never raises
         # The exception's class only: messages can carry hosts, users or passwords.
         detail, ok = f"unavailable ({type(exc).__name__})", False

@@ -1,0 +1,1 @@
+"""Observability: what the running system says about itself (health, periodic runs)."""
