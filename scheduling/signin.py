@@ -3,8 +3,9 @@
 Axes counts failed sign-ins on /accounts/login/, /admin/login/ and /api/auth/token/ per
 username and per client address (scheduling/clientaddr.py) and refuses both for
 AXES_COOLOFF_TIME once either passes AXES_FAILURE_LIMIT, even with the right password.
-Every refused attempt restarts the cool-off, so "try again in N minutes" is exact when
-it is said. `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` unlock.
+Failures count for AXES_COOLOFF_TIME after they happen, so "try again in N minutes" (the
+whole cool-off) is the longest the client may have to wait.
+`manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` unlock.
 """
 
 from __future__ import annotations

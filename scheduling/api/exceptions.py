@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from axes.exceptions import AxesBackendPermissionDenied
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.utils import timezone
@@ -10,7 +9,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from scheduling import signin
 from scheduling.errors import (
     Conflict,
     DomainError,
@@ -25,11 +23,6 @@ from scheduling.errors import (
 def handle(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         return _domain(exc)
-    if isinstance(exc, AxesBackendPermissionDenied):  # sign-in locked (scheduling/signin.py)
-        body = signin.lockout_body()
-        response = Response({"detail": body["detail"]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
-        response["Retry-After"] = str(body["retry_after"])
-        return response
     if isinstance(exc, Http404):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, DjangoPermissionDenied):

@@ -98,7 +98,9 @@ class TokenView(APIView):
         limited("token_ip", client_address(request))
         data = valid(s.LoginInput, request.data)
         limited("token_username", data["username"].lower())
-        user = authenticate(request, username=data["username"], password=data["password"])
+        # Django's request, not DRF's wrapper: axes marks it when the sign-in is locked, and
+        # its middleware answers 429 (scheduling/signin.py), as on the sign-in pages.
+        user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
             raise DRFValidationError({"non_field_errors": ["Wrong username or password."]})
         token, _ = Token.objects.get_or_create(user=user)
