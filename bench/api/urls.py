@@ -6,7 +6,10 @@
   `scheduling_appointment` (same indexes, exclusion constraint and foreign keys as a real
   booking), autocommit: the floor of any booking's database work, commit included.
 
-Both are only ever routed under `bench.api.settings`; the product's URLconf is untouched.
+- `/bench/raw-booking/`: every row a product booking writes, with its locks, in
+  hand-written SQL (bench/api/raw_booking.py): the ceiling of create.
+
+All are only ever routed under `bench.api.settings`; the product's URLconf is untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from bench.api.raw_booking import raw_booking
 from config.urls import handler400, handler404, handler500  # noqa: F401
 from config.urls import urlpatterns as product_urlpatterns
 
@@ -79,5 +83,6 @@ def _load() -> dict:
 urlpatterns = [
     path("bench/bare/", bare),
     path("bench/insert/", insert),
+    path("bench/raw-booking/", raw_booking),
     *product_urlpatterns,
 ]

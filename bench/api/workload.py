@@ -47,6 +47,8 @@ def forget_previous_runs() -> int:
         with connection.cursor() as cursor:
             cursor.execute("CREATE SEQUENCE IF NOT EXISTS bench_insert_seq")
             cursor.execute("ALTER SEQUENCE bench_insert_seq RESTART")
+            cursor.execute("CREATE SEQUENCE IF NOT EXISTS bench_raw_booking_seq")
+            cursor.execute("ALTER SEQUENCE bench_raw_booking_seq RESTART")
     return len(ids)
 
 

@@ -1,0 +1,242 @@
+"""The RAW BOOKING ceiling: every row a product booking writes, in hand-written SQL.
+
+`create_appointment` (no transport) writes, in one transaction: the appointment, its
+"create" transition-log row, one notification per audience of booking_created (client and
+therapist), and one appointment.created stream event with its recipients, after moving the
+event counter. It takes the therapist-timetable advisory lock first and the counter's row
+lock last, and the exclusion constraint checks the appointment's busy range. `book` does
+exactly that with every value worked out beforehand (`prepare`, once per process): what is
+left is the database's own work, which no booking code can go below.
+
+Left out on purpose, because they are not rows: the on-commit Redis publish of the event
+and the Celery message of each due notification. tests/test_bench_raw_booking.py proves
+the rows match `create_appointment`'s, table by table, so the ceiling cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from scheduling import states
+from scheduling.models import Appointment, Client, Service, User
+from scheduling.services import notifications
+from scheduling.services.common import THERAPIST_TIMETABLE, minutes
+from scheduling.services.travel import travel_for
+
+KIND = notifications.BOOKING_CREATED
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification row of the booking, all but its key's ids known beforehand."""
+
+    channel: str
+    audience: str
+    to: str
+    recipient: int
+    client_id: int | None
+    user_id: int | None
+    body: str
+
+
+@dataclass(frozen=True)
+class Booking:
+    client_id: int
+    service_id: int
+    therapist_id: int
+    actor_id: int
+    address: str
+    price: str
+    duration: timedelta
+    buffer: timedelta
+    response_window: timedelta
+    travel: timedelta
+    area_id: int | None
+    messages: tuple[Message, ...]
+
+
+def prepare(*, client_id: int, service_id: int, therapist_id: int, actor_id: int) -> Booking:
+    """Read and render once what every booking of this client/service/therapist repeats.
+    The bodies are rendered for a sample time: a real booking's differ only in the date."""
+    client = Client.objects.get(pk=client_id)
+    service = Service.objects.get(pk=service_id)
+    therapist = User.objects.get(pk=therapist_id)
+    travel = travel_for(client=client)
+    sample = timezone.now().replace(microsecond=0)
+    appointment = Appointment(
+        client=client, service=service, therapist=therapist, start=sample,
+        end=sample + service.duration, address=client.address, price=service.price,
+    )  # fmt: skip
+    context = {"appointment": appointment, "client": client, "therapist": therapist,
+               "service": service, "trip": None, "driver": None}  # fmt: skip
+    messages = []
+    for audience in notifications.AUDIENCES[KIND]:
+        is_client = audience == notifications.Audience.CLIENT
+        address = notifications._address(  # the product's own channel choice
+            client=client if is_client else None, user=None if is_client else therapist
+        )
+        if address is None:
+            continue
+        channel, to = address
+        messages.append(
+            Message(
+                channel=channel,
+                audience=audience,
+                to=to,
+                recipient=client.pk if is_client else therapist.pk,
+                client_id=client.pk if is_client else None,
+                user_id=None if is_client else therapist.pk,
+                body=notifications.render(KIND, audience, context),
+            )
+        )
+    return Booking(
+        client_id=client.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        actor_id=actor_id,
+        address=client.address,
+        price=str(service.price),
+        duration=service.duration,
+        buffer=service.buffer,
+        response_window=minutes("RESPONSE_WINDOW_MINUTES"),
+        travel=travel.time,
+        area_id=travel.area.pk if travel.area else None,
+        messages=tuple(messages),
+    )
+
+
+# The appointment, its log row and its notifications in one statement; the ids the
+# notification keys name come from the rows just inserted.
+ROWS_SQL = """
+WITH a AS (
+    INSERT INTO scheduling_appointment
+        (client_id, service_id, therapist_id, start, "end", blocked_until, travel_minutes,
+         area_id, busy_from, busy_until, status, address, notes, needs_transport, price,
+         payment_status, response_deadline, created_by_id, created_at, updated_at)
+    VALUES (%(client)s, %(service)s, %(therapist)s, %(start)s, %(end)s, %(blocked)s,
+            %(travel)s, %(area)s, %(busy_from)s, %(busy_until)s, 'pending', %(address)s,
+            '', false, %(price)s, 'unpaid', %(deadline)s, %(actor)s, %(now)s, %(now)s)
+    RETURNING id
+), t AS (
+    INSERT INTO scheduling_transition
+        (appointment_id, trip_id, action, from_status, to_status, actor_id, reason, at)
+    SELECT a.id, NULL, 'create', %(new)s, 'pending', %(actor)s, '', %(now)s FROM a
+    RETURNING id
+), n AS (
+    INSERT INTO scheduling_notification
+        (key, kind, channel, audience, client_id, user_id, "to", appointment_id, trip_id,
+         subject, body, status, attempts, last_error, send_after, enqueued_at, lease_until,
+         provider_id, sent_at, created_at, updated_at)
+    SELECT 'appointment' || a.id || ':' || %(kind)s || ':t' || t.id || ':' || m.channel
+               || ':' || m.audience || m.recipient,
+           %(kind)s, m.channel, m.audience, m.client_id, m.user_id, m."to", a.id, NULL,
+           %(subject)s, m.body, 'pending', 0, '', %(now)s, %(now)s, NULL, '', NULL,
+           %(now)s, %(now)s
+    FROM a, t, jsonb_to_recordset(%(messages)s::jsonb) AS m(
+        channel text, audience text, "to" text, recipient bigint, client_id bigint,
+        user_id bigint, body text)
+)
+SELECT a.id FROM a
+"""
+
+# The counter's row lock, held to the end: the product's own UPDATE, which also makes the
+# row when a flushed table has none.
+COUNTER_SQL = """
+INSERT INTO scheduling_eventcounter (id, last_seq) VALUES (1, 1)
+ON CONFLICT (id) DO UPDATE SET last_seq = scheduling_eventcounter.last_seq + 1
+RETURNING last_seq
+"""
+
+EVENT_SQL = """
+WITH e AS (
+    INSERT INTO scheduling_streamevent (seq, type, data, appointment_id, trip_id, created_at)
+    VALUES (%(seq)s, 'appointment.created', %(data)s::jsonb, %(appointment)s, NULL, %(now)s)
+)
+INSERT INTO scheduling_streameventrecipient (event_id, user_id) VALUES (%(seq)s, %(therapist)s)
+"""
+
+
+def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> int:
+    """Write one pending booking at `start` the way `create_appointment` would; return its
+    id. PostgreSQL only (the locks and the exclusion constraint are the point)."""
+    now = now or timezone.now()
+    end = start + booking.duration
+    blocked = end + booking.buffer
+    deadline = min(now + booking.response_window, start)
+    messages = [m.__dict__ for m in booking.messages]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [THERAPIST_TIMETABLE, booking.therapist_id]
+        )
+        cursor.execute(
+            ROWS_SQL,
+            {
+                "client": booking.client_id, "service": booking.service_id,
+                "therapist": booking.therapist_id, "actor": booking.actor_id,
+                "start": start, "end": end, "blocked": blocked, "deadline": deadline,
+                "address": booking.address, "price": booking.price, "now": now,
+                "travel": int(booking.travel.total_seconds() // 60), "area": booking.area_id,
+                "busy_from": start - booking.travel, "busy_until": blocked + booking.travel,
+                "new": states.NEW, "kind": KIND, "subject": notifications.SUBJECTS[KIND],
+                "messages": json.dumps(messages),
+            },
+        )  # fmt: skip
+        (pk,) = cursor.fetchone()
+        cursor.execute(COUNTER_SQL)
+        (seq,) = cursor.fetchone()
+        data = {
+            "id": pk, "client": booking.client_id, "service": booking.service_id,
+            "therapist": booking.therapist_id, "start": start.isoformat(),
+            "end": end.isoformat(), "status": "pending", "address": booking.address,
+            "notes": "", "response_deadline": deadline.isoformat(), "trips": [],
+        }  # fmt: skip
+        cursor.execute(
+            EVENT_SQL,
+            {"seq": seq, "data": json.dumps(data), "appointment": pk, "now": now,
+             "therapist": booking.therapist_id},
+        )  # fmt: skip
+    return pk
+
+
+# --- the view -------------------------------------------------------------------------------
+
+# Far past any real booking and the insert ceiling's rows (2099): one per therapist every
+# 75 minutes from 2098, so they never meet; the bench deletes them with its load user's.
+RAW_EPOCH = datetime(2098, 1, 1, tzinfo=UTC)
+_PREPARED: list[Booking] = []
+
+
+def _prepared() -> list[Booking]:
+    if not _PREPARED:
+        therapists = [int(t) for t in os.environ["BENCH_INSERT_THERAPISTS"].split(",")]
+        for therapist in therapists:
+            _PREPARED.append(
+                prepare(
+                    client_id=int(os.environ["BENCH_INSERT_CLIENT"]),
+                    service_id=int(os.environ["BENCH_INSERT_SERVICE"]),
+                    therapist_id=therapist,
+                    actor_id=int(os.environ["BENCH_INSERT_USER"]),
+                )
+            )
+    return _PREPARED
+
+
+@csrf_exempt
+def raw_booking(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    bookings = _prepared()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('bench_raw_booking_seq')")
+        (n,) = cursor.fetchone()
+    start = RAW_EPOCH + (n // len(bookings)) * timedelta(minutes=75)
+    pk = book(bookings[n % len(bookings)], start=start)
+    return HttpResponse(b'{"id": %d}' % pk, content_type="application/json", status=201)
