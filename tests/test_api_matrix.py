@@ -35,6 +35,7 @@ from scheduling.models import (
     Client,
     DriverProfile,
     IdempotencyKey,
+    Payment,
     Service,
     StreamEvent,
     StreamEventRecipient,
@@ -278,6 +279,23 @@ EXPECTED: dict[tuple[str, str], dict[str, int | tuple[int, int, int]]] = {
         "driver": 200,
     },
     ("api:events", "GET"): STAFF_200,
+    # Issue 15: the therapist records what they collected (once the session has started),
+    # the desk verifies it; the list is the desk's and each therapist's own.
+    ("api:appointment-payments", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": (403, 403, 404),
+        "manager": (403, 403, 404),
+        "therapist": (201, 404, 404),
+        "driver": ROLE_REFUSED_OWN,
+    },
+    ("api:payment-verify", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": DESK_ALL,
+        "manager": DESK_ALL,
+        "therapist": NEVER_THEIRS,
+        "driver": NEVER_THEIRS,
+    },
+    ("api:payment-list", "GET"): {**STAFF_200, "driver": 403},
 }
 
 # The status an object is put in before an action, so that its rightful role gets a 200.
@@ -292,6 +310,7 @@ APPOINTMENT_ACTIONS = {
     "reschedule": ("confirmed", "pending"),
     "reassign": ("confirmed", "pending"),
     "request-pickup": ("confirmed", "confirmed"),
+    "payments": ("in_progress", "in_progress"),
 }
 TRIP_ACTIONS = {
     "depart": ("assigned", "en_route"),
@@ -320,6 +339,8 @@ class World:
     crossed: Appointment  # another therapist's; the driver drives its pick-up leg
     own_trip: Trip  # the own appointment's drop-off leg
     foreign_trip: Trip  # the foreign appointment's drop-off leg
+    own_payment: Payment  # cash the therapist collected on the own appointment, unverified
+    foreign_payment: Payment  # the other therapist's, on the foreign appointment
 
     def objects(self, family: str) -> tuple[int, int]:
         """(own id, foreign id) of a kind of object, from the caller's point of view."""
@@ -329,6 +350,7 @@ class World:
             "client": (self.client.pk, self.other_client.pk),
             "service": (self.service.pk, self.other_service.pk),
             "staff": (self.users["therapist"].pk, self.users["other_therapist"].pk),
+            "payment": (self.own_payment.pk, self.foreign_payment.pk),
         }[family]
 
 
@@ -391,6 +413,16 @@ def build_world() -> World:
         crossed=crossed,
         own_trip=own.trips.get(leg="dropoff"),
         foreign_trip=foreign.trips.get(leg="dropoff"),
+        own_payment=_collected(own, users["therapist"]),
+        foreign_payment=_collected(foreign, users["other_therapist"]),
+    )
+
+
+def _collected(appointment: Appointment, therapist: User) -> Payment:
+    # Written directly: the appointments are not started in this world (the service
+    # records money only then); the matrix is about who may verify it.
+    return Payment.objects.create(
+        appointment=appointment, amount="100.00", method="cash", collected_by=therapist
     )
 
 
@@ -424,6 +456,7 @@ SNAPSHOT_MODELS = (
     StreamEventRecipient,
     IdempotencyKey,
     Token,
+    Payment,
 )
 
 
@@ -474,6 +507,8 @@ def request_for(route: Route, method: str, world: World, role: str) -> dict[str,
             "address": "1 Ayala Ave",
             "needs_transport": True,
         }
+    if name == "api:appointment-payments":
+        return {"method": "cash", "amount": "100.00"}
     if method == "PATCH":
         return {"notes": "changed by the matrix"}
     if name == "api:appointment-reschedule":
@@ -524,6 +559,14 @@ def check_effect(route: Route, method: str, world: World, role: str, pk: int | N
     elif method == "PATCH":
         model = {"appointment": Appointment, "client": Client}[family]
         assert model.objects.get(pk=pk).notes == "changed by the matrix" == body["notes"]
+    elif name == "api:appointment-payments":
+        stored = Payment.objects.get(pk=body["id"])
+        assert (stored.status, stored.collected_by) == ("pending", world.users[role])
+        assert stored.appointment_id == pk
+    elif name == "api:payment-verify":
+        stored = Payment.objects.get(pk=pk)
+        assert (stored.status, stored.verified_by) == ("succeeded", world.users[role])
+        assert body["status"] == "succeeded"
     elif name == "api:appointment-request-pickup":
         assert Appointment.objects.get(pk=pk).status == "confirmed" == body["status"]
         pickup = Trip.objects.get(appointment_id=pk, leg="pickup")

@@ -237,11 +237,15 @@ def _changed(
 
 
 def _locked_appointment(appointment_id: int, actor: User) -> Appointment:
-    rows = Appointment.objects.visible_to(actor).select_for_update(of=("self",))
+    # Seen first, locked second: a driver's scope is a DISTINCT join, which FOR UPDATE
+    # refuses. Another role's appointment does not exist for them (404, not 403).
     try:
-        return rows.get(pk=appointment_id)
-    except (Appointment.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no appointment with id {appointment_id}.") from None
+        visible = Appointment.objects.visible_to(actor).filter(pk=appointment_id).exists()
+    except (ValueError, TypeError):
+        visible = False
+    if not visible:
+        raise NotFound(f"There is no appointment with id {appointment_id}.")
+    return Appointment.objects.select_for_update().get(pk=appointment_id)
 
 
 def _payment(payment_id: int, actor: User) -> Payment:
