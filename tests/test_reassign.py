@@ -6,7 +6,9 @@ day booked."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, time, timedelta
+from html import unescape
 
 import pytest
 import time_machine
@@ -264,3 +266,72 @@ def test_api_refusals(desk, manager, booked, ana_and_bea):
     Appointment.objects.filter(pk=booked.pk).update(status="completed")
     status, refused = post(desk, booked.pk, body)
     assert status == 409 and refused["code"] == "invalid_transition"
+
+
+# --- the desk's page ------------------------------------------------------------------------
+
+
+@time_machine.travel(NOW + timedelta(hours=1), tick=False)
+def test_the_page_offers_the_therapists_free_then_best_first(
+    client, desk, booked, ana_and_bea, service, client_record
+):
+    _, bea = ana_and_bea
+    cora = factories.therapist(service, first_name="Cora")
+    dina = factories.therapist(service, first_name="Dina")
+    # Bea has more minutes that week than Cora; Dina is busy at 10:00.
+    create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=bea.pk,
+        start=at(15),
+        now=NOW,
+    )
+    create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=dina.pk,
+        start=at(10, 30),
+        now=NOW,
+    )
+    client.force_login(desk)
+    html = client.get(f"/desk/appointments/{booked.pk}/").content.decode()
+    form = html[html.index('id="reassign-form"') :]
+    form = form[: form.index("</form>")]
+    offered = re.findall(r'<option value="(\d+)">', form)
+    assert offered == [str(cora.pk), str(bea.pk)]  # not Ana (hers), not Dina (busy)
+
+
+@time_machine.travel(NOW + timedelta(hours=1), tick=False)
+def test_reassigning_from_the_page(client, desk, booked, ana_and_bea):
+    ana, bea = ana_and_bea
+    client.force_login(desk)
+    url = f"/desk/appointments/{booked.pk}/reassign/"
+    refused = client.post(url, {"reassign-therapist": bea.pk, "reassign-reason": ""})
+    assert refused.status_code == 200
+    assert "Say why, for the appointment" in unescape(refused.content.decode())
+    response = client.post(url, {"reassign-therapist": bea.pk, "reassign-reason": "Ana is sick"})
+    assert response.status_code == 302 and response.url == f"/desk/appointments/{booked.pk}/"
+    booked.refresh_from_db()
+    assert booked.therapist == bea and booked.status == "pending"
+    # Ana's day no longer lists it; Bea's does.
+    client.force_login(ana)
+    assert "Maria Santos" not in client.get("/therapist/").content.decode()
+    client.force_login(bea)
+    assert "Maria Santos" in client.get("/therapist/", {"date": DAY.isoformat()}).content.decode()
+
+
+@time_machine.travel(NOW + timedelta(hours=1), tick=False)
+def test_a_refused_reassign_is_said_on_the_page(client, desk, booked, ana_and_bea):
+    _, bea = ana_and_bea
+    TimeOff.objects.create(staff=bea, start=at(9), end=at(12))
+    client.force_login(desk)
+    response = client.post(
+        f"/desk/appointments/{booked.pk}/reassign/",
+        {"reassign-therapist": bea.pk, "reassign-reason": "Ana is sick"},
+    )
+    assert response.status_code == 200
+    assert "during time off" in unescape(response.content.decode())
+    booked.refresh_from_db()
+    assert booked.therapist_id != bea.pk

@@ -82,13 +82,15 @@ def choose_therapist(
     area_id: int | None = None,
     exclude: tuple[int, ...] | frozenset[int] = (),
     now: datetime | None = None,
+    moving: int | None = None,
 ) -> Choice:
     """The best therapist free to take `client` for `service` at `start`, by `RULE`.
 
     Free means what booking checks: they perform the service, their whole busy range
     (travel there and back included) lies in their working time and meets nothing they
     hold, and with transport the drivers can carry both legs. Therapists in `exclude` are
-    passed over ("excluded")."""
+    passed over ("excluded"). `moving` is an appointment being given to someone else: the
+    time and the transport it holds now are free for it (the reassign's own check)."""
     now = now or timezone.now()
     travel = travel_for(client=client, area_id=area_id)
     probe = Appointment(service=service)
@@ -101,11 +103,14 @@ def choose_therapist(
     )
     ids = [t.pk for t in therapists]
     schedules = day_schedules(ids, local_date(held.start))
-    busy = busy_intervals(ids, held.start, held.end)
+    busy = busy_intervals(ids, held.start, held.end, exclude=moving)
     minutes_booked, last_booked = _fairness_figures(ids, start)
     preferred_id = _preferred(client)
     # One fleet question for everyone: capacity does not depend on the therapist.
-    no_driver = needs_transport and capacity.refusal(_legs(probe), now=now) is not None
+    no_driver = (
+        needs_transport
+        and capacity.refusal(_legs(probe), now=now, excluding_appointment=moving) is not None
+    )
 
     def reason(therapist: User) -> str | None:
         if therapist.pk in exclude:

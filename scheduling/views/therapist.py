@@ -55,7 +55,10 @@ CLOSED_STATUSES = frozenset(
 # What counts as a session of the day: booked, held or missed by the client; not the
 # ones that were called off.
 SESSION_STATUSES = frozenset({"pending", "confirmed", "in_progress", "completed", "no_show"})
-LIVE_EVENTS = "appointment.created appointment.updated trip.assigned trip.updated"
+# appointment.removed: one given to another therapist leaves the day at once (issue 13).
+LIVE_EVENTS = (
+    "appointment.created appointment.updated appointment.removed trip.assigned trip.updated"
+)
 
 
 class ActionForm(ReasonForm):

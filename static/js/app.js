@@ -37,6 +37,9 @@
     "appointment.updated": function (d) {
       return "Appointment" + at(d.start) + " is now " + word(d.status) + ".";
     },
+    "appointment.removed": function () {
+      return "An appointment was given to another therapist.";
+    },
     "trip.assigned": function (d) {
       return capital(word(d.leg)) + at(d.window_start) + " given to a driver.";
     },

@@ -24,6 +24,7 @@ from scheduling.permissions import role
 from scheduling.services.appointments import act_on_appointment
 from scheduling.views.common import call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
+from scheduling.views.desk.control import reassign_context
 from scheduling.views.desk.present import (
     desk_only,
     labelled,
@@ -37,7 +38,7 @@ from scheduling.views.desk.queues import failed_lines, waiting_trips
 from scheduling.views.desk.times import times_panel
 
 # The actions the detail page has a form for; the rules table decides when each is shown.
-PAGE_ACTIONS = ("reschedule", "cancel", "no_show")
+PAGE_ACTIONS = ("reschedule", "reassign", "cancel", "no_show")
 
 
 @dataclass
@@ -159,6 +160,7 @@ def actions_context(
         else None,
         "cancel_form": given.get("cancel") or ReasonForm(prefix="cancel", reason_required=True),
         "no_show_form": given.get("no_show") or ReasonForm(prefix="no_show"),
+        **reassign_context(appointment, actions, given.get("reassign")),
     }
 
 

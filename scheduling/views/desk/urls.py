@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from scheduling.views.desk import appointment, board, booking, choice, clients, drivers, queues
+from scheduling.views.desk import (
+    appointment,
+    board,
+    booking,
+    choice,
+    clients,
+    control,
+    drivers,
+    queues,
+)
 
 urlpatterns = [
     path("", board.board, name="board"),
@@ -34,4 +43,5 @@ urlpatterns = [
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
     path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
     path("appointments/<int:pk>/rebook-any/", choice.rebook_any, name="rebook_any"),
+    path("appointments/<int:pk>/reassign/", control.reassign_view, name="reassign"),
 ]
