@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class SchedulingConfig(AppConfig):
@@ -8,3 +9,10 @@ class SchedulingConfig(AppConfig):
     def ready(self) -> None:
         from scheduling import revocation  # noqa: F401  (connects its signal receivers)
         from scheduling.observability import periodic  # noqa: F401  (the same)
+
+        # The embedded default has no beat: its development server runs the schedule.
+        if getattr(settings, "EMBEDDED_SWEEPS", False):
+            from scheduling import embedded_sweeps
+
+            if embedded_sweeps.is_serving_process():
+                embedded_sweeps.start()

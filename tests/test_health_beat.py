@@ -108,3 +108,12 @@ def test_outbox_backlog_is_the_oldest_due_message_and_has_no_pii():
     assert outbox["detail"] == "oldest due message waiting 125 s"
     text = response.content.decode()
     assert "+639171234567" not in text and "Maria" not in text
+
+
+def test_the_embedded_sweeps_are_checked_like_beat(settings):
+    settings.EMBEDDED_SWEEPS = True
+    response = APIClient().get("/health/")
+    assert response.status_code == 503
+    assert response.json()["checks"]["beat"]["detail"].startswith("beat silent")
+    run_every_periodic_task()
+    assert APIClient().get("/health/").json()["checks"]["beat"]["ok"] is True

@@ -19,12 +19,18 @@ def periodic_periods() -> dict[str, float]:
     """Each periodic task's period in seconds, from the beat schedule (the only list)."""
     periods: dict[str, float] = {}
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
-        schedule = entry["schedule"]
-        seconds = schedule if isinstance(schedule, int | float) else schedule.run_every
-        seconds = seconds.total_seconds() if isinstance(seconds, timedelta) else seconds
         # Two entries for one task: the shorter period is the one it must keep.
-        periods[entry["task"]] = min(float(seconds), periods.get(entry["task"], float("inf")))
+        periods[entry["task"]] = min(entry_period(entry), periods.get(entry["task"], float("inf")))
     return periods
+
+
+def entry_period(entry: dict) -> float:
+    """A beat schedule entry's period in seconds (a number, a timedelta or a schedule)."""
+    schedule = entry["schedule"]
+    seconds = (
+        schedule if isinstance(schedule, int | float) else getattr(schedule, "run_every", schedule)
+    )
+    return seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
 
 
 def record_periodic_run(*, task: str, now: datetime) -> None:
