@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.api.__main__ import Outcome, headroom, relative_costs, target_text, verdict
+from bench.api.ratios import result_lines
 
 
 def outcome(key: str, *, half: float, p95: float, cpu_ms: float, ceiling=None) -> Outcome:
@@ -42,15 +43,15 @@ def test_verdict_passes_a_met_target_and_names_a_missed_p95():
 
 def test_headroom_reads_each_rate_target_against_its_own_ceiling():
     rows = [
-        outcome("insert", half=440, p95=4, cpu_ms=2.0),
+        outcome("raw_booking", half=440, p95=4, cpu_ms=2.0),
         outcome("bare", half=1600, p95=3, cpu_ms=0.8),
-        outcome("create", half=50, p95=40, cpu_ms=20.0, ceiling="insert"),
+        outcome("create", half=50, p95=40, cpu_ms=20.0, ceiling="raw_booking"),
         outcome("day_list", half=500, p95=6, cpu_ms=2.4, ceiling="bare"),
         outcome("search", half=180, p95=12, cpu_ms=6.0, ceiling="bare"),  # no rate target
     ]
 
     assert headroom(rows) == [
-        "- create: the target 400/s is 0.91 × the bare insert ceiling at half load (440/s); "
+        "- create: the target 400/s is 0.91 × the raw booking ceiling at half load (440/s); "
         "a request costs 10.0 × the ceiling's server CPU (20.00 vs 2.00 ms).",
         "- day_list: the target 1000/s is 0.62 × the bare view ceiling at half load (1600/s); "
         "a request costs 3.0 × the ceiling's server CPU (2.40 vs 0.80 ms).",
@@ -95,3 +96,33 @@ def test_relative_costs_state_the_ratio_and_both_against_the_ceiling():
     ]
     failed = outcome("availability_transport", half=0, p95=math.nan, cpu_ms=math.nan)
     assert relative_costs([rows[0], rows[1], failed]) == []
+
+
+def test_each_ratio_target_prints_one_result_line_against_its_own_ceiling():
+    rows = [
+        outcome("raw_booking", half=200, p95=5, cpu_ms=4.0),
+        outcome("bare", half=1000, p95=2, cpu_ms=1.0),
+        outcome("create", half=90, p95=30, cpu_ms=12.0, ceiling="raw_booking"),
+        outcome("day_list", half=600, p95=5, cpu_ms=2.0, ceiling="bare"),
+        outcome("day_list_fresh", half=200, p95=8, cpu_ms=3.0, ceiling="bare"),
+        outcome("search", half=300, p95=6, cpu_ms=4.5, ceiling="bare"),
+        outcome("availability", half=100, p95=20, cpu_ms=7.5, ceiling="bare"),
+        outcome("availability_transport", half=60, p95=30, cpu_ms=15.5, ceiling="bare"),
+    ]
+
+    assert result_lines(rows) == [
+        "RESULT create ratio=0.450 target=0.5 MISS",
+        "RESULT day_list ratio=0.600 target=0.5 PASS",
+        "RESULT day_list_no_cache ratio=0.200 target=0.25 MISS",
+        "RESULT search_cpu ratio=4.500 target=4 MISS",
+        "RESULT availability_cpu ratio=7.500 target=8 PASS",
+        "RESULT availability_transport_cpu ratio=2.067 target=2 MISS",
+        # outcome() makes p99 four times p50
+        "RESULT search_p99_over_p50 ratio=4.000 target=2 MISS",
+    ]
+
+
+def test_a_ratio_without_its_ceiling_in_the_run_prints_nothing():
+    rows = [outcome("create", half=90, p95=30, cpu_ms=12.0, ceiling="raw_booking")]
+
+    assert result_lines(rows) == []

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.api.ratios import result_lines
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/scheduling_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -581,7 +583,7 @@ def relative_costs(outcomes: list[Outcome]) -> list[str]:
 
 
 CEILING_NAMES = {
-    "create": "bare insert",
+    "create": "raw booking",
     "day_list": "bare view",
     "day_list_fresh": "bare view",
     "day_list_writes": "bare view",
@@ -677,12 +679,20 @@ def main(argv: list[str] | None = None) -> int:
         Scenario("bare", "ceiling: bare Django view", "GET", "", ["/bench/bare/"], auth=False),
         Scenario("insert", "ceiling: bare INSERT", "POST", "/bench/insert/", [b"{}"], auth=False),
         Scenario(
+            "raw_booking",
+            "ceiling: raw booking (every row, lock and constraint, hand-written SQL)",
+            "POST",
+            "/bench/raw-booking/",
+            [b"{}"],
+            auth=False,
+        ),
+        Scenario(
             "create",
             "create appointment",
             "POST",
             "/api/appointments/",
             bodies,
-            ceiling="insert",
+            ceiling="raw_booking",
             unique_bodies=True,
         ),
         Scenario(
@@ -737,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     if args.only:
-        wanted = {"bare", "insert", *args.only.split(",")}
+        wanted = {"bare", "insert", "raw_booking", *args.only.split(",")}
         wanted |= {need for key in list(wanted) for need in NEEDS.get(key, ())}
         unknown = wanted - {s.key for s in scenarios}
         if unknown:
@@ -785,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.key == "insert":
                 raw_inserts = workload.forget_raw_inserts(described.load_user)
                 log(f"  insert: its {raw_inserts} rows deleted (they are nobody's bookings)")
+            if scenario.key == "raw_booking":
+                gone = workload.forget_raw_bookings(described.load_user)
+                log(f"  raw booking: its {gone} bookings and their rows deleted")
     finally:
         server.stop()
         log("gunicorn stopped")
@@ -812,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(text)
+    for line in result_lines(outcomes):
+        print(line)
     (out / f"{stamp}.md").write_text(text + "\n")
     (out / f"{stamp}.json").write_text(
         json.dumps(

@@ -52,6 +52,19 @@ def forget_previous_runs() -> int:
     return len(ids)
 
 
+def forget_raw_bookings(load_user: int) -> int:
+    """Delete the raw booking ceiling's bookings (2098) and every row that refers to them
+    once it is measured, as the insert ceiling's are. Returns how many bookings."""
+    with transaction.atomic():
+        ids = list(
+            Appointment.objects.filter(created_by_id=load_user, start__year=2098).values_list(
+                "pk", flat=True
+            )
+        )
+        _purge(Appointment, ids)
+    return len(ids)
+
+
 def forget_raw_inserts(load_user: int) -> int:
     """Delete the insert ceiling's rows (pending appointments in 2099, nothing refers to
     them) once it is measured, and vacuum them away: left in place they are thousands of
