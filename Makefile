@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test test-fast test-clock axe lint format stack migrate seed clean bench-api bench-worker bench-ws
+.PHONY: help venv install run test test-fast test-clock axe typecheck lint format stack migrate seed clean bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -66,6 +66,7 @@ axe: $(AXE_STAMP) ## Install axe-core for the accessibility test (npm, into var/
 test: install axe ## Migrations check, ruff check, pytest on PostgreSQL+Redis (parallel, then worker/browser), then on SQLite (PYTEST_ARGS="...")
 	$(EMBEDDED) SQLITE_PATH=:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(PYTEST_PASS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not worker and not browser" $(PYTEST_ARGS)
 	$(PYTEST_PASS) $(PY) -m pytest -n 0 -m "worker or browser" $(PYTEST_ARGS)
 	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not postgres and not redis" $(PYTEST_ARGS)
@@ -89,6 +90,9 @@ test-fast: install ## Domain, services, API, pages on SQLite in parallel; no slo
 	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) \
 	  -m "not postgres and not redis and not slow and not browser and not worker" \
 	  $(FAST_TESTS) $(PYTEST_ARGS)
+
+typecheck: install ## mypy, strict, on the modules pyproject.toml lists
+	$(VENV)/bin/mypy
 
 lint: install ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import partial
 
 from scheduling.domain import Interval, subtract
 
@@ -73,7 +75,8 @@ class _Search:
     trips: list[OpenTrip]
     # For each trip (same order), the drivers who could take it on their own.
     eligible: list[list[Driver]]
-    failed: set = field(default_factory=set)
+    # Search states (next trip, who is still driving until when) shown to fail.
+    failed: set[tuple[int, frozenset[tuple[int, datetime]]]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.starts = [t.window.start for t in self.trips]
@@ -94,7 +97,7 @@ class _Search:
     def _greedy(self) -> dict[Hashable, int] | None:
         """The search's first descent without its checks: each trip to the first driver
         in its order who is free. Usually the answer already; None when it gets stuck."""
-        driving_until: dict[int, object] = {}
+        driving_until: dict[int, datetime] = {}
         chosen: dict[Hashable, int] = {}
         for trip, drivers in zip(self.trips, self.eligible, strict=True):
             driver = next(
@@ -111,7 +114,9 @@ class _Search:
             chosen[trip.key] = driver.id
         return chosen
 
-    def _place(self, i: int, driving_until: dict[int, object], chosen: dict) -> bool:
+    def _place(
+        self, i: int, driving_until: dict[int, datetime], chosen: dict[Hashable, int]
+    ) -> bool:
         if i == len(self.trips):
             return True
         trip = self.trips[i]
@@ -124,7 +129,7 @@ class _Search:
         if not self._still_possible(i, busy):
             self.failed.add(state)
             return False
-        tried: set = set()
+        tried: set[tuple[tuple[Interval, ...], int, bool]] = set()
         for driver in self.eligible[i]:
             if driver.id in busy:
                 continue
@@ -149,7 +154,7 @@ class _Search:
         self.failed.add(state)
         return False
 
-    def _still_possible(self, i: int, busy: dict[int, object]) -> bool:
+    def _still_possible(self, i: int, busy: dict[int, datetime]) -> bool:
         """At each moment a trip still to place starts while a placed trip is under way,
         the trips under way then that are still to place can go to different drivers who
         are free then (a necessary condition: it prunes whole subtrees that would
@@ -160,7 +165,7 @@ class _Search:
         moments = sorted({s for s in self.starts[i:] if s < horizon})
         return all(self._matchable(i, t, busy) for t in moments)
 
-    def _matchable(self, i: int, moment, busy: dict[int, object]) -> bool:
+    def _matchable(self, i: int, moment: datetime, busy: dict[int, datetime]) -> bool:
         occupied = {d for d, u in busy.items() if u > moment}
         under_way = []
         for j in range(i, len(self.trips)):
@@ -171,11 +176,11 @@ class _Search:
         return has_matching(under_way)
 
 
-def has_matching(choices: list[frozenset]) -> bool:
+def has_matching(choices: Sequence[frozenset[Hashable]]) -> bool:
     """Each entry can be given a different element of its set (augmenting paths)."""
-    owner: dict = {}
+    owner: dict[Hashable, int] = {}
 
-    def give(k: int, seen: set) -> bool:
+    def give(k: int, seen: set[Hashable]) -> bool:
         for d in choices[k]:
             if d in seen:
                 continue
@@ -247,7 +252,9 @@ def _solved(
 
 # Solved components kept per process, least recently used dropped first.
 ANSWERS_KEPT = 2048
-_answers: OrderedDict[tuple, dict[Hashable, int] | None] = OrderedDict()
+_answers: OrderedDict[
+    tuple[tuple[Driver, ...], tuple[OpenTrip, ...]], dict[Hashable, int] | None
+] = OrderedDict()
 
 
 def _assign_component(
@@ -259,14 +266,21 @@ def _assign_component(
         if not able:
             return None
         hinted = hint.get(trip.key)
-        able.sort(key=lambda d, t=trip, h=hinted: (d.id != h, _piece_end(d, t), d.id))
+        able.sort(key=partial(_preference, trip=trip, hinted=hinted))
         eligible.append(able)
     return _Search(trips, eligible).run()
 
 
-def _piece_end(driver: Driver, trip: OpenTrip):
+def _preference(
+    driver: Driver, *, trip: OpenTrip, hinted: int | None
+) -> tuple[bool, datetime, int]:
+    """The hinted driver first, then whose free piece around the trip ends soonest."""
+    return (driver.id != hinted, _piece_end(driver, trip), driver.id)
+
+
+def _piece_end(driver: Driver, trip: OpenTrip) -> datetime:
     return next(p.end for p in driver.free if p.contains(trip.window))
 
 
-def _order(trip: OpenTrip):
+def _order(trip: OpenTrip) -> tuple[datetime, datetime, str]:
     return (trip.window.start, trip.window.end, str(trip.key))

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 from django.db import connection
 from django.utils import timezone
@@ -28,6 +29,8 @@ from scheduling.errors import Conflict, ConflictingItem
 from scheduling.fleet import Driver, OpenTrip, assign, components, has_matching
 from scheduling.models import DriverProfile, Leg, Trip, TripStatus, Vehicle
 from scheduling.services.working_time import day_schedules
+
+K = TypeVar("K", bound=Hashable)
 
 # Advisory lock namespace (services.common has the timetables, dispatch has 3).
 DRIVER_CAPACITY = 4
@@ -68,15 +71,15 @@ class Fleet:
 
     drivers: list[Driver]
     waiting: list[OpenTrip]
-    _baseline: dict | None = field(default=None, init=False)
+    _baseline: dict[Hashable, int] | None = field(default=None, init=False)
     _solved: bool = field(default=False, init=False)
     _by_driver: dict[int, list[OpenTrip]] | None = field(default=None, init=False)
-    _eligible: dict = field(default_factory=dict, init=False)
+    _eligible: dict[OpenTrip, frozenset[Hashable]] = field(default_factory=dict, init=False)
     _components: list[list[OpenTrip]] | None = field(default=None, init=False)
     _drivers_tok: int | None = field(default=None, init=False)
     _group_toks: list[int] | None = field(default=None, init=False)
 
-    def baseline(self) -> dict | None:
+    def baseline(self) -> dict[Hashable, int] | None:
         """An assignment of every waiting trip (trip id -> driver id), or None."""
         if not self._solved:
             self._baseline = assign(self.drivers, self.waiting)
@@ -125,7 +128,7 @@ class Fleet:
             reason=NO_DRIVER,
         )
 
-    def carried(self, asked: Mapping[Hashable, Sequence[NewLeg]]) -> set[Hashable]:
+    def carried(self, asked: Mapping[K, Sequence[NewLeg]]) -> set[K]:
         """The keys of `asked` whose legs `carries` would accept.
 
         Legs that neither overlap each other nor meet one group of waiting trips chained
@@ -137,7 +140,7 @@ class Fleet:
         the same drivers and the same trips of the groups it meets, as `fleet.assign`
         remembers its components: the desk asks the same day again and again."""
         spans = self._group_spans()
-        found = set()
+        found: set[K] = set()
         for key, legs in asked.items():
             touched = [_touching(spans, leg.window) for leg in legs]
             separate = all(
@@ -195,7 +198,7 @@ class Fleet:
         ]
 
     @property
-    def _ids(self) -> set:
+    def _ids(self) -> set[Hashable]:
         return {t.key for t in self.waiting}
 
     def given(self, trip_id: int, driver_id: int) -> Fleet:
@@ -281,7 +284,7 @@ class Fleet:
             if not driver.can_take(leg):
                 continue
             clashing = [t for t in held.get(driver.id, ()) if t.window.overlaps(leg.window)]
-            moves = {}
+            moves: dict[Hashable, int] = {}
             for trip in clashing:
                 target = next(
                     (
@@ -321,7 +324,7 @@ class Fleet:
                 return False
         return True
 
-    def _able(self, trip: OpenTrip) -> frozenset[int]:
+    def _able(self, trip: OpenTrip) -> frozenset[Hashable]:
         # Keyed by the whole trip: new legs of different starts share a key.
         found = self._eligible.get(trip)
         if found is None:
@@ -352,15 +355,18 @@ def _touching(spans: list[tuple[datetime, datetime]], window: Interval) -> froze
 
 # Availability's answers kept per process (see Fleet.carried), least recently used dropped.
 LEG_ANSWERS_KEPT = 8192
-_leg_answers: OrderedDict[tuple, bool] = OrderedDict()
+# Key: the drivers' token, the groups' tokens, each leg's window and passengers.
+_leg_answers: OrderedDict[tuple[int, tuple[int, ...], tuple[tuple[Interval, int], ...]], bool] = (
+    OrderedDict()
+)
 # Drivers and groups of trips seen lately, each under a number never reused, so that an
 # answer's key compares small numbers instead of the whole of them on every lookup.
 TOKENS_KEPT = 4096
-_tokens: OrderedDict[tuple, int] = OrderedDict()
+_tokens: OrderedDict[tuple[Driver, ...] | tuple[OpenTrip, ...], int] = OrderedDict()
 _token_numbers = itertools.count()
 
 
-def _token(content: tuple) -> int:
+def _token(content: tuple[Driver, ...] | tuple[OpenTrip, ...]) -> int:
     """The number `content` is known by (equal contents, the same number while kept)."""
     number = _tokens.get(content)
     if number is None:

@@ -14,7 +14,8 @@ from scheduling.models import User
 
 
 def setting(name: str) -> int | str:
-    return settings.SCHEDULING[name]
+    value: int | str = settings.SCHEDULING[name]
+    return value
 
 
 def minutes(name: str) -> timedelta:

@@ -30,6 +30,7 @@ def travel_for(*, client: Client | None, area_id: int | None = None) -> Travel:
     """The area named for this booking, else the client's, else the default allowance
     (`TRAVEL_ALLOWANCE_MINUTES`). A booking names only an area still offered; a client's
     stored area counts whatever became of it since."""
+    area: ServiceArea | None
     if area_id is not None:
         area = area_by_id(area_id)
     else:
@@ -48,7 +49,8 @@ def travel_of(appointment: Appointment) -> Travel:
 
 def area_by_id(area_id: int) -> ServiceArea:
     try:
-        return ServiceArea.objects.active().get(pk=area_id)
+        area: ServiceArea = ServiceArea.objects.active().get(pk=area_id)
+        return area
     except (ServiceArea.DoesNotExist, ValueError, TypeError):
         raise ValidationFailed.on("area", f"There is no service area with id {area_id}.") from None
 

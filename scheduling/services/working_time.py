@@ -4,7 +4,7 @@ many at once: therapists for booking and availability, drivers for capacity."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, time
 from functools import cache
 
 from django.db import connection
@@ -33,51 +33,48 @@ def day_schedules(therapist_ids: list[int], day: date) -> dict[int, DaySchedule]
 
 # Each staff member's periods: weekly hours and breaks as (time, time), time off as
 # (datetime, datetime) meeting the day.
-Periods = dict[int, list[tuple]]
+Clock = dict[int, list[tuple[time, time]]]
+Dated = dict[int, list[tuple[datetime, datetime]]]
 
 
 def _working_time_orm(
     staff_ids: list[int], weekday: int, day_start: datetime, day_end: datetime
-) -> tuple[Periods, Periods, Periods]:
+) -> tuple[Clock, Clock, Dated]:
     """Hours, breaks and time off of `staff_ids` for a day: a query each."""
-    found: tuple[Periods, Periods, Periods] = (
-        defaultdict(list),
-        defaultdict(list),
-        defaultdict(list),
-    )
+    hours: Clock = defaultdict(list)
+    breaks: Clock = defaultdict(list)
+    time_off: Dated = defaultdict(list)
     weekly = {"staff_id__in": staff_ids, "weekday": weekday}
-    queries = (
-        WorkingHours.objects.filter(**weekly),
-        Break.objects.filter(**weekly),
-        TimeOff.objects.filter(staff_id__in=staff_ids, start__lt=day_end, end__gt=day_start),
-    )
-    for periods, query in zip(found, queries, strict=True):
-        for staff_id, start, end in query.order_by().values_list("staff_id", "start", "end"):
+    for periods, model in ((hours, WorkingHours), (breaks, Break)):
+        rows = model.objects.filter(**weekly).order_by()
+        for staff_id, start, end in rows.values_list("staff_id", "start", "end"):
             periods[staff_id].append((start, end))
-    return found
+    meeting = TimeOff.objects.filter(staff_id__in=staff_ids, start__lt=day_end, end__gt=day_start)
+    for staff_id, off_start, off_end in meeting.order_by().values_list("staff_id", "start", "end"):
+        time_off[staff_id].append((off_start, off_end))
+    return hours, breaks, time_off
 
 
 def _working_time_postgres(
     staff_ids: list[int], weekday: int, day_start: datetime, day_end: datetime
-) -> tuple[Periods, Periods, Periods]:
+) -> tuple[Clock, Clock, Dated]:
     """`_working_time_orm` in one hand-written statement: every booking and availability
     page reads these, and the ORM cost three times more CPU to build its three queries
     than PostgreSQL took to answer them."""
-    found: tuple[Periods, Periods, Periods] = (
-        defaultdict(list),
-        defaultdict(list),
-        defaultdict(list),
-    )
+    hours: Clock = defaultdict(list)
+    breaks: Clock = defaultdict(list)
+    time_off: Dated = defaultdict(list)
     with connection.cursor() as cursor:
         cursor.execute(
-            _working_time_sql(), [staff_ids, weekday] * 2 + [staff_ids, day_end, day_start]
+            _working_time_sql(),
+            [staff_ids, weekday, staff_ids, weekday, staff_ids, day_end, day_start],
         )
         for kind, staff_id, start, end, off_start, off_end in cursor.fetchall():
             if kind == 2:
-                found[2][staff_id].append((off_start, off_end))
+                time_off[staff_id].append((off_start, off_end))
             else:
-                found[kind][staff_id].append((start, end))
-    return found
+                (breaks if kind else hours)[staff_id].append((start, end))
+    return hours, breaks, time_off
 
 
 @cache
