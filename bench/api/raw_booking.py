@@ -208,8 +208,8 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
 
 # --- the view -------------------------------------------------------------------------------
 
-# Far past any real booking and the insert ceiling's rows (2099): one per therapist every
-# 75 minutes from 2098, so they never meet; the bench deletes them with its load user's.
+# Far past any real booking and the insert ceiling's rows (2099): one per therapist after
+# another from 2098, so they never meet; the bench deletes them with its load user's.
 RAW_EPOCH = datetime(2098, 1, 1, tzinfo=UTC)
 _PREPARED: list[Booking] = []
 
@@ -237,6 +237,11 @@ def raw_booking(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval('bench_raw_booking_seq')")
         (n,) = cursor.fetchone()
-    start = RAW_EPOCH + (n // len(bookings)) * timedelta(minutes=75)
-    pk = book(bookings[n % len(bookings)], start=start)
+    booking = bookings[n % len(bookings)]
+    # Each therapist's next slot starts where the last one's busy range (travel both ways
+    # included) ends, rounded up to the hour: never an overlap.
+    span = booking.duration + booking.buffer + 2 * booking.travel
+    step = timedelta(hours=-(-span // timedelta(hours=1)))
+    start = RAW_EPOCH + booking.travel + (n // len(bookings)) * step
+    pk = book(booking, start=start)
     return HttpResponse(b'{"id": %d}' % pk, content_type="application/json", status=201)
