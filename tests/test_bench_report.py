@@ -126,3 +126,16 @@ def test_a_ratio_without_its_ceiling_in_the_run_prints_nothing():
     rows = [outcome("create", half=90, p95=30, cpu_ms=12.0, ceiling="raw_booking")]
 
     assert result_lines(rows) == []
+
+
+def test_worker_targets_are_half_the_no_op_rate_and_a_failed_pass_prints_nothing():
+    from bench.worker.__main__ import result_lines as worker_lines
+
+    measured = {"noop_backlog": 400.0, "delivery_backlog": 240.0, "dispatch_backlog": 150.0}
+    assert worker_lines(measured) == [
+        "RESULT delivery ratio=0.600 target=0.5 PASS",
+        "RESULT dispatch ratio=0.375 target=0.5 MISS",
+    ]
+    assert worker_lines({**measured, "dispatch_backlog": None}) == [
+        "RESULT delivery ratio=0.600 target=0.5 PASS"
+    ]

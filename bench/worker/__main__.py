@@ -840,6 +840,8 @@ def report(args: argparse.Namespace, r: dict, load_before: tuple[float, ...]) ->
         "item. Others' CPU: the machine's CPU spent by other processes during the phase.",
     ]
     print("\n".join(lines))
+    for line in result_lines(r):
+        print(line)
     out = BASE_DIR / "var" / "bench-worker"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -850,6 +852,18 @@ def report(args: argparse.Namespace, r: dict, load_before: tuple[float, ...]) ->
             default=str,
         )
     )
+
+
+def result_lines(r: dict) -> list[str]:
+    """Issue 17's worker targets: delivery and dispatch at least half the no-op task rate."""
+    from bench.api.ratios import result_line
+
+    lines = []
+    for name, key in (("delivery", "delivery_backlog"), ("dispatch", "dispatch_backlog")):
+        rate = r.get(key)
+        if rate is not None and r.get("noop_backlog"):
+            lines.append(result_line(name, rate / r["noop_backlog"], 0.5, at_most=False))
+    return lines
 
 
 if __name__ == "__main__":
