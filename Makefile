@@ -15,7 +15,7 @@ PORT ?= 8000
 # empty rather than unset so that a DATABASE_URL/REDIS_URL in .env cannot switch it back.
 EMBEDDED := env DATABASE_URL= REDIS_URL= DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: help venv install run test test-fast test-clock axe typecheck lint format stack migrate seed clean bench-api bench-worker bench-ws
+.PHONY: help venv install run test test-fast test-clock axe typecheck lint format stack migrate seed clean bench bench-api bench-worker bench-ws
 
 help: ## List the targets
 	@echo "make targets:"
@@ -120,6 +120,10 @@ migrate: install ## Apply migrations to the configured database
 
 seed: install ## Load the demo data into the configured database (idempotent)
 	$(PY) manage.py seed_demo
+
+# The three below in turn and one dated report in bench/results/ (BENCH_ARGS=--quick: shorter).
+bench: install ## All benchmarks, one report in bench/results/ (~15 min; --quick ~6 min)
+	ulimit -n $$(ulimit -Hn) && $(PY) -m bench $(BENCH_ARGS)
 
 # Creates or reuses the scheduling_bench database on 127.0.0.1:5432 (never another one);
 # installs Debian's wrk on first use when it is missing (root only). BENCH_ARGS="--workers 3"
