@@ -139,3 +139,38 @@ def test_worker_targets_are_half_the_no_op_rate_and_a_failed_pass_prints_nothing
     assert worker_lines({**measured, "dispatch_backlog": None}) == [
         "RESULT delivery ratio=0.600 target=0.5 PASS"
     ]
+
+
+def test_the_one_report_names_machine_commit_load_ceilings_and_every_result():
+    from datetime import UTC, datetime
+
+    from bench.__main__ import PARTS, Ran, render
+
+    api, worker = PARTS[0], PARTS[1]
+    runs = [
+        Ran(
+            api,
+            "5.10, 4.00, 3.00",
+            180,
+            0,
+            ["RESULT create ratio=0.143 target=0.5 MISS"],
+            "api table",
+        ),
+        Ran(worker, "6.00, 5.00, 4.00", 60, 1, ["RESULT delivery ratio=0.600 target=0.5 PASS"]),
+    ]
+    text = render(
+        runs,
+        started=datetime(2026, 12, 1, 23, 40, tzinfo=UTC),
+        quick=True,
+        machine_text="2 cores, 24 GiB, Python 3.11.7",
+        head="abc1234 bench: something",
+    )
+
+    assert text.startswith("# Benchmarks of 2026-12-01 23:40 UTC (`make bench BENCH_ARGS=--quick`)")
+    assert "- Machine: 2 cores, 24 GiB, Python 3.11.7" in text
+    assert "- Commit: abc1234 bench: something" in text
+    targets = text.split("## Targets")[1].split("## Ceilings")[0]
+    assert "RESULT create ratio=0.143 target=0.5 MISS\nRESULT delivery ratio=0.600" in targets
+    assert "- raw booking (api): every row a product booking writes" in text
+    assert "Load average before: 5.10, 4.00, 3.00; took 180 s; exit status 0.\n\napi table" in text
+    assert "Load average before: 6.00, 5.00, 4.00; took 60 s; exit status 1." in text
