@@ -33,6 +33,7 @@ from scheduling.models import (
     ServiceArea,
     StreamEvent,
     StreamEventRecipient,
+    StreamRetention,
     TherapistProfile,
     TimeOff,
     Transition,
@@ -535,6 +536,11 @@ class StreamEventRecipientAdmin(ReadOnlyModelAdmin):
 @admin.register(EventCounter, site=site)
 class EventCounterAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "last_seq")
+
+
+@admin.register(StreamRetention, site=site)
+class StreamRetentionAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "pruned_through", "pruned_at")
 
 
 @admin.register(IdempotencyKey, site=site)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -40,3 +41,14 @@ def locked_out(request: HttpRequest, response=None, credentials=None) -> HttpRes
         answer = render(request, "registration/locked_out.html", body, status=TOO_MANY)
     answer["Retry-After"] = str(body["retry_after"])
     return answer
+
+
+class SignInBackend(AxesStandaloneBackend):
+    """Axes' check before the password check, for every sign-in that comes with a
+    request. One without (Django's test client `login()`, a shell) has no address to
+    count by; it is left to the password check rather than refused with an error."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

@@ -31,11 +31,19 @@ def test_without_trusted_proxies_a_forwarded_header_is_not_believed(settings, pr
         (2, "6.6.6.6, 203.0.113.5, 10.0.0.9", "203.0.113.5"),
         (2, " 203.0.113.5 ", "203.0.113.5"),  # fewer hops than proxies: the leftmost
         (1, " , ", "10.0.0.2"),  # nothing usable: the peer
+        (1, "<script>", "10.0.0.2"),  # not an address: the peer, never stored as one
+        (1, "2001:DB8::1", "2001:db8::1"),
     ],
 )
 def test_with_n_trusted_proxies_the_nth_entry_from_the_right(settings, proxies, forwarded, client):
     settings.NUM_PROXIES = proxies
     assert client_address(request(forwarded=forwarded)) == client
+
+
+def test_no_usable_peer_address_is_none(settings):
+    settings.NUM_PROXIES = None
+    assert client_address(request(remote="")) is None
+    assert client_address(request(remote="garbage")) is None
 
 
 def test_a_drf_throttle_counts_by_the_same_address(settings):

@@ -306,7 +306,7 @@ LOGIN_URL = "/accounts/login/"
 # from X-Forwarded-For, for every limit (scheduling/clientaddr.py). Unset: REMOTE_ADDR.
 NUM_PROXIES = env.int("NUM_PROXIES", default=None)
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "scheduling.signin.SignInBackend",  # axes' check first (a subclass: see why there)
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=10)

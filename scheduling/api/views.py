@@ -95,7 +95,7 @@ class TokenView(APIView):
 
     @extend_schema(request=s.LoginInput, responses={200: s.TokenSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        limited("token_ip", client_address(request))
+        limited("token_ip", client_address(request) or "unknown")
         data = valid(s.LoginInput, request.data)
         limited("token_username", data["username"].lower())
         # Django's request, not DRF's wrapper: axes marks it when the sign-in is locked, and
