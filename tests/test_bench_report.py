@@ -174,3 +174,19 @@ def test_the_one_report_names_machine_commit_load_ceilings_and_every_result():
     assert "- raw booking (api): every row a product booking writes" in text
     assert "Load average before: 5.10, 4.00, 3.00; took 180 s; exit status 0.\n\napi table" in text
     assert "Load average before: 6.00, 5.00, 4.00; took 60 s; exit status 1." in text
+
+
+def test_websocket_p95_is_read_against_the_batch_and_five_pub_sub_round_trips(monkeypatch):
+    from bench.ws.__main__ import result_lines as ws_lines
+
+    monkeypatch.setenv("STREAM_BATCH_MS", "25")
+    report = {
+        "ceiling": {"p95_ms": 2.0},  # limit: 25 + 5 × 2 = 35 ms
+        "latency": {"p95_ms": 28.0},
+        "idle": {"max_open": 12000, "steps": [{"kib_per_socket": 40.0}]},
+    }
+    assert ws_lines(report) == [
+        "RESULT websocket_p95 ratio=0.800 target=1 PASS",
+        "RESULT idle_sockets ratio=0.400 target=1 MISS",
+        "RESULT idle_socket_kib ratio=1.250 target=1 MISS",
+    ]

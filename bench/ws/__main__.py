@@ -638,9 +638,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--writers", type=int, default=2, help="writer processes")
-    parser.add_argument("--idle-max", type=int, default=10000)
-    parser.add_argument("--idle-step", type=int, default=1000)
-    parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument("--idle-max", type=int, default=40000, help="ramp until this or a failure")
+    parser.add_argument("--idle-step", type=int, default=2000)
+    parser.add_argument("--idle-seconds", type=float, default=300.0)
     parser.add_argument("--idle-hold", type=float, default=5.0)
     args = parser.parse_args()
     limit = raise_fd_limit()
@@ -674,9 +674,31 @@ def main() -> None:
         f"{report['latency']['over_capacity_lines']} + "
         f"{report['saturation']['over_capacity_lines']}"
     )
+    for line in result_lines(report):
+        print(line)
     (OUT / "result.json").write_text(json.dumps(report, indent=2, default=str))
     (OUT / "table.md").write_text(text + "\n")
     log(f"done in {report['seconds']:.0f}s; written to {OUT}")
+
+
+IDLE_TARGET = 30_000  # idle sockets one daphne holds (issue 17)
+IDLE_KIB_TARGET = 32.0  # at most, each
+
+
+def result_lines(report: dict) -> list[str]:
+    """Issue 17's websocket targets against the same run's Redis pub/sub round trip, and
+    the idle sockets held (their most, and the memory each took at the last step)."""
+    from bench.api.ratios import result_line
+
+    batch_ms = float(os.environ.get("STREAM_BATCH_MS", 25))
+    limit = batch_ms + 5 * report["ceiling"]["p95_ms"]
+    lines = [result_line("websocket_p95", report["latency"]["p95_ms"] / limit, 1, at_most=True)]
+    idle = report.get("idle") or {}
+    if idle.get("steps"):
+        lines.append(result_line("idle_sockets", idle["max_open"] / IDLE_TARGET, 1, at_most=False))
+        kib = idle["steps"][-1]["kib_per_socket"]
+        lines.append(result_line("idle_socket_kib", kib / IDLE_KIB_TARGET, 1, at_most=True))
+    return lines
 
 
 if __name__ == "__main__":
