@@ -83,7 +83,8 @@ def test_the_page_shows_the_therapists_own_appointments_in_business_time(
     assert ">10:00</time>" in html and "11:00" in html
     assert "Zed Outsider" not in html and "Other therapist" not in html
     assert "99 Elsewhere Rd" not in html
-    assert 'data-live="appointment.created appointment.updated trip.assigned trip.updated"' in html
+    live = "appointment.created appointment.updated appointment.removed trip.assigned trip.updated"
+    assert f'data-live="{live}"' in html
     assert 'hx-get="/therapist/appointments/" hx-trigger="live[!typingIn(this)]"' in html
     assert "data-live-after=" in html
 

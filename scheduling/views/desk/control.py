@@ -9,8 +9,8 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from scheduling.forms import REASON_MAX, id_field
 from scheduling.models import Appointment, User
@@ -46,9 +46,18 @@ def free_instead(appointment: Appointment) -> list[User]:
 
 
 def reassign_context(appointment: Appointment, actions: list[str], given: Any) -> dict:
-    if "reassign" not in actions:
-        return {}
-    return {"reassign_form": given or ReassignForm(), "reassign_to": free_instead(appointment)}
+    return {"reassign_form": given or ReassignForm()} if "reassign" in actions else {}
+
+
+@desk_only
+@require_GET
+def reassign_choices(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Reassign control's select (htmx fragment, asked for once the page is drawn)."""
+    from scheduling.views.desk.appointment import appointment_for
+
+    appointment = appointment_for(pk, request.user)
+    context = {"appointment": appointment, "reassign_to": free_instead(appointment)}
+    return render(request, "desk/_reassign_choices.html", context)
 
 
 @desk_only

@@ -44,4 +44,9 @@ urlpatterns = [
     path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
     path("appointments/<int:pk>/rebook-any/", choice.rebook_any, name="rebook_any"),
     path("appointments/<int:pk>/reassign/", control.reassign_view, name="reassign"),
+    path(
+        "appointments/<int:pk>/reassign/choices/",
+        control.reassign_choices,
+        name="reassign_choices",
+    ),
 ]
