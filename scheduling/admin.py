@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from scheduling.admin_forms import ClientForm, SavedByService, ServiceForm
 from scheduling.errors import ValidationFailed
 from scheduling.models import (
     Appointment,
@@ -34,6 +35,7 @@ from scheduling.models import (
     StreamEvent,
     StreamEventRecipient,
     StreamRetention,
+    TherapistChoice,
     TherapistProfile,
     TimeOff,
     Transition,
@@ -179,16 +181,6 @@ class StaffCreationForm(AdminUserCreationForm):
 
     def clean_phone(self) -> str:
         return clean_phone_value(self.cleaned_data.get("phone", ""), required=False)
-
-
-class ClientForm(forms.ModelForm):
-    class Meta:
-        model = Client
-        fields = ("name", "phone", "email", "address", "area", "notes", "preferences")
-
-    def clean_phone(self) -> str:
-        # Stored as E.164 like every client the desk creates, so search and uniqueness hold.
-        return clean_phone_value(self.cleaned_data.get("phone", ""), required=True)
 
 
 # --- staff ----------------------------------------------------------------------------------
@@ -357,7 +349,8 @@ class TimeOffAdmin(ScheduleAdmin):
 
 
 @admin.register(Client, site=site)
-class ClientAdmin(ManagerModelAdmin):
+class ClientAdmin(SavedByService, ManagerModelAdmin):
+    # Saved by create_client/update_client (admin_forms.py): one phone normalisation.
     form = ClientForm
     list_display = ("name", "phone", "email", "address", "area", "created_at")
     list_select_related = ("area",)
@@ -375,7 +368,8 @@ class ClientAdmin(ManagerModelAdmin):
 
 
 @admin.register(Service, site=site)
-class ServiceAdmin(ManagerModelAdmin):
+class ServiceAdmin(SavedByService, ManagerModelAdmin):
+    form = ServiceForm  # added through create_service (admin_forms.py)
     list_display = ("name", "duration_minutes", "buffer_minutes", "price", "active")
     list_filter = ("active",)
     search_fields = ("name", "description")
@@ -565,6 +559,16 @@ class DispatchDecisionAdmin(ReadOnlyModelAdmin):
     @admin.display(description="skipped")
     def skipped_count(self, obj: DispatchDecision) -> int:
         return len(obj.skipped)
+
+
+@admin.register(TherapistChoice, site=site)
+class TherapistChoiceAdmin(ReadOnlyModelAdmin):
+    """How each "any free therapist" booking was decided (services/choosing.py)."""
+
+    list_display = ("id", "decided_at", "appointment", "therapist", "decided_by")
+    list_select_related = ("therapist", "decided_by")
+    search_fields = ("=appointment__id", "therapist__username")
+    date_hierarchy = "decided_at"
 
 
 @admin.register(Notification, site=site)

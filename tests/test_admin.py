@@ -30,6 +30,7 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.services.appointments import create_appointment
+from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import update_client
 from scheduling.services.dispatch import run_pass
 from scheduling.services.retention import prune
@@ -50,6 +51,7 @@ READ_ONLY = {
     "Trip",
     "IdempotencyKey",
     "DispatchDecision",
+    "TherapistChoice",
     "Notification",
 }
 
@@ -78,6 +80,10 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
     set_shift(driver=driver, on_shift=True)
     run_pass(now=appointment.start - timedelta(minutes=60))
     IdempotencyKey.objects.create(user=desk, key="retry-1", fingerprint="0" * 64)
+    # "Any free therapist" records its decision (issue 13).
+    book_any_therapist(
+        actor=desk, client_id=client_record.pk, service_id=service.pk, start=tomorrow_at(15)
+    )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
     return appointment
 
