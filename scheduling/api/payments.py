@@ -27,13 +27,13 @@ class CollectionInput(serializers.Serializer):
     reference = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class PaymentFilter(serializers.Serializer):
+class PaymentListFilter(serializers.Serializer):
     appointment = serializers.IntegerField(required=False, min_value=1)
     date = serializers.DateField(required=False)
     status = serializers.ChoiceField(choices=PaymentState.values, required=False)
 
 
-class PaymentSerializer(serializers.Serializer):
+class PaymentRecordSerializer(serializers.Serializer):
     """What `payment_data` writes (for the schema; responses are built by the service)."""
 
     id = serializers.IntegerField()
@@ -53,6 +53,14 @@ class PaymentSerializer(serializers.Serializer):
     balance_due = serializers.CharField(help_text="The appointment's, after this payment.")
 
 
+class PaymentPage(serializers.Serializer):
+    """A cursor page of payments, as the other lists' pages."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PaymentRecordSerializer(many=True)
+
+
 class ByCreated(Keyset):
     ordering = ("-created_at", "-id")
 
@@ -64,7 +72,7 @@ def _body(payment: Payment) -> dict:
 class AppointmentPaymentsView(APIView):
     """POST /api/appointments/{id}/payments/: the therapist records what they collected."""
 
-    @extend_schema(request=CollectionInput, responses={201: PaymentSerializer, **ERRORS})
+    @extend_schema(request=CollectionInput, responses={201: PaymentRecordSerializer, **ERRORS})
     def post(self, request: Request, pk: int) -> Response:
         data = valid(CollectionInput, request.data)
         payment = payment_services.record_collection(
@@ -80,7 +88,7 @@ class AppointmentPaymentsView(APIView):
 class PaymentVerifyView(APIView):
     """POST /api/payments/{id}/verify/: a receptionist or manager confirms a collection."""
 
-    @extend_schema(request=None, responses={200: PaymentSerializer, **ERRORS})
+    @extend_schema(request=None, responses={200: PaymentRecordSerializer, **ERRORS})
     def post(self, request: Request, pk: int) -> Response:
         payment = payment_services.verify_payment(actor=request.user, payment_id=pk)
         return Response(_body(payment))
@@ -90,10 +98,11 @@ class PaymentListView(APIView):
     """GET /api/payments/?appointment=&date=&status=, newest first."""
 
     @extend_schema(
-        parameters=[PaymentFilter], responses={200: PaymentSerializer(many=True), **ERRORS}
+        parameters=[PaymentListFilter],
+        responses={200: PaymentPage, **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        query = valid(PaymentFilter, request.query_params)
+        query = valid(PaymentListFilter, request.query_params)
         rows = payment_services.payments_for(
             request.user,
             appointment_id=query.get("appointment"),
