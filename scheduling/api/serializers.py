@@ -255,6 +255,7 @@ class AppointmentFilter(serializers.Serializer):
         choices=[c for c, _ in Appointment._meta.get_field("status").choices], required=False
     )
     therapist = ident(required=False)
+    client = ident(required=False, help_text="One client's appointments (issue 13).")
 
 
 class EventsQuery(serializers.Serializer):

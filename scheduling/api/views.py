@@ -294,6 +294,8 @@ class AppointmentViewSet(
             rows = rows.filter(status=query["status"])
         if "therapist" in query:
             rows = rows.filter(therapist_id=query["therapist"])
+        if "client" in query:
+            rows = rows.filter(client_id=query["client"])
         return rows
 
     @extend_schema(
