@@ -29,6 +29,7 @@ from scheduling.models import (
     EventCounter,
     IdempotencyKey,
     Notification,
+    Payment,
     Role,
     Service,
     ServiceArea,
@@ -586,4 +587,14 @@ class NotificationAdmin(ReadOnlyModelAdmin):
     list_filter = ("status", "kind", "channel", "audience")
     list_select_related = ("appointment",)
     search_fields = ("=id", "=appointment__id", "=trip__id", "=key")
+    date_hierarchy = "created_at"
+
+
+# Read-only: money is recorded, verified and settled through services/payments.py only.
+@admin.register(Payment, site=site)
+class PaymentAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "created_at", "appointment", "method", "amount", "currency", "status")
+    list_filter = ("status", "method", "gateway")
+    list_select_related = ("appointment",)
+    search_fields = ("=id", "=appointment__id", "reference", "gateway_payment_id")
     date_hierarchy = "created_at"

@@ -29,10 +29,11 @@ from scheduling.models import (
     User,
     WorkingHours,
 )
-from scheduling.services.appointments import create_appointment
+from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import update_client
 from scheduling.services.dispatch import run_pass
+from scheduling.services.payments import record_collection
 from scheduling.services.retention import prune
 from scheduling.services.trips import set_shift
 from tests import factories
@@ -53,6 +54,7 @@ READ_ONLY = {
     "DispatchDecision",
     "TherapistChoice",
     "Notification",
+    "Payment",
 }
 
 
@@ -85,6 +87,12 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         actor=desk, client_id=client_record.pk, service_id=service.pk, start=tomorrow_at(15)
     )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
+    # The therapist records cash once the session has started (issue 15).
+    for action in ("accept", "start"):
+        act_on_appointment(actor=therapist, appointment_id=appointment.pk, action=action)
+    record_collection(
+        actor=therapist, appointment_id=appointment.pk, method="cash", amount="100.00"
+    )
     return appointment
 
 
