@@ -113,7 +113,10 @@ stack: install ## Full stack on DATABASE_URL/REDIS_URL: gunicorn, daphne, celery
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput
 	mkdir -p var
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start -f Procfile -p $(PORT)
+	# prometheus_client's multi-process files: wiped at each start, since a dead process's
+	# counters would otherwise add to the new ones' (docs/operations.md#metrics).
+	rm -rf var/metrics && mkdir -p var/metrics
+	PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/var/metrics" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start -f Procfile -p $(PORT)
 
 migrate: install ## Apply migrations to the configured database
 	$(PY) manage.py migrate --noinput

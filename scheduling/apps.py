@@ -8,7 +8,7 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from scheduling import revocation  # noqa: F401  (connects its signal receivers)
-        from scheduling.observability import periodic  # noqa: F401  (the same)
+        from scheduling.observability import periodic, tasks  # noqa: F401  (the same)
 
         # The embedded default has no beat: its development server runs the schedule.
         if getattr(settings, "EMBEDDED_SWEEPS", False):

@@ -1,0 +1,135 @@
+"""GET /metrics: refused without the token, off without the setting, and after real
+traffic it parses (with prometheus_client's own parser) into non-zero request counts by
+route, query counts, task runs and the database's backlogs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from config.celery import app
+from tests.factories import api
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "s3cret-metrics-token"
+
+
+@pytest.fixture
+def token(settings):
+    settings.METRICS_TOKEN = TOKEN
+
+
+def scrape() -> dict[tuple[str, tuple], float]:
+    response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200, response.content
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_off_when_the_token_is_empty(settings):
+    settings.METRICS_TOKEN = ""
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+def test_refused_without_or_with_a_wrong_token(token):
+    missing = APIClient().get("/metrics")
+    assert missing.status_code == 401 and b"Bearer" in missing.content
+    wrong = APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer guess")
+    assert wrong.status_code == 403 and TOKEN not in wrong.content.decode()
+
+
+def test_requests_are_counted_by_route_and_status(token, desk):
+    before = scrape()
+    assert APIClient().get("/health/").status_code == 200
+    assert api(desk).get("/api/appointments/").status_code == 200
+    assert APIClient().get("/no/such/page/").status_code == 404
+    after = scrape()
+    count = "scheduling_http_request_duration_seconds_count"
+    health = {"route": "/health/", "method": "GET", "status": "200"}
+    assert value(after, count, **health) == value(before, count, **health) + 1
+    listing = {"route": "/api/appointments/", "method": "GET", "status": "200"}
+    assert value(after, count, **listing) == value(before, count, **listing) + 1
+    unmatched = {"route": "<unmatched>", "method": "GET", "status": "404"}
+    assert value(after, count, **unmatched) == value(before, count, **unmatched) + 1
+    queries = "scheduling_http_request_db_queries_sum"
+    assert value(after, queries, route="/api/appointments/") > value(
+        before, queries, route="/api/appointments/"
+    )
+
+
+def test_task_runs_and_failures_by_task(token):
+    from scheduling import tasks  # noqa: F401  (registers the tasks)
+
+    before = scrape()
+    app.tasks["scheduling.sweep.expire_overdue"].apply()
+    app.tasks["scheduling.notify.deliver"].apply(args=(1, 2), throw=False)  # a wrong call
+    after = scrape()
+    runs = "scheduling_celery_task_runs_total"
+    ok = {"task": "scheduling.sweep.expire_overdue", "outcome": "success"}
+    assert value(after, runs, **ok) == value(before, runs, **ok) + 1
+    failed = {"task": "scheduling.notify.deliver", "outcome": "failure"}
+    assert value(after, runs, **failed) == value(before, runs, **failed) + 1
+    assert (
+        value(
+            after,
+            "scheduling_celery_task_duration_seconds_count",
+            task="scheduling.sweep.expire_overdue",
+        )
+        == value(
+            before,
+            "scheduling_celery_task_duration_seconds_count",
+            task="scheduling.sweep.expire_overdue",
+        )
+        + 1
+    )
+
+
+def test_backlogs_come_from_the_database(token, book, tomorrow_at):
+    book(tomorrow_at(10), needs_transport=True)
+    samples = scrape()
+    assert value(samples, "scheduling_trips_waiting_for_driver") >= 1
+    assert value(samples, "scheduling_trip_longest_wait_seconds") >= 0
+    assert value(samples, "scheduling_notifications", status="pending") >= 0
+    assert ("scheduling_notification_oldest_pending_age_seconds", ()) in samples
+
+
+WRITER = """
+import django
+django.setup()
+from scheduling.observability.metrics import TASK_RUNS
+TASK_RUNS.labels("scheduling.sweep.reminders", "success").inc()
+"""
+
+
+def test_multi_process_mode_adds_every_process_up(token, tmp_path, monkeypatch):
+    """Two processes (as two gunicorn or Celery workers) each count one run in the shared
+    directory; /metrics in a third sees two, plus the database's readings."""
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "SQLITE_PATH": ":memory:",
+    }
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", WRITER], env=env, check=True, timeout=60)
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    samples = scrape()
+    runs = {"task": "scheduling.sweep.reminders", "outcome": "success"}
+    assert value(samples, "scheduling_celery_task_runs_total", **runs) == 2
+    assert ("scheduling_trips_waiting_for_driver", ()) in samples
