@@ -133,3 +133,19 @@ def test_multi_process_mode_adds_every_process_up(token, tmp_path, monkeypatch):
     runs = {"task": "scheduling.sweep.reminders", "outcome": "success"}
     assert value(samples, "scheduling_celery_task_runs_total", **runs) == 2
     assert ("scheduling_trips_waiting_for_driver", ()) in samples
+
+
+@pytest.mark.redis
+def test_queue_depths_are_read_from_the_broker(token, settings):
+    from scheduling import tasks  # noqa: F401  (registers the tasks)
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.task_always_eager = False
+    before = value(scrape(), "scheduling_celery_queue_depth", queue="notify")
+    try:
+        app.tasks["scheduling.notify.deliver"].apply_async(args=(999_999,), countdown=None)
+        assert value(scrape(), "scheduling_celery_queue_depth", queue="notify") == before + 1
+    finally:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+            connection.default_channel.client.delete("notify")
+        app.conf.task_always_eager = True
