@@ -11,32 +11,23 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from scheduling.admin_forms import ClientForm, SavedByService, ServiceForm
+from scheduling.admin_site import ManagerModelAdmin, ManagerOnly, ReadOnly, ReadOnlyModelAdmin, site
 from scheduling.errors import ValidationFailed
 from scheduling.models import (
     Appointment,
     Break,
     Client,
-    DispatchDecision,
     DriverProfile,
-    EventCounter,
-    IdempotencyKey,
-    Notification,
-    Payment,
     Role,
     Service,
     ServiceArea,
-    StreamEvent,
-    StreamEventRecipient,
-    StreamRetention,
-    TherapistChoice,
     TherapistProfile,
     TimeOff,
     Transition,
@@ -54,89 +45,7 @@ from scheduling.services.staff import ensure_profile
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-
-def is_manager(request: HttpRequest) -> bool:
-    user = request.user
-    return bool(
-        user.is_authenticated
-        and user.is_active
-        and getattr(user, "effective_role", None) == Role.MANAGER
-    )
-
-
-class ManagerLoginForm(AdminAuthenticationForm):
-    """Admits managers whatever their `is_staff` flag, and nobody else."""
-
-    def confirm_login_allowed(self, user: User) -> None:
-        # Skip AdminAuthenticationForm's is_staff rule: the role decides here.
-        AuthenticationForm.confirm_login_allowed(self, user)
-        if user.effective_role != Role.MANAGER:
-            raise ValidationError(
-                self.error_messages["invalid_login"],
-                code="invalid_login",
-                params={"username": self.username_field.verbose_name},
-            )
-
-
-class ManagerAdminSite(admin.AdminSite):
-    site_header = "Scheduling administration"
-    site_title = "Scheduling admin"
-    index_title = "Managers' administration"
-    login_form = ManagerLoginForm
-
-    def has_permission(self, request: HttpRequest) -> bool:
-        return is_manager(request)
-
-
-site = ManagerAdminSite(name="admin")
-
-
-# --- permissions ----------------------------------------------------------------------------
-
-
-class ManagerOnly:
-    """Managers may view, add and change; delete only where `deletable` says so."""
-
-    deletable = False
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_manager(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_manager(request)
-
-    # `obj` is passed by inlines only; ModelAdmin calls this with the request alone.
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_manager(request)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_manager(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self.deletable and is_manager(request)
-
-
-class ReadOnly(ManagerOnly):
-    """Records written only by the services (logs, stream, dispatch): look, never touch."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
-class ManagerModelAdmin(ManagerOnly, admin.ModelAdmin):
-    list_per_page = 50
-
-
-class ReadOnlyModelAdmin(ReadOnly, admin.ModelAdmin):
-    list_per_page = 50
-    # Append-only tables grow without bound: no COUNT(*) of the whole table per page.
-    show_full_result_count = False
+__all__ = ["site"]  # config/urls.py mounts it
 
 
 # --- forms --------------------------------------------------------------------------------
@@ -501,100 +410,5 @@ class TripAdmin(ReadOnlyModelAdmin):
     date_hierarchy = "window_start"
 
 
-# --- logs and the stream ---------------------------------------------------------------------
-
-
-@admin.register(Transition, site=site)
-class TransitionAdmin(ReadOnlyModelAdmin):
-    list_display = ("at", "appointment", "trip", "action", "from_status", "to_status", "actor")
-    list_filter = ("action", "to_status")
-    list_select_related = ("appointment", "trip", "actor")
-    search_fields = ("=appointment__id", "=trip__id", "actor__username", "reason")
-    date_hierarchy = "at"
-
-
-@admin.register(StreamEvent, site=site)
-class StreamEventAdmin(ReadOnlyModelAdmin):
-    list_display = ("seq", "type", "appointment_id", "trip_id", "created_at")
-    list_filter = ("type",)
-    search_fields = ("=seq", "=appointment__id", "=trip__id")
-    date_hierarchy = "created_at"
-
-
-@admin.register(StreamEventRecipient, site=site)
-class StreamEventRecipientAdmin(ReadOnlyModelAdmin):
-    list_display = ("event", "user")
-    list_select_related = ("event", "user")
-    search_fields = ("=event__seq", "user__username")
-
-
-@admin.register(EventCounter, site=site)
-class EventCounterAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "last_seq")
-
-
-@admin.register(StreamRetention, site=site)
-class StreamRetentionAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "pruned_through", "pruned_at")
-
-
-@admin.register(IdempotencyKey, site=site)
-class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
-    list_display = ("created_at", "user", "key", "status_code")
-    list_select_related = ("user",)
-    search_fields = ("=key", "user__username")
-    date_hierarchy = "created_at"
-
-
-# --- background work: dispatch decisions and notifications ----------------------------------
-
-
-@admin.register(DispatchDecision, site=site)
-class DispatchDecisionAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "decided_at", "trip", "outcome", "driver", "skipped_count")
-    list_filter = ("outcome",)
-    list_select_related = ("trip", "driver")
-    search_fields = ("=trip__id", "driver__username")
-    date_hierarchy = "decided_at"
-
-    @admin.display(description="skipped")
-    def skipped_count(self, obj: DispatchDecision) -> int:
-        return len(obj.skipped)
-
-
-@admin.register(TherapistChoice, site=site)
-class TherapistChoiceAdmin(ReadOnlyModelAdmin):
-    """How each "any free therapist" booking was decided (services/choosing.py)."""
-
-    list_display = ("id", "decided_at", "appointment", "therapist", "decided_by")
-    list_select_related = ("therapist", "decided_by")
-    search_fields = ("=appointment__id", "therapist__username")
-    date_hierarchy = "decided_at"
-
-
-@admin.register(Notification, site=site)
-class NotificationAdmin(ReadOnlyModelAdmin):
-    list_display = (
-        "id",
-        "created_at",
-        "kind",
-        "channel",
-        "audience",
-        "status",
-        "attempts",
-        "appointment",
-    )
-    list_filter = ("status", "kind", "channel", "audience")
-    list_select_related = ("appointment",)
-    search_fields = ("=id", "=appointment__id", "=trip__id", "=key")
-    date_hierarchy = "created_at"
-
-
-# Read-only: money is recorded, verified and settled through services/payments.py only.
-@admin.register(Payment, site=site)
-class PaymentAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "created_at", "appointment", "method", "amount", "currency", "status")
-    list_filter = ("status", "method", "gateway")
-    list_select_related = ("appointment",)
-    search_fields = ("=id", "=appointment__id", "reference", "gateway_payment_id")
-    date_hierarchy = "created_at"
+# The read-only record pages register themselves on the same site.
+from scheduling import admin_records  # noqa: E402, F401

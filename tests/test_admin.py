@@ -33,6 +33,7 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import update_client
 from scheduling.services.dispatch import run_pass
+from scheduling.services.operations import record_periodic_run
 from scheduling.services.payments import record_collection
 from scheduling.services.retention import prune
 from scheduling.services.trips import set_shift
@@ -55,6 +56,7 @@ READ_ONLY = {
     "TherapistChoice",
     "Notification",
     "Payment",
+    "PeriodicRun",
 }
 
 
@@ -87,6 +89,8 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         actor=desk, client_id=client_record.pk, service_id=service.pk, start=tomorrow_at(15)
     )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
+    # What every periodic task writes as it starts (the task_prerun hook), for /health/.
+    record_periodic_run(task="scheduling.sweep.prune", now=timezone.now())
     # The therapist records cash once the session has started (issue 15).
     for action in ("accept", "start"):
         act_on_appointment(actor=therapist, appointment_id=appointment.pk, action=action)
