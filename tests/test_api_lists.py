@@ -50,7 +50,9 @@ def fifty(desk, service, tomorrow_at):
         ("/api/appointments/", 2),  # the page, then its trips in one query
         ("/api/appointments/?date={day}&status=pending", 2),
         ("/api/trips/", 1),
-        ("/api/events/", 1),
+        # The events, then how far retention has pruned (read after them, so a prune
+        # committing in between is still seen: a 410 to reload, never a silent gap).
+        ("/api/events/", 2),
         # The service, then the therapists, their working time (one statement on
         # PostgreSQL, three elsewhere) and their bookings.
         ("/api/availability/?service={service}&date={day}", None),
