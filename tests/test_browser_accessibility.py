@@ -28,6 +28,11 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 PAGES: dict[str, tuple[str, str]] = {
     "login": ("anonymous", "/accounts/login/"),
     "password_change": ("desk", "/accounts/password/"),
+    "password_reset": ("anonymous", "/accounts/password/reset/"),
+    "password_reset_done": ("anonymous", "/accounts/password/reset/sent/"),
+    # A link that is not (or no longer) valid: the page says so and offers a new one.
+    "password_reset_confirm": ("anonymous", "/accounts/password/reset/MQ/not-a-token/"),
+    "password_reset_complete": ("anonymous", "/accounts/password/reset/done/"),
     "desk:board": ("desk", "/desk/"),
     "desk:queues": ("desk", "/desk/queues/"),
     "desk:drivers": ("desk", "/desk/drivers/"),
@@ -44,6 +49,9 @@ NOT_PAGES = {
     "logout": "form post",
     "password_change_done": "a one-line confirmation after a form post (same layout as the form)",
     "health": "JSON for the load balancer",
+    "metrics": "Prometheus text for the scraper",
+    "desk:reassign": "form post from the appointment page",
+    "desk:reassign_choices": "region of the appointment page, fetched by htmx",
     "desk:new_client": "form post from the booking page (answers with a fragment)",
     "desk:rebook_any": "form post (redirects to the new appointment)",
     "desk:reschedule": "form post from the appointment page",
