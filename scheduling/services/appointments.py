@@ -113,6 +113,30 @@ def create_appointment(
     return appointment
 
 
+def replan(
+    appointment: Appointment, *, start: datetime, now: datetime, why: str
+) -> tuple[EventBatch, list[Trip]]:
+    """Put a booking already held (its therapist's timetable and its row locked) at
+    `start` with its current therapist: the checks a booking passes, status back to
+    pending with a fresh deadline, its trips cancelled (`why`) and planned anew.
+    Reschedule and reassign both move bookings through here."""
+    travel = travel_of(appointment)
+    _check_start(start, now, travel)
+    _place(appointment, start, travel)
+    appointment.status = AppointmentStatus.PENDING
+    appointment.response_deadline = _deadline(start, now)
+    _check_free(appointment)
+    _save_guarded(appointment)
+    if appointment.needs_transport:
+        capacity.check_carriable(_legs(appointment), now=now, excluding_appointment=appointment.pk)
+    batch = EventBatch()
+    trips: list[Trip] = []
+    if appointment.needs_transport:
+        trip_services.cancel_open_trips(appointment, batch=batch, reason=why)
+        trips = trip_services.create_trips_for(appointment)
+    return batch, trips
+
+
 def reschedule_appointment(
     *,
     actor: User,
@@ -141,22 +165,7 @@ def reschedule_appointment(
             role=role_of(actor),
             noun="appointment",
         )
-        travel = travel_of(appointment)
-        _check_start(start, now, travel)
-        _place(appointment, start, travel)
-        appointment.status = AppointmentStatus.PENDING
-        appointment.response_deadline = _deadline(start, now)
-        _check_free(appointment)
-        _save_guarded(appointment)
-        if appointment.needs_transport:
-            capacity.check_carriable(
-                _legs(appointment), now=now, excluding_appointment=appointment.pk
-            )
-        batch = EventBatch()
-        trips: list[Trip] = []
-        if appointment.needs_transport:
-            trip_services.cancel_open_trips(appointment, batch=batch, reason="rescheduled")
-            trips = trip_services.create_trips_for(appointment)
+        batch, trips = replan(appointment, start=start, now=now, why="rescheduled")
         transition = _log(appointment, "reschedule", previous, appointment.status, actor, reason)
         notifications.appointment_changed(appointment, transition)
         batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)

@@ -13,24 +13,11 @@ from django.utils import timezone
 
 from scheduling import events, states
 from scheduling.errors import ValidationFailed
-from scheduling.events import EventBatch
-from scheduling.models import Appointment, Trip, User
-from scheduling.services import capacity, notifications
-from scheduling.services import trips as trip_services
-from scheduling.services.appointments import (
-    _check_free,
-    _check_start,
-    _deadline,
-    _legs,
-    _locked,
-    _log,
-    _place,
-    _save_guarded,
-    _therapist_for,
-)
+from scheduling.models import Appointment, User
+from scheduling.services import notifications
+from scheduling.services.appointments import _locked, _log, _therapist_for, replan
 from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable, role_of
-from scheduling.services.travel import travel_of
-from scheduling.states import APPOINTMENT_RULES, AppointmentStatus
+from scheduling.states import APPOINTMENT_RULES
 
 # The one event the old therapist gets: which appointment left their day, nothing else.
 APPOINTMENT_REMOVED = "appointment.removed"
@@ -73,23 +60,8 @@ def reassign(
             raise _same_therapist(appointment)
         moved = start is not None and start != appointment.start
         when = start if start is not None else appointment.start
-        travel = travel_of(appointment)
-        _check_start(when, now, travel)
         appointment.therapist = new
-        _place(appointment, when, travel)
-        appointment.status = AppointmentStatus.PENDING
-        appointment.response_deadline = _deadline(when, now)
-        _check_free(appointment)
-        _save_guarded(appointment)
-        if appointment.needs_transport:
-            capacity.check_carriable(
-                _legs(appointment), now=now, excluding_appointment=appointment.pk
-            )
-        batch = EventBatch()
-        trips: list[Trip] = []
-        if appointment.needs_transport:
-            trip_services.cancel_open_trips(appointment, batch=batch, reason="reassigned")
-            trips = trip_services.create_trips_for(appointment)
+        batch, trips = replan(appointment, start=when, now=now, why="reassigned")
         transition = _log(appointment, "reassign", previous, appointment.status, actor, reason)
         _notify(appointment, before, moved=moved, cause=f"t{transition.pk}", now=now)
         if old.pk != new.pk:
