@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,13 @@ from django.conf import settings
 from django.test import Client as DjangoClient
 
 from tests.conftest import IN_CI
-from tests.live_support import BASE_DIR, Daphne, RedisServer, channel_layers_for
+from tests.live_support import (
+    BASE_DIR,
+    Daphne,
+    RedisServer,
+    channel_layers_for,
+    wait_for_quiet_database,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -46,6 +53,7 @@ class Site:
 
     def __init__(self, daphne: Daphne) -> None:
         self.daphne = daphne
+        self.contexts: list = []
 
     @property
     def origin(self) -> str:
@@ -58,6 +66,7 @@ class Site:
         """A fresh browser profile (its own cookies), signed in as `user` when given."""
         context = browser.new_context(viewport=VIEWPORTS["phone" if phone else "desktop"])
         context.set_default_timeout(15_000)
+        self.contexts.append(context)
         if user is not None:
             client = DjangoClient()
             client.force_login(user)
@@ -69,6 +78,13 @@ class Site:
 
     def page(self, browser, user=None, *, phone: bool = False):
         return self.context(browser, user, phone=phone).new_page()
+
+    def close(self) -> None:
+        """Close every page the test opened (also when it failed half-way), then wait
+        until daphne has finished what they asked of it, before the flush."""
+        for context in self.contexts:
+            context.close()  # a no-op for one the test closed itself
+        wait_for_quiet_database()
 
     def wait_live(self, page) -> None:
         """Until the page's stream is open: what happens next reaches it live."""
@@ -105,10 +121,12 @@ def browser_daphne(browser_redis, django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def site(browser_daphne, browser_redis, settings) -> Site:
+def site(browser_daphne, browser_redis, settings) -> Iterator[Site]:
     # What the test itself commits is published where daphne listens.
     settings.CHANNEL_LAYERS = channel_layers_for(browser_redis)
-    return Site(browser_daphne)
+    site = Site(browser_daphne)
+    yield site
+    site.close()
 
 
 # Per module: Playwright's sync API cannot run two at once in one thread, and

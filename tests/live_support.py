@@ -46,6 +46,37 @@ def _accepts(port: int) -> bool:
         return False
 
 
+def wait_for_quiet_database(*, timeout: float = 15.0, quiet_for: float = 0.3) -> None:
+    """Until no other session on the test database has run a statement or held a
+    transaction open for `quiet_for` seconds.
+
+    A live server may still be answering a request the browser sent before its page was
+    closed; the flush between tests then takes its table locks in another order than
+    that request's query, and PostgreSQL kills one of them as a deadlock. Waiting here,
+    after the pages are closed and before the flush, removes the race."""
+    sql = (
+        "SELECT pid, state, left(query, 200) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND state IS NOT NULL AND state <> 'idle'"
+    )
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            busy = cursor.fetchall()
+        now = time.monotonic()
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= quiet_for:
+            return
+        if now > deadline:
+            raise AssertionError(f"the test database stayed busy for {timeout}s: {busy}")
+        time.sleep(0.02)
+
+
 class RedisServer:
     """redis-server on a free loopback port, without persistence."""
 

@@ -15,7 +15,13 @@ from django.test import Client as DjangoClient
 from scheduling.events import EventBatch
 from scheduling.models import StreamEvent
 from tests.conftest import IN_CI
-from tests.live_support import Daphne, RedisServer, channel_layers_for, wait_until
+from tests.live_support import (
+    Daphne,
+    RedisServer,
+    channel_layers_for,
+    wait_for_quiet_database,
+    wait_until,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -59,6 +65,9 @@ def daphne(redis_server, django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def same_layer(settings, redis_server):
     settings.CHANNEL_LAYERS = channel_layers_for(redis_server)
+    yield
+    # The tests close their pages; daphne may still be answering them (see the helper).
+    wait_for_quiet_database()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,13 @@ from rest_framework.test import APIClient
 from scheduling.events import STREAM_GROUP, EventBatch
 from scheduling.models import StreamEvent
 from tests import factories
-from tests.live_support import Daphne, RedisServer, channel_layers_for, wait_until
+from tests.live_support import (
+    Daphne,
+    RedisServer,
+    channel_layers_for,
+    wait_for_quiet_database,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.worker,
@@ -57,6 +63,9 @@ def daphne(redis_server, django_db_setup, django_db_blocker):
 def same_layer(settings, redis_server):
     """This process publishes on commit through the Redis that daphne listens to."""
     settings.CHANNEL_LAYERS = channel_layers_for(redis_server)
+    yield
+    # Before the flush: daphne may still be answering a socket the test has just closed.
+    wait_for_quiet_database()
 
 
 def token(user) -> str:
