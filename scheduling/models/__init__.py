@@ -3,6 +3,13 @@ from scheduling.models.catalog import Service, ServiceArea
 from scheduling.models.choosing import PassReason, TherapistChoice
 from scheduling.models.dispatch import DispatchDecision, DispatchOutcome, SkipReason
 from scheduling.models.events import EventCounter, StreamEvent, StreamEventRecipient
+from scheduling.models.gateways import (
+    Refund,
+    RefundMethod,
+    RefundState,
+    WebhookEvent,
+    WebhookOutcome,
+)
 from scheduling.models.idempotency import IdempotencyKey
 from scheduling.models.messaging import Audience, Channel, Notification, NotificationStatus
 from scheduling.models.operations import PeriodicRun
@@ -43,6 +50,9 @@ __all__ = [
     "PaymentState",
     "PaymentStatus",
     "PeriodicRun",
+    "Refund",
+    "RefundMethod",
+    "RefundState",
     "Role",
     "Service",
     "ServiceArea",
@@ -58,5 +68,7 @@ __all__ = [
     "TripStatus",
     "User",
     "Vehicle",
+    "WebhookEvent",
+    "WebhookOutcome",
     "WorkingHours",
 ]

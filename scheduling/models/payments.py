@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 
 def default_currency() -> str:
@@ -45,7 +45,17 @@ class PaymentQuerySet(models.QuerySet):
         return self.filter(method__in=COLLECTED_METHODS, status=PaymentState.PENDING)
 
     def settled_total(self) -> Decimal:
-        return self.settled().aggregate(total=Sum("amount"))["total"] or Decimal("0")
+        """Money received and kept: settled payments less what was refunded of them."""
+        total = self.settled().aggregate(total=Sum(F("amount") - F("refunded_amount")))["total"]
+        return total or Decimal("0")
+
+    def flagged(self) -> PaymentQuerySet:
+        """Payments a webhook disagreed with: a person decides."""
+        return self.exclude(flagged_reason="")
+
+    def gateway_pending(self) -> PaymentQuerySet:
+        """Links sent and not yet settled, expired or cancelled."""
+        return self.filter(method=PaymentMethod.GATEWAY, status=PaymentState.PENDING)
 
     def visible_to(self, user) -> PaymentQuerySet:
         if user.is_desk:
@@ -70,6 +80,14 @@ class Payment(models.Model):
     gateway = models.CharField(max_length=16, blank=True)
     gateway_link_id = models.CharField(max_length=64, blank=True)
     gateway_payment_id = models.CharField(max_length=64, blank=True)
+    # A gateway link (services/gateway_payments.py): where the client pays, until when.
+    link_url = models.URLField(max_length=500, blank=True)
+    link_expires_at = models.DateTimeField(null=True, blank=True)
+    # What processed refunds gave back; the rest of a settled payment stays received.
+    refunded_amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    # Set when a webhook disagreed with the link (amount, currency): a person looks.
+    flagged_reason = models.CharField(max_length=300, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
     collected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -95,6 +113,10 @@ class Payment(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0, refunded_amount__lte=models.F("amount")),
+                name="payment_refund_within_amount",
+            ),
             # A collection counts only once someone other than the collector checked it.
             models.CheckConstraint(
                 condition=(
