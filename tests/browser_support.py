@@ -12,6 +12,7 @@ Chromium driven by Playwright. Registered as a plugin in conftest.py.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Where the browser tests leave a picture of every page (named in the README).
 SCREENSHOTS = BASE_DIR / "var" / "screenshots"
+# An appointment's own page, and not the booking form's /desk/appointments/new/, where a
+# refused booking stays.
+APPOINTMENT_PAGE = re.compile(r"/desk/appointments/\d+/$")
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 browser_marks = [
