@@ -393,6 +393,29 @@ SCHEDULING = {
 # --- Payments (issue 15) ----------------------------------------------------------------
 # The currency prices and payments are in (ISO 4217); money is Decimal in the database.
 CURRENCY = env("CURRENCY", default="PHP")
+# Who takes payment links (docs/payments.md): "fake" (links the product pays itself),
+# "razorpay" (its official SDK) or "paymongo".
+PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="fake")
+PAYMENTS = {
+    # A link not settled after this long is asked about (the reconcile sweep).
+    "RECONCILE_MINUTES": env.int("PAYMENT_RECONCILE_MINUTES", default=15),
+    "LINK_EXPIRY_HOURS": env.int("PAYMENT_LINK_EXPIRY_HOURS", default=48),
+    # Seconds for one call to a gateway.
+    "TIMEOUT_SECONDS": env.float("PAYMENT_GATEWAY_TIMEOUT", default=10.0),
+    # A PayMongo signature's timestamp may be this far from our clock.
+    "WEBHOOK_TOLERANCE_SECONDS": env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300),
+    # Where links point and webhooks come back to (the fake gateway posts to it).
+    "PUBLIC_URL": env("PUBLIC_URL", default="http://127.0.0.1:8000"),
+    "RAZORPAY_KEY_ID": env("RAZORPAY_KEY_ID", default=""),
+    "RAZORPAY_KEY_SECRET": env("RAZORPAY_KEY_SECRET", default=""),
+    "RAZORPAY_WEBHOOK_SECRET": env("RAZORPAY_WEBHOOK_SECRET", default=""),
+    "RAZORPAY_API_URL": env("RAZORPAY_API_URL", default="https://api.razorpay.com"),
+    "PAYMONGO_SECRET_KEY": env("PAYMONGO_SECRET_KEY", default=""),
+    "PAYMONGO_WEBHOOK_SECRET": env("PAYMONGO_WEBHOOK_SECRET", default=""),
+    "PAYMONGO_API_URL": env("PAYMONGO_API_URL", default="https://api.paymongo.com"),
+    # The fake gateway signs its webhooks like Razorpay, with this secret.
+    "FAKE_WEBHOOK_SECRET": env("FAKE_WEBHOOK_SECRET", default="fake-webhook-secret"),
+}
 
 LOGGING = {
     "version": 1,
