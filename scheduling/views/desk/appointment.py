@@ -25,6 +25,7 @@ from scheduling.services.appointments import act_on_appointment
 from scheduling.views.common import call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.control import reassign_context
+from scheduling.views.desk.payments import payments_context
 from scheduling.views.desk.present import (
     desk_only,
     labelled,
@@ -179,6 +180,7 @@ def detail_page(
                 messages.error(request, error)
     context = {
         "live_after": after if after is not None else live_after(request.user),
+        **payments_context(appointment, request.user),
         **detail_context(appointment),
         **actions,
     }

@@ -10,6 +10,7 @@ from scheduling.views.desk import (
     clients,
     control,
     drivers,
+    payments,
     queues,
 )
 
@@ -38,6 +39,12 @@ urlpatterns = [
         appointment.appointment_actions,
         name="appointment_actions",
     ),
+    path(
+        "appointments/<int:pk>/payments/",
+        payments.payments_fragment,
+        name="appointment_payments",
+    ),
+    path("payments/<int:pk>/verify/", payments.verify, name="verify_payment"),
     path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
