@@ -98,3 +98,18 @@ TIME_ZONE = "Asia/Manila"
 # collectstatic is for production; here whitenoise serves from the finders.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+# tests/test_scale_out.py runs a real beat and then kills it: with this set, every
+# periodic task runs (and expires) every that many seconds, in each process of the stack
+# (beat, workers, web: /health/ reads the same schedule), so "beat silent" shows within
+# seconds instead of minutes.
+if os.environ.get("SCHEDULING_TEST_BEAT_SECONDS"):
+    _beat_seconds = float(os.environ["SCHEDULING_TEST_BEAT_SECONDS"])
+    CELERY_BEAT_SCHEDULE = {
+        name: {
+            **entry,
+            "schedule": _beat_seconds,
+            "options": {**entry.get("options", {}), "expires": _beat_seconds},
+        }
+        for name, entry in base.CELERY_BEAT_SCHEDULE.items()
+    }
