@@ -1,5 +1,6 @@
 """The queues that need a person: pending acceptance, rejected and expired to rebook,
-trips with no driver (and the dispatcher's reason), failed messages with Retry.
+trips with no driver (and the dispatcher's reason), failed messages with Retry, and cash
+and e-wallet collections to verify.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scheduling.models import (
     AppointmentStatus,
     Notification,
     NotificationStatus,
+    Payment,
     Trip,
     User,
 )
@@ -134,7 +136,16 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         .order_by("-updated_at", "-id"),
         limit,
     )
+    # Cash and e-wallet collections nobody has checked yet: oldest first.
+    unverified, unverified_total = first_rows(
+        Payment.objects.unverified()
+        .select_related("appointment__client", "collected_by")
+        .order_by("created_at", "id"),
+        limit,
+    )
     return {
+        "unverified": unverified,
+        "unverified_total": unverified_total,
         "pending": pending,
         "pending_total": pending_total,
         "rebook": labelled(rebook, "status"),
@@ -143,7 +154,11 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         "waiting_total": trips_total,
         "failed": failed_lines(failed),
         "failed_total": failed_total,
-        "attention_total": pending_total + rebook_total + trips_total + failed_total,
+        "attention_total": pending_total
+        + rebook_total
+        + trips_total
+        + failed_total
+        + unverified_total,
     }
 
 
