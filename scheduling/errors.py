@@ -71,3 +71,25 @@ class NotFound(DomainError):
 
 class KeyReused(DomainError):
     """An Idempotency-Key came back with a different request."""
+
+
+@dataclass(frozen=True)
+class OccurrenceFailure:
+    """One occurrence of a series (or one of several appointments acted on at once) that
+    cannot be booked or moved: its start, the Conflict's reason (or "invalid"), the words."""
+
+    start: datetime
+    reason: str
+    message: str
+    appointment_id: int | None = None
+
+
+class SeriesConflict(Conflict):
+    """Some occurrences cannot be booked or moved; `failures` names each with its start and
+    why, and nothing was written."""
+
+    def __init__(self, failures: list[OccurrenceFailure], *, verb: str = "booked") -> None:
+        super().__init__(
+            f"{len(failures)} of the repeated dates cannot be {verb}.", reason="series_conflict"
+        )
+        self.failures = failures

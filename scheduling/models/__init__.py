@@ -26,6 +26,7 @@ from scheduling.models.people import (
     WorkingHours,
 )
 from scheduling.models.retention import StreamRetention
+from scheduling.models.series import Series
 from scheduling.models.trips import Leg, Trip
 from scheduling.states import AppointmentStatus, TripStatus
 
@@ -54,6 +55,7 @@ __all__ = [
     "RefundMethod",
     "RefundState",
     "Role",
+    "Series",
     "Service",
     "ServiceArea",
     "SkipReason",

@@ -91,7 +91,16 @@ class Appointment(models.Model):
     payment_status = models.CharField(
         max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID
     )
-    response_deadline = models.DateTimeField()
+    # Null for a series' later occurrences: the therapist answers the series once, on the
+    # first (services/series.py); unanswered, such an occurrence expires at its start.
+    response_deadline = models.DateTimeField(null=True, blank=True)
+    series = models.ForeignKey(
+        "scheduling.Series",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="appointments",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -182,6 +191,15 @@ class Transition(models.Model):
         blank=True,
         related_name="+",
         help_text="Empty for the system.",
+    )
+    # The desk acting for a therapist or driver who confirmed by phone: `actor` is the
+    # receptionist or manager, this the member of staff whose action it was.
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     reason = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)
