@@ -93,3 +93,7 @@ class SeriesConflict(Conflict):
             f"{len(failures)} of the repeated dates cannot be {verb}.", reason="series_conflict"
         )
         self.failures = failures
+
+
+class GatewayUnavailable(DomainError):
+    """A payment gateway refused, failed or did not answer: nothing was written."""

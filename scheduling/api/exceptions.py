@@ -12,6 +12,7 @@ from rest_framework.views import exception_handler
 from scheduling.errors import (
     Conflict,
     DomainError,
+    GatewayUnavailable,
     InvalidTransition,
     KeyReused,
     NotFound,
@@ -81,6 +82,13 @@ def _domain(exc: DomainError) -> Response:
         return Response({"detail": exc.message}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, NotFound):
         return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, GatewayUnavailable):
+        # The gateway's failure, not ours: 502, and the request may be tried again.
+        return Response(
+            {"code": "gateway_unavailable", "detail": exc.message},
+            status=status.HTTP_502_BAD_GATEWAY,
+            headers={"Retry-After": "30"},
+        )
     if isinstance(exc, KeyReused):
         return Response({"detail": exc.message}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
