@@ -88,6 +88,8 @@ AUDIENCES: dict[str, tuple[str, ...]] = {
     "appointment_reassigned": (Audience.THERAPIST,),
     "appointment_unassigned": (Audience.THERAPIST,),
     "appointment_moved_therapist_changed": (Audience.CLIENT,),
+    # A gateway link to pay (services/gateway_payments.py).
+    "payment_link": (Audience.CLIENT,),
 }
 SUBJECTS = {
     BOOKING_CREATED: "Booking received",
@@ -102,6 +104,7 @@ SUBJECTS = {
     "appointment_reassigned": "New booking",
     "appointment_unassigned": "Booking given to another therapist",
     "appointment_moved_therapist_changed": "Booking moved",
+    "payment_link": "Your payment link",
 }
 # The appointment action (its transition) that produces each message.
 ACTION_KINDS = {
@@ -174,6 +177,27 @@ def appointment_changed(appointment: Appointment, transition: Transition) -> lis
         cause=f"t{transition.pk}",
         send_after=send_after,
         now=transition.at,
+    )
+
+
+def payment_link_sent(
+    appointment: Appointment,
+    *,
+    payment_id: int,
+    url: str,
+    amount: str,
+    currency: str,
+    now: datetime,
+) -> list[Notification]:
+    """The client's link to pay; keyed by the payment, so it is written once per link."""
+    return _write(
+        "payment_link",
+        appointment=appointment,
+        cause=f"payment{payment_id}",
+        send_after=now,
+        now=now,
+        may_exist=True,
+        extra={"url": url, "amount": amount, "currency": currency},
     )
 
 
@@ -277,6 +301,7 @@ def _write(
     driver: User | None = None,
     may_exist: bool = False,
     outbox: Outbox | None = None,
+    extra: dict | None = None,
 ) -> list[Notification]:
     """Write the messages of one cause; return the rows written. Keys naming a transition
     or a trip are new by construction; a scan's keys (`may_exist`) may be written already,
@@ -289,6 +314,7 @@ def _write(
         "service": appointment.service,
         "trip": trip,
         "driver": driver,
+        **(extra or {}),
     }
     for audience in AUDIENCES[kind]:
         client = appointment.client if audience == Audience.CLIENT else None
