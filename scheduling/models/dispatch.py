@@ -10,6 +10,8 @@ from django.utils import timezone
 class DispatchOutcome(models.TextChoices):
     ASSIGNED = "assigned"
     NO_DRIVER = "no_driver"
+    # The desk took an assigned trip back into the queue (services/manual_dispatch.py).
+    UNASSIGNED = "unassigned"
 
 
 class SkipReason(models.TextChoices):
@@ -45,6 +47,15 @@ class DispatchDecision(models.Model):
     queue_length = models.PositiveIntegerField(default=0)
     skipped = models.JSONField(default=list)
     decided_at = models.DateTimeField(default=timezone.now)
+    # A person's decision (the desk's manual dispatch), with why; empty: the dispatcher.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -52,6 +52,9 @@ class Trip(models.Model):
         related_name="trips",
     )
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # The driver's place in the FIFO queue (their `available_since`) when given this trip:
+    # taken back into the queue, the trip gives it back to them (services/manual_dispatch.py).
+    driver_waiting_since = models.DateTimeField(null=True, blank=True)
     # A pickup asked for (the session is over): dispatched at once, whatever the horizon.
     requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
