@@ -28,17 +28,16 @@ Redis is the transport and the database the record. What Redis can lose:
 
 A client that cannot keep up is closed with 4008 and comes back with its last seq. The
 bound is real under daphne: the consumer watches the socket's Twisted write buffer
-(`_TransportWatch`), holds frames back while it is over its high-water mark, and closes
-the socket when it has held more than BUFFER_EVENTS events back or has stalled for two
-ping intervals. Under another server (or the test communicator) only the
-application-side bound applies.
+(`transport_watch.TransportWatch`), holds frames back while it is over its high-water
+mark, and closes the socket when it has held more than BUFFER_EVENTS events back or
+has stalled for two ping intervals. Under another server (or the test communicator)
+only the application-side bound applies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import weakref
@@ -51,17 +50,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from zope.interface import implementer
-
-try:  # daphne's server depends on Twisted; another ASGI server may not bring it
-    from twisted.internet.interfaces import IPushProducer
-except ImportError:  # pragma: no cover
-    IPushProducer = None
 
 from scheduling import revocation
 from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
 from scheduling.models import StreamEvent, StreamEventRecipient
 from scheduling.services.retention import stream_gone
+from scheduling.transport_watch import PAUSED, STOPPED, TransportWatch
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +68,6 @@ CATCH_UP_CHUNK = 500
 DEFAULTS = {"WATCH_SECONDS": 1.0, "REORDER_SECONDS": 0.02}
 # A hole larger than this is not read by the hub: each socket reads its own stream.
 FILL_LIMIT = 1000
-# What the transport tells the consumer.
-PAUSED, RESUMED, STOPPED = "paused", "resumed", "stopped"
 
 
 _settings: dict[str, float] = {}
@@ -134,7 +126,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.hub = await _Hub.get()
             await self.hub.join(self)
             await self.accept()
-            self.transport_watch = _TransportWatch.attach(self.base_send, self._writable_changed)
+            self.transport_watch = TransportWatch.attach(self.base_send, self._writable_changed)
             self.last_queued = after if after is not None else await self._newest_seq()
             await self._catch_up(through=None)
         self._drain_soon()
@@ -565,72 +557,3 @@ def _read_range(first: int, last: int) -> list[dict]:
 
 
 _committed_head = database_sync_to_async(committed_head)
-
-
-# --- the slow-client bound under daphne ---------------------------------------------------
-
-
-def _daphne_protocol(send) -> Any | None:
-    """The Twisted protocol behind an ASGI `send`, when the server is daphne.
-
-    Daphne hands the application `partial(server.handle_reply, protocol)`; Channels'
-    session middleware wraps it in a bound method that keeps it as `real_send`. Anything
-    else (another server, the test communicator) has no transport to watch."""
-    for _ in range(8):
-        if isinstance(send, functools.partial):
-            protocol = send.args[0] if send.args else None
-            return protocol if hasattr(protocol, "registerProducer") else None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if send is None:
-            return None
-    return None
-
-
-class _TransportWatch:
-    """A Twisted push producer placed on the socket's transport.
-
-    Twisted asks the transport's producer to pause when its write buffer passes its
-    high-water mark (64 KiB) and to resume when the buffer has drained: exactly the
-    signal for "this client is not reading". Daphne leaves the HTTP channel registered
-    there after the upgrade (it stops reading while paused), so the watch forwards every
-    call to it and keeps that behaviour."""
-
-    def __init__(self, previous, on_change) -> None:
-        self.previous = previous
-        self.on_change = on_change
-
-    @classmethod
-    def attach(cls, send, on_change) -> _TransportWatch | None:
-        protocol = _daphne_protocol(send)
-        transport = getattr(protocol, "transport", None)
-        if IPushProducer is None or transport is None or not hasattr(transport, "producer"):
-            return None
-        watch = cls(transport.producer, on_change)
-        if watch.previous is not None:
-            transport.unregisterProducer()
-        transport.registerProducer(_Producer(watch), True)
-        return watch
-
-
-class _Producer:
-    def __init__(self, watch: _TransportWatch) -> None:
-        self.watch = watch
-
-    def pauseProducing(self) -> None:
-        if self.watch.previous is not None:
-            self.watch.previous.pauseProducing()
-        self.watch.on_change(PAUSED)
-
-    def resumeProducing(self) -> None:
-        if self.watch.previous is not None:
-            self.watch.previous.resumeProducing()
-        self.watch.on_change(RESUMED)
-
-    def stopProducing(self) -> None:
-        if self.watch.previous is not None:
-            self.watch.previous.stopProducing()
-        self.watch.on_change(STOPPED)
-
-
-if IPushProducer is not None:
-    _Producer = implementer(IPushProducer)(_Producer)
