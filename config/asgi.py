@@ -12,6 +12,7 @@ django_http = get_asgi_application()  # sets Django up before the imports below
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from scheduling.observability.wslog import SessionLogMiddleware  # noqa: E402
 from scheduling.routing import websocket_urlpatterns  # noqa: E402
 from scheduling.ws_auth import TokenOrSessionAuth  # noqa: E402
 
@@ -24,7 +25,8 @@ application = ProtocolTypeRouter(
     {
         "http": django_http,
         "websocket": AllowedHostsOriginValidator(
-            TokenOrSessionAuth(URLRouter(websocket_urlpatterns))
+            # Inside the authentication: the session's log lines name its user.
+            TokenOrSessionAuth(SessionLogMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

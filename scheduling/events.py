@@ -29,6 +29,7 @@ from scheduling.models import (
     Trip,
     User,
 )
+from scheduling.observability import logs
 
 APPOINTMENT_CREATED = "appointment.created"
 APPOINTMENT_UPDATED = "appointment.updated"
@@ -347,6 +348,7 @@ def publish(messages: list[tuple[str, dict]]) -> None:
     layer = stream_layer()
     if layer is None or not messages:
         return
+    logs.stream_line(messages)  # with the request id of the commit that made them
     if isinstance(layer, InMemoryChannelLayer):
         # Its queues belong to the event loop of the consumers (the embedded server's);
         # async_to_sync from a request thread runs there.

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 
+from scheduling.observability.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -180,6 +182,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=100)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints stays output, not a log line (a console message would be one).
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # Celery's Django fixup closes the database connection around every task unless this is
 # set; config/celery.py applies CONN_MAX_AGE instead, as Django does per request.
 CELERY_DB_REUSE_MAX = 1000
@@ -417,15 +421,8 @@ PAYMENTS = {
     "FAKE_WEBHOOK_SECRET": env("FAKE_WEBHOOK_SECRET", default="fake-webhook-secret"),
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {
-            "()": "config.logging.UTCFormatter",
-            "format": "%(asctime)sZ %(levelname)s %(name)s %(message)s",
-        }
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
+# One handler on stdout (scheduling/observability/logs.py): JSON lines with the request id
+# under the full stack, human-readable text in the embedded default; LOG_FORMAT=json|text
+# chooses either way (docs/operations.md, "Logs").
+LOG_FORMAT = env("LOG_FORMAT", default="json" if REDIS_URL else "text")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", default="INFO"))

@@ -1,4 +1,5 @@
-"""Each request's duration and database queries, labelled by its URL pattern."""
+"""Each request's duration and database queries, labelled by its URL pattern; its request
+id (bound for everything the request does, echoed in X-Request-ID) and its log line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Callable
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
+from scheduling.observability import logs
 from scheduling.observability.metrics import REQUEST_QUERIES, REQUEST_SECONDS
 
 # Requests that matched no pattern share one label: raw paths would be unbounded.
@@ -19,6 +22,13 @@ class MetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = logs.from_proxy(request.headers.get(logs.HEADER))
+        with logs.bound(request_id):
+            response = self._measured(request)
+            response[logs.HEADER] = request_id
+            return response
+
+    def _measured(self, request: HttpRequest) -> HttpResponse:
         queries = [0]
 
         def count(execute, sql, params, many, context):
@@ -28,11 +38,18 @@ class MetricsMiddleware:
         started = time.perf_counter()
         with connection.execute_wrapper(count):
             response = self.get_response(request)
+        seconds = time.perf_counter() - started
         route = route_of(request)
-        REQUEST_SECONDS.labels(route, request.method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        REQUEST_SECONDS.labels(route, request.method, str(response.status_code)).observe(seconds)
         REQUEST_QUERIES.labels(route).observe(queries[0])
+        logs.request_line(
+            method=request.method or "",
+            route=route,
+            status=response.status_code,
+            seconds=seconds,
+            user=user_of(request),
+            request_id=logs.current() or "",
+        )
         return response
 
 
@@ -43,3 +60,12 @@ def route_of(request: HttpRequest) -> str:
     if match is None:
         return UNMATCHED
     return "/" + match.route.replace("^", "").replace("$", "")
+
+
+def user_of(request: HttpRequest):
+    """The user the request ran as, if anything looked them up (a token's user set by DRF,
+    or the session's once read): never a lookup of its own just for the log line."""
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    return user
