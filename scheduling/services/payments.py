@@ -57,10 +57,11 @@ def parse_amount(value: object, field: str = "amount") -> Decimal:
         raise ValidationFailed.on(field, f"{value!r} is not an amount of money.") from None
     if not amount.is_finite() or amount <= 0:
         raise ValidationFailed.on(field, "The amount must be more than zero.")
-    if amount != amount.quantize(CENT, rounding=ROUND_HALF_UP):
-        raise ValidationFailed.on(field, "The amount has at most two decimal places.")
+    # Before quantize: "1e400" has more digits than the context holds (InvalidOperation).
     if amount > MAX_AMOUNT:
         raise ValidationFailed.on(field, "The amount is too large.")
+    if amount != amount.quantize(CENT, rounding=ROUND_HALF_UP):
+        raise ValidationFailed.on(field, "The amount has at most two decimal places.")
     return amount.quantize(CENT)
 
 
