@@ -185,3 +185,32 @@ class ReasonForm(forms.Form):
         field.error_messages["required"] = "Say why, for the appointment's history."
         if not reason_required:
             field.label = "Reason (optional)"
+
+
+class CollectionForm(forms.Form):
+    """What a therapist collected at the visit. The amount stays text: the payments
+    service reads it as money (and refuses a float, a third decimal place, a negative)."""
+
+    method = forms.ChoiceField(
+        label="How the client paid",
+        choices=[("cash", "Cash"), ("ewallet", "E-wallet (GCash, Maya)")],
+        initial="cash",
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose cash or e-wallet.",
+            "invalid_choice": "Choose cash or e-wallet.",
+        },
+    )
+    amount = forms.CharField(
+        label="Amount",
+        max_length=20,
+        error_messages={"required": "Give the amount collected, such as 1500.00."},
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    reference = forms.CharField(
+        label="E-wallet reference",
+        max_length=64,
+        required=False,
+        help_text="The reference number on the client's GCash or Maya receipt.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )

@@ -83,7 +83,10 @@ def test_the_page_shows_the_therapists_own_appointments_in_business_time(
     assert ">10:00</time>" in html and "11:00" in html
     assert "Zed Outsider" not in html and "Other therapist" not in html
     assert "99 Elsewhere Rd" not in html
-    live = "appointment.created appointment.updated appointment.removed trip.assigned trip.updated"
+    live = (
+        "appointment.created appointment.updated appointment.removed trip.assigned trip.updated"
+        " payment.updated"
+    )
     assert f'data-live="{live}"' in html
     assert 'hx-get="/therapist/appointments/" hx-trigger="live[!typingIn(this)]"' in html
     assert "data-live-after=" in html
@@ -185,11 +188,11 @@ def test_page_and_region_queries_do_not_grow_with_rows(
     signed_in, busy_week, django_assert_max_num_queries
 ):
     # session, user, stream position, appointments (+ client, service), their trips
-    # (+ driver): the same for 1 or 42 rows.
-    with django_assert_max_num_queries(5):
+    # (+ driver), the cash held to hand over: the same for 1 or 42 rows.
+    with django_assert_max_num_queries(6):
         response = signed_in.get(PAGE)
     assert response.content.decode().count('class="appt card') == 42
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         region = signed_in.get(REGION)
     assert region.content.decode().count("assigned</span>") == 84
 
@@ -220,6 +223,8 @@ def test_buttons_follow_the_state_machine(signed_in, therapist, book, tomorrow_a
         act_url(confirmed, "no_show"),
         act_url(confirmed, "request-pickup"),  # confirmed, with transport
         act_url(in_progress, "complete"),  # no transport: no pickup to ask for
+        act_url(in_progress, "collect"),  # started: money can be recorded
+        act_url(completed, "collect"),
     }
 
 

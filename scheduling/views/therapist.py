@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
@@ -22,11 +23,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
 from scheduling.domain import local_date, local_day_bounds
-from scheduling.forms import ReasonForm
+from scheduling.forms import CollectionForm, ReasonForm
 from scheduling.models import Appointment, AppointmentStatus, Leg, Trip
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import pickup_refusal, request_pickup
+from scheduling.services.payments import COLLECTABLE, balance_of, held_by, record_collection
 from scheduling.views.common import call_for_form, live_after, role_required
+from scheduling.views.desk.present import money
 
 DAYS_AHEAD = 7
 # The status actions this page offers, in the order its buttons appear. Which of them a
@@ -58,6 +61,7 @@ SESSION_STATUSES = frozenset({"pending", "confirmed", "in_progress", "completed"
 # appointment.removed: one given to another therapist leaves the day at once (issue 13).
 LIVE_EVENTS = (
     "appointment.created appointment.updated appointment.removed trip.assigned trip.updated"
+    " payment.updated"
 )
 
 
@@ -103,6 +107,9 @@ class Card:
     pickup: Trip | None = None
     actions: list[str] = field(default_factory=list)
     can_request_pickup: bool = False
+    # Once the session has started: what is still to collect, and the form to record it.
+    collect_form: CollectionForm | None = None
+    due: str = ""
 
     @property
     def status_text(self) -> str:
@@ -158,10 +165,20 @@ def latest_legs(trips: list[Trip]) -> dict[str, Trip]:
     return legs
 
 
-def build_card(appointment: Appointment, form: ActionForm | None = None) -> Card:
+def build_card(
+    appointment: Appointment,
+    form: ActionForm | None = None,
+    collect_form: CollectionForm | None = None,
+) -> Card:
     legs = latest_legs(list(appointment.trips.all()))
     pickup = legs.get(Leg.PICKUP)
+    due = ""
+    if appointment.status in COLLECTABLE:
+        due = money(balance_of(appointment).due)
+        collect_form = collect_form or CollectionForm(prefix=f"p{appointment.pk}")
     return Card(
+        collect_form=collect_form,
+        due=due,
         appointment=appointment,
         form=form or ActionForm(prefix=f"a{appointment.pk}"),
         dropoff=legs.get(Leg.DROPOFF),
@@ -183,9 +200,14 @@ def day_label(day: date, today: date) -> str:
     return day.strftime("%A")
 
 
-def day_groups(user, forms_by_id: dict[int, ActionForm] | None = None) -> list[DayGroup]:
+def day_groups(
+    user,
+    forms_by_id: dict[int, ActionForm] | None = None,
+    collect_forms: dict[int, CollectionForm] | None = None,
+) -> list[DayGroup]:
     """Today (always, even when empty) and each following day that has appointments."""
     forms_by_id = forms_by_id or {}
+    collect_forms = collect_forms or {}
     today = timezone.localdate()
     start, _ = local_day_bounds(today)
     _, end = local_day_bounds(today + timedelta(days=DAYS_AHEAD))
@@ -202,15 +224,26 @@ def day_groups(user, forms_by_id: dict[int, ActionForm] | None = None) -> list[D
     for appointment in appointments:
         day = local_date(appointment.start)
         group = groups.setdefault(day, DayGroup(day, day_label(day, today), []))
-        group.cards.append(build_card(appointment, forms_by_id.get(appointment.pk)))
+        group.cards.append(
+            build_card(
+                appointment, forms_by_id.get(appointment.pk), collect_forms.get(appointment.pk)
+            )
+        )
     return sorted(groups.values(), key=lambda g: g.day)
 
 
-def context(request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = None) -> dict:
-    groups = day_groups(request.user, forms_by_id)
+def context(
+    request: HttpRequest,
+    forms_by_id: dict[int, ActionForm] | None = None,
+    collect_forms: dict[int, CollectionForm] | None = None,
+) -> dict:
+    groups = day_groups(request.user, forms_by_id, collect_forms)
     cards = [card for group in groups for card in group.cards]
     today = groups[0]
+    held = held_by(request.user)
     return {
+        "held": held,
+        "held_total": money(sum((p.amount for p in held), Decimal("0"))),
         "groups": groups,
         "days_ahead": DAYS_AHEAD,
         "today_count": sum(1 for c in today.cards if c.appointment.status in SESSION_STATUSES),
@@ -221,14 +254,20 @@ def context(request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = No
 
 
 def render_day(
-    request: HttpRequest, forms_by_id: dict[int, ActionForm] | None = None
+    request: HttpRequest,
+    forms_by_id: dict[int, ActionForm] | None = None,
+    collect_forms: dict[int, CollectionForm] | None = None,
 ) -> HttpResponse:
     """The whole page, or (for htmx) the list region and the page's messages."""
     if request.htmx:
-        return render(request, "therapist/_response.html", context(request, forms_by_id))
+        return render(
+            request, "therapist/_response.html", context(request, forms_by_id, collect_forms)
+        )
     after = live_after(request.user)  # before the data: see live_after
     return render(
-        request, "therapist/day.html", {"live_after": after, **context(request, forms_by_id)}
+        request,
+        "therapist/day.html",
+        {"live_after": after, **context(request, forms_by_id, collect_forms)},
     )
 
 
@@ -298,6 +337,33 @@ def ask_for_pickup(request: HttpRequest, pk: int) -> HttpResponse:
     return done(request)
 
 
+@role_required(states.THERAPIST)
+@require_POST
+def collect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Record cash or an e-wallet transfer taken at the visit (record_collection)."""
+    appointment = own_appointment(request, pk)
+    form = CollectionForm(request.POST, prefix=f"p{appointment.pk}")
+    if not form.is_valid():
+        return render_day(request, collect_forms={appointment.pk: form})
+    payment = call_for_form(
+        form,
+        record_collection,
+        actor=request.user,
+        appointment_id=appointment.pk,
+        method=form.cleaned_data["method"],
+        amount=form.cleaned_data["amount"],
+        reference=form.cleaned_data["reference"],
+    )
+    if payment is None:
+        return render_day(request, collect_forms={appointment.pk: form})
+    messages.success(
+        request,
+        f"Recorded {money(payment.amount)} {payment.currency} {payment.get_method_display()} "
+        f"from {appointment.client.name}: the desk verifies it.",
+    )
+    return done(request)
+
+
 urlpatterns = [
     path("", day, name="day"),
     path("appointments/", appointments, name="appointments"),
@@ -306,5 +372,6 @@ urlpatterns = [
         ask_for_pickup,
         name="request_pickup",
     ),
+    path("appointments/<int:pk>/collect/", collect, name="collect"),
     path("appointments/<int:pk>/<slug:action>/", act, name="act"),
 ]
