@@ -23,6 +23,7 @@ from scheduling.models import (
     Appointment,
     Client,
     PaymentStatus,
+    Series,
     Service,
     TherapistProfile,
     Transition,
@@ -65,9 +66,14 @@ def create_appointment(
     notes: str = "",
     needs_transport: bool = False,
     area_id: int | None = None,
+    series: Series | None = None,
+    answer_by: bool = True,
     now: datetime | None = None,
 ) -> Appointment:
     """Book `client` with `therapist` for `service` at `start` (status pending).
+
+    `series` links an occurrence of a standing booking; `answer_by` False books it with
+    no response deadline of its own (the series' first occurrence carries it).
 
     The therapist is held from leaving base to being back (`busy_range`), which must lie
     in their working time and meet no other booking; with transport, the drivers must be
@@ -88,7 +94,8 @@ def create_appointment(
         needs_transport=needs_transport,
         price=service.price,
         created_by=actor,
-        response_deadline=_deadline(start, now),
+        response_deadline=_deadline(start, now) if answer_by else None,
+        series=series,
     )
     _place(appointment, start, travel)
     try:
@@ -216,26 +223,67 @@ def act_on_appointment(
         rule = states.check(
             APPOINTMENT_RULES, action, current=previous, role=role_of(actor), noun="appointment"
         )
-        if action == "expire" and appointment.response_deadline > now:
+        if action == "expire" and answer_deadline(appointment) > now:
             raise InvalidTransition(
                 "This appointment's response deadline has not passed.", previous
             )
-        appointment.status = rule.target
-        appointment.save(update_fields=["status", "updated_at"])
         batch = EventBatch()
-        if rule.target in CANCELS_TRANSPORT:
-            trip_services.cancel_open_trips(
-                appointment, batch=batch, reason=f"appointment {rule.target}"
-            )
-        transition = _log(appointment, action, previous, rule.target, actor, reason)
-        notifications.appointment_changed(appointment, transition)
-        batch.appointment(
-            events.APPOINTMENT_UPDATED,
-            appointment,
-            list(appointment.trips.order_by("window_start", "id")),
-        )
+        _change_status(appointment, rule.target, action, previous, actor, reason, batch)
+        if action in SERIES_ANSWERS and appointment.series_id and appointment.response_deadline:
+            # The therapist answers a series once, on the occurrence holding its deadline:
+            # the answer carries to the later pending occurrences that have none (booked
+            # or moved together with it, services/series.py).
+            for other in _series_waiting(appointment):
+                _change_status(other, rule.target, action, previous, actor, reason, batch)
         batch.flush()
     return appointment
+
+
+# Answers to the series' deadline that carry to its other pending occurrences.
+SERIES_ANSWERS = frozenset({"accept", "reject", "expire"})
+
+
+def answer_deadline(appointment: Appointment) -> datetime:
+    """When the therapist must have answered: the response deadline, or for a series'
+    later occurrence (which has none) its start, should the series' answer never come."""
+    return appointment.response_deadline or appointment.start
+
+
+def _series_waiting(appointment: Appointment) -> list[Appointment]:
+    """The series' later pending occurrences with no deadline of their own, locked."""
+    return list(
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("therapist", "service")
+        .filter(
+            series_id=appointment.series_id,
+            status=AppointmentStatus.PENDING,
+            response_deadline__isnull=True,
+            start__gt=appointment.start,
+        )
+        .order_by("start", "id")
+    )
+
+
+def _change_status(
+    appointment: Appointment,
+    target: str,
+    action: str,
+    previous: str,
+    actor: User | None,
+    reason: str,
+    batch: EventBatch,
+) -> None:
+    appointment.status = target
+    appointment.save(update_fields=["status", "updated_at"])
+    if target in CANCELS_TRANSPORT:
+        trip_services.cancel_open_trips(appointment, batch=batch, reason=f"appointment {target}")
+    transition = _log(appointment, action, previous, target, actor, reason)
+    notifications.appointment_changed(appointment, transition)
+    batch.appointment(
+        events.APPOINTMENT_UPDATED,
+        appointment,
+        list(appointment.trips.order_by("window_start", "id")),
+    )
 
 
 DETAIL_FIELDS = ("address", "notes")
@@ -291,13 +339,19 @@ def expire_overdue(*, now: datetime | None = None) -> list[int]:
     no longer pending when its row lock is taken) does not stop the rest.
     """
     now = now or timezone.now()
-    overdue = (
-        Appointment.objects.filter(status=AppointmentStatus.PENDING, response_deadline__lte=now)
+    pending = Appointment.objects.filter(status=AppointmentStatus.PENDING)
+    overdue = list(
+        pending.filter(response_deadline__lte=now)
         .order_by("response_deadline")
         .values_list("pk", flat=True)
     )
+    # A series' later occurrence has no deadline of its own: its series' answer settles
+    # it, and one still unanswered at its start expires then.
+    overdue += pending.filter(response_deadline__isnull=True, start__lte=now).values_list(
+        "pk", flat=True
+    )
     expired = []
-    for appointment_id in list(overdue):
+    for appointment_id in overdue:
         try:
             act_on_appointment(actor=None, appointment_id=appointment_id, action="expire", now=now)
         except InvalidTransition:
