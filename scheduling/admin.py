@@ -25,6 +25,7 @@ from scheduling.models import (
     Break,
     Client,
     DriverProfile,
+    Payment,
     Role,
     Service,
     ServiceArea,
@@ -36,11 +37,7 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.phones import normalize_phone
-from scheduling.services.appointments import (
-    DETAIL_FIELDS,
-    record_payment,
-    update_appointment_details,
-)
+from scheduling.services.appointments import DETAIL_FIELDS, update_appointment_details
 from scheduling.services.staff import ensure_profile
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -320,6 +317,25 @@ class TransitionInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
+class PaymentInline(ReadOnly, admin.TabularInline):
+    # Money moves through services/payments.py (the therapist records, the desk verifies on
+    # the appointment's page); the appointment's payment_status is derived from these rows.
+    model = Payment
+    fields = (
+        "created_at",
+        "method",
+        "amount",
+        "currency",
+        "status",
+        "reference",
+        "collected_by",
+        "verified_by",
+        "settled_at",
+    )
+    readonly_fields = fields
+    extra = 0
+
+
 @admin.register(Appointment, site=site)
 class AppointmentAdmin(ManagerModelAdmin):
     list_display = (
@@ -351,10 +367,12 @@ class AppointmentAdmin(ManagerModelAdmin):
     )
     date_hierarchy = "start"
     show_full_result_count = False
-    inlines = (TripInline, TransitionInline)
-    # Booking, times and status go through the services (overlap checks, state machine,
-    # transition log, stream events): only address, notes and payment are edited here.
+    inlines = (PaymentInline, TripInline, TransitionInline)
+    # Booking, times, status and money go through the services (overlap checks, state
+    # machine, transition log, stream events): only address and notes are edited here.
+    # payment_status is derived from the payments (services/payments.py), never set by hand.
     readonly_fields = (
+        "payment_status",
         "client",
         "service",
         "therapist",
@@ -384,12 +402,6 @@ class AppointmentAdmin(ManagerModelAdmin):
         details = {k: v for k, v in changed.items() if k in DETAIL_FIELDS}
         if details:
             update_appointment_details(actor=request.user, appointment_id=obj.pk, changes=details)
-        if "payment_status" in changed:
-            record_payment(
-                actor=request.user,
-                appointment_id=obj.pk,
-                payment_status=changed["payment_status"],
-            )
 
 
 @admin.register(Trip, site=site)
