@@ -9,6 +9,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from scheduling.api.rows import failure
 from scheduling.errors import (
     Conflict,
     DomainError,
@@ -17,6 +18,7 @@ from scheduling.errors import (
     KeyReused,
     NotFound,
     NotPermitted,
+    SeriesConflict,
     ValidationFailed,
 )
 
@@ -70,6 +72,11 @@ def _domain(exc: DomainError) -> Response:
                 "detail": exc.message,
                 **({"reason": exc.reason} if exc.reason else {}),
                 "conflicts": [_conflict(item) for item in exc.conflicts],
+                **(
+                    {"failures": [failure(f) for f in exc.failures]}
+                    if isinstance(exc, SeriesConflict)
+                    else {}
+                ),
             },
             status=status.HTTP_409_CONFLICT,
         )

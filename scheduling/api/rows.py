@@ -43,6 +43,7 @@ APPOINTMENT_COLUMNS = (
     "area_id",
     "busy_from",
     "busy_until",
+    "series_id",
 )
 TRIP_COLUMNS = ("id", "appointment_id", "leg", "window_start", "window_end", "status", "driver_id")
 # The order the trips of an appointment are shown in, everywhere.
@@ -170,6 +171,7 @@ def _appointment(row: dict, trips: Iterable[tuple], zone: tzinfo) -> dict[str, A
         "area": row["area_id"],
         "busy_from": iso(row["busy_from"], zone),
         "busy_until": iso(row["busy_until"], zone),
+        "series": row["series_id"],
         "trips": [render_trip(trip, zone) for trip in trips],
     }
 
@@ -198,3 +200,15 @@ def _clients_sql() -> str:
         f"SELECT {columns} FROM {quote(Client._meta.db_table)} "
         f"WHERE {quote(Client._meta.pk.column)} = ANY(%s)"
     )
+
+
+def failure(item) -> dict[str, Any]:
+    """One occurrence that cannot be booked or moved (`errors.OccurrenceFailure`)."""
+    body: dict[str, Any] = {
+        "start": iso(item.start, timezone.get_current_timezone()),
+        "reason": item.reason,
+        "detail": item.message,
+    }
+    if item.appointment_id is not None:
+        body["appointment"] = item.appointment_id
+    return body

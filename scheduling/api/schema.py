@@ -29,8 +29,31 @@ ERRORS = {
                 "code": serializers.ChoiceField(choices=["conflict", "invalid_transition"]),
                 "status": serializers.CharField(required=False),
                 "reason": serializers.ChoiceField(
-                    choices=["therapist_busy", "not_working", "no_driver", "driver_busy"],
+                    choices=[
+                        "therapist_busy",
+                        "not_working",
+                        "no_driver",
+                        "driver_busy",
+                        "no_therapist",
+                        "off_shift",
+                        "vehicle",
+                        "needed_later",
+                        "series_conflict",
+                    ],
                     required=False,
+                ),
+                "failures": serializers.ListField(
+                    required=False,
+                    help_text="series_conflict: each occurrence that cannot be booked or moved.",
+                    child=inline_serializer(
+                        "OccurrenceFailure",
+                        {
+                            "start": serializers.DateTimeField(),
+                            "reason": serializers.CharField(),
+                            "detail": serializers.CharField(),
+                            "appointment": serializers.IntegerField(required=False),
+                        },
+                    ),
                 ),
                 "conflicts": serializers.ListField(
                     required=False,

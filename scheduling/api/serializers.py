@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from scheduling.events import shaped_for
@@ -141,13 +142,51 @@ class AppointmentSerializer(serializers.ModelSerializer):
             "area",
             "busy_from",
             "busy_until",
+            "series",
             "trips",
         ]
         extra_kwargs = {
+            "series": {"help_text": "The standing booking this is an occurrence of, or null."},
+            "response_deadline": {
+                "help_text": "When the therapist must answer by; null for a series' later "
+                "occurrences (the first occurrence's answer covers them)."
+            },
             "travel_minutes": {"help_text": "One way, base to client, as booked."},
             "busy_from": {"help_text": "The therapist leaves base (start - travel)."},
             "busy_until": {"help_text": "The therapist is back (end + buffer + travel)."},
         }
+
+
+class SeriesRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    appointments = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Every occurrence booked, in start order."
+    )
+
+
+class SkippedSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    reason = serializers.CharField(help_text="therapist_busy, not_working, no_driver, invalid…")
+    detail = serializers.CharField()
+
+
+class SeriesBookingSerializer(AppointmentSerializer):
+    """A repeat's answer: its first occurrence, the series, and with skip_conflicts the
+    dates left out."""
+
+    series = SeriesRefSerializer()  # type: ignore[assignment]
+    skipped = SkippedSerializer(many=True, required=False)
+
+    class Meta(AppointmentSerializer.Meta):
+        fields = [*AppointmentSerializer.Meta.fields, "skipped"]
+
+
+# A booking's 201: one appointment, or with repeat the series' first occurrence.
+CREATED_APPOINTMENT = PolymorphicProxySerializer(
+    component_name="AppointmentCreated",
+    serializers=[AppointmentSerializer, SeriesBookingSerializer],
+    resource_type_field_name=None,
+)
 
 
 class EventSerializer(serializers.Serializer):
@@ -207,6 +246,19 @@ class ClientPatch(ClientInput):
     """The same fields as creation, each optional."""
 
 
+class RepeatInput(serializers.Serializer):
+    every_weeks = serializers.ChoiceField(choices=[1, 2, 4])
+    count = serializers.IntegerField(
+        required=False, min_value=2, max_value=26, help_text="2 to 26 occurrences."
+    )
+    until = DayField(required=False, help_text="The last day an occurrence may fall on.")
+
+    def validate(self, attrs):
+        if ("count" in attrs) == ("until" in attrs):
+            raise serializers.ValidationError({"count": ["Give either count or until."]})
+        return attrs
+
+
 class AppointmentInput(serializers.Serializer):
     client = ident()
     service = ident()
@@ -224,6 +276,14 @@ class AppointmentInput(serializers.Serializer):
         allow_null=True,
         help_text="A service area for this booking; else the client's, else the default.",
     )
+    repeat = RepeatInput(
+        required=False, help_text="Book a standing appointment: every 1, 2 or 4 weeks."
+    )
+    skip_conflicts = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With repeat: book the free dates and list the others as skipped.",
+    )
 
 
 class AppointmentPatch(serializers.Serializer):
@@ -233,11 +293,32 @@ class AppointmentPatch(serializers.Serializer):
 
 class ActionInput(serializers.Serializer):
     reason = text(required=False, default="")
+    on_behalf = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The desk takes the therapist's (or driver's) action for them, confirmed "
+        "by phone; the history records both (receptionists and managers only).",
+    )
+
+
+SCOPE_HELP = (
+    "this (default), following (this occurrence and the series' later ones) or all "
+    "(every occurrence not yet finished)."
+)
+
+
+class CancelInput(ActionInput):
+    scope = serializers.ChoiceField(
+        choices=["this", "following", "all"], required=False, default="this", help_text=SCOPE_HELP
+    )
 
 
 class RescheduleInput(serializers.Serializer):
     start = AwareDateTimeField()
     reason = text(required=False, default="")
+    scope = serializers.ChoiceField(
+        choices=["this", "following", "all"], required=False, default="this", help_text=SCOPE_HELP
+    )
 
 
 class AvailabilityQuery(serializers.Serializer):

@@ -31,6 +31,7 @@ from scheduling.api.desk_control import AppointmentControlMixin
 from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
+from scheduling.api.trip_control import TripControlMixin
 from scheduling.clientaddr import client_address
 from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
@@ -44,6 +45,8 @@ from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import create_client, update_client
 from scheduling.services.idempotency import fingerprint, once
 from scheduling.services.retention import stream_gone
+from scheduling.services.series import Repeat, book_series
+from scheduling.services.series_scopes import cancel_appointments, reschedule_appointments
 from scheduling.services.travel import travel_for
 
 
@@ -338,7 +341,7 @@ class AppointmentViewSet(
                 description="Retries with the same key return the first response.",
             )
         ],
-        responses={201: s.AppointmentSerializer, 422: KEY_REUSED, **ERRORS},
+        responses={201: s.CREATED_APPOINTMENT, 422: KEY_REUSED, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         limited("appointment_create", str(request.user.pk))
@@ -355,6 +358,8 @@ class AppointmentViewSet(
                 needs_transport=data["needs_transport"],
                 area_id=data.get("area"),
             )
+            if "repeat" in data:
+                return status.HTTP_201_CREATED, self._book_series(data, fields)
             if data.get("therapist") is None:
                 appointment = book_any_therapist(**fields)
             else:
@@ -388,6 +393,24 @@ class AppointmentViewSet(
             headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
         )
 
+    def _book_series(self, data: dict, fields: dict) -> dict:
+        booking = book_series(
+            therapist_id=data.get("therapist"),
+            repeat=Repeat(**data["repeat"]),
+            skip_conflicts=data["skip_conflicts"],
+            **fields,
+        )
+        first = booking.appointments[0]
+        trips = first.trips.order_by(*rows_out.TRIP_ORDER) if first.needs_transport else []
+        body = rows_out.render_appointment(first, trips, self.request.user)
+        body["series"] = {
+            "id": booking.series.pk,
+            "appointments": [a.pk for a in booking.appointments],
+        }
+        if data["skip_conflicts"]:
+            body["skipped"] = [rows_out.failure(f) for f in booking.skipped]
+        return body
+
     @extend_schema(request=s.AppointmentPatch, responses={200: s.AppointmentSerializer, **ERRORS})
     def partial_update(self, request: Request, pk=None) -> Response:
         appointment = self.get_object()
@@ -404,10 +427,11 @@ class AppointmentViewSet(
         self._role_may("reschedule")
         appointment = self.get_object()
         data = valid(s.RescheduleInput, request.data)
-        appointment_services.reschedule_appointment(
+        reschedule_appointments(
             actor=request.user,
             appointment_id=appointment.pk,
             start=data["start"],
+            scope=data["scope"],
             reason=data["reason"],
         )
         return Response(self._render(appointment.pk))
@@ -417,25 +441,41 @@ class AppointmentViewSet(
     def request_pickup(self, request: Request, pk=None) -> Response:
         """The therapist is ready to be collected: dispatch the pickup leg now."""
         appointment = self.get_object()
-        valid(s.ActionInput, request.data)
-        dispatch_services.request_pickup(actor=request.user, appointment_id=appointment.pk)
+        data = valid(s.ActionInput, request.data)
+        dispatch_services.request_pickup(
+            actor=request.user, appointment_id=appointment.pk, on_behalf=data["on_behalf"]
+        )
         return Response(self._render(appointment.pk))
 
-    def _role_may(self, action: str) -> None:
+    def _role_may(self, action: str, *, on_behalf: bool = False) -> None:
         # A role the state machine never lets take `action` hears so before any lookup:
         # 403 whatever the id, rather than 404 for an id that names nothing.
         role = self.request.user.effective_role
-        states.check_role(states.APPOINTMENT_RULES, action, role=role, noun="appointment")
+        states.check_role(
+            states.APPOINTMENT_RULES, action, role=role, noun="appointment", on_behalf=on_behalf
+        )
 
     def _act(self, request: Request, name: str) -> Response:
-        self._role_may(APPOINTMENT_ACTIONS[name])
+        # The desk acting for the therapist (issue 13): read first, for the role check.
+        on_behalf = valid(s.ActionInput, request.data)["on_behalf"]
+        self._role_may(APPOINTMENT_ACTIONS[name], on_behalf=on_behalf)
         appointment = self.get_object()
+        if name == "cancel":
+            data = valid(s.CancelInput, request.data)
+            cancel_appointments(
+                actor=request.user,
+                appointment_id=appointment.pk,
+                scope=data["scope"],
+                reason=data["reason"],
+            )
+            return Response(self._render(appointment.pk))
         data = valid(s.ActionInput, request.data)
         appointment_services.act_on_appointment(
             actor=request.user,
             appointment_id=appointment.pk,
             action=APPOINTMENT_ACTIONS[name],
             reason=data["reason"],
+            on_behalf=on_behalf,
         )
         return Response(self._render(appointment.pk))
 
@@ -453,9 +493,8 @@ def _appointment_action(name: str):
     # The router maps the HTTP method to the function's name, so name it before @action.
     act.__name__ = name.replace("-", "_")
     act = action(detail=True, methods=["post"], url_path=name, url_name=name)(act)
-    return extend_schema(request=s.ActionInput, responses={200: s.AppointmentSerializer, **ERRORS})(
-        act
-    )
+    body = s.CancelInput if name == "cancel" else s.ActionInput
+    return extend_schema(request=body, responses={200: s.AppointmentSerializer, **ERRORS})(act)
 
 
 for _name in APPOINTMENT_ACTIONS:
@@ -468,7 +507,7 @@ TRIP_ACTIONS = ("depart", "arrive", "complete")
 
 
 @documented(s.TripSerializer)
-class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
+class TripViewSet(TripControlMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     permission_classes = [IsDeskOrDriver]
     serializer_class = s.TripSerializer
     pagination_class = ByWindow
@@ -479,10 +518,19 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
         return Trip.objects.visible_to(self.request.user)
 
     def _act(self, request: Request, name: str) -> Response:
-        states.check_role(states.TRIP_RULES, name, role=request.user.effective_role, noun="trip")
+        data = valid(s.ActionInput, request.data)
+        role = request.user.effective_role
+        states.check_role(
+            states.TRIP_RULES, name, role=role, noun="trip", on_behalf=data["on_behalf"]
+        )
         trip = self.get_object()
-        valid(s.ActionInput, request.data)
-        trip = trip_services.act_on_trip(actor=request.user, trip_id=trip.pk, action=name)
+        trip = trip_services.act_on_trip(
+            actor=request.user,
+            trip_id=trip.pk,
+            action=name,
+            reason=data["reason"],
+            on_behalf=data["on_behalf"],
+        )
         return Response(s.TripSerializer(trip).data)
 
 
@@ -492,7 +540,7 @@ def _trip_action(name: str):
 
     act.__name__ = name
     act = action(detail=True, methods=["post"], url_path=name, url_name=name)(act)
-    return extend_schema(request=None, responses={200: s.TripSerializer, **ERRORS})(act)
+    return extend_schema(request=s.ActionInput, responses={200: s.TripSerializer, **ERRORS})(act)
 
 
 for _name in TRIP_ACTIONS:
