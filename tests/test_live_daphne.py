@@ -5,20 +5,14 @@ travel to daphne through Redis."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import socket
-import threading
 import time
 from base64 import b64encode
 from os import urandom
 
 import pytest
 import redis
-import websockets
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from scheduling.events import STREAM_GROUP, EventBatch
@@ -26,8 +20,10 @@ from scheduling.models import StreamEvent
 from tests import factories
 from tests.live_support import (
     Daphne,
+    Listener,
     RedisServer,
     channel_layers_for,
+    token,
     wait_for_quiet_database,
     wait_until,
 )
@@ -66,100 +62,6 @@ def same_layer(settings, redis_server):
     yield
     # Before the flush: daphne may still be answering a socket the test has just closed.
     wait_for_quiet_database()
-
-
-def token(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
-
-
-class Listener:
-    """A websocket client in a thread of its own that does what the browser client does:
-    keeps every event once, in order, and reconnects with its last seq when dropped."""
-
-    def __init__(self, daphne: Daphne, user, *, after: int | None = 0, **connect_args) -> None:
-        self.daphne = daphne
-        self.key = token(user)
-        self.last_seq = after
-        self.connect_args = connect_args
-        self.events: list[dict] = []
-        self.duplicates: list[int] = []
-        self.closes: list[int | None] = []
-        self.failures: list[str] = []
-        self.connects = 0
-        self.ws = None
-        self.stopping = False
-        self.reading = threading.Event()
-        self.reading.set()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.task = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=5)
-        wait_until(lambda: self.connects, timeout=10, what="the first connection")
-
-    def url(self) -> str:
-        after = "" if self.last_seq is None else f"&after={self.last_seq}"
-        return self.daphne.ws_url(f"token={self.key}{after}")
-
-    async def _start(self) -> asyncio.Task:
-        return asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        attempt = 0
-        while not self.stopping:
-            try:
-                async with websockets.connect(
-                    self.url(),
-                    origin=self.daphne.origin,
-                    open_timeout=5,
-                    close_timeout=1,
-                    **self.connect_args,
-                ) as ws:
-                    self.ws, attempt = ws, 0
-                    self.connects += 1
-                    async for text in ws:
-                        while not self.reading.is_set():
-                            await asyncio.sleep(0.01)
-                        self._frame(json.loads(text))
-                self.closes.append(ws.close_code)
-            except websockets.ConnectionClosed as closed:
-                self.closes.append(closed.rcvd.code if closed.rcvd else None)
-            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
-                self.failures.append(repr(error))  # daphne or Redis restarting: try again
-            attempt += 1
-            await asyncio.sleep(min(1.0, 0.02 * 2**attempt))
-
-    def _frame(self, frame: dict) -> None:
-        if frame["type"] != "events":
-            return
-        for event in frame["events"]:
-            if self.last_seq is not None and event["seq"] <= self.last_seq:
-                self.duplicates.append(event["seq"])
-                continue
-            self.events.append(event)
-            self.last_seq = event["seq"]
-
-    def drop(self) -> None:
-        """Close the socket from the client's side; the loop reconnects."""
-        asyncio.run_coroutine_threadsafe(self.ws.close(), self.loop).result(timeout=5)
-
-    def seqs(self) -> list[int]:
-        return [e["seq"] for e in self.events]
-
-    def wait_for(self, predicate, *, timeout: float = 15, what: str = "events") -> None:
-        wait_until(lambda: predicate(list(self.events)), timeout=timeout, what=what)
-
-    def stop(self) -> None:
-        self.stopping = True
-
-        async def cancel() -> None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from scheduling.models import DispatchDecision, DriverProfile, StreamEvent, Trip, User
-from scheduling.services.dispatch import DISPATCHER_LOCK, TRIP_WAITING
+from scheduling.services.dispatch import TRIP_WAITING
 from scheduling.services.trips import act_on_trip, set_shift
 from scheduling.states import BUSY_TRIP_STATUSES
 from tests import factories
@@ -24,9 +24,9 @@ from tests.worker_support import (
     Worker,
     bookings,
     needs_worker,
-    pending_messages,
     producing_to,
     purge,
+    settle,
     wait_until,
     workers,
 )
@@ -45,26 +45,6 @@ def dispatching(settings):
     with producing_to():
         yield
     purge()
-
-
-def dispatcher_idle() -> bool:
-    """No dispatch message waiting or held by a worker, and no pass holding its lock."""
-    if pending_messages(queues=("dispatch",)):
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT count(*) FROM pg_locks
-               WHERE locktype = 'advisory' AND classid = %s
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
-            [DISPATCHER_LOCK],
-        )
-        return cursor.fetchone()[0] == 0
-
-
-def settle(timeout: float = 60) -> None:
-    # Twice in a row: a message is briefly in neither the queue nor the unacked set while
-    # a worker takes it.
-    wait_until(lambda: dispatcher_idle() and dispatcher_idle(), timeout=timeout, what="passes")
 
 
 def test_a_new_trip_is_assigned_by_a_worker(dispatching):

@@ -95,20 +95,7 @@ class Worker:
         self.log_path = Path(tempfile.mkstemp(prefix=f"worker-{name}-", suffix=".log")[1])
 
     def start(self, *, ready_within: float = 30) -> Worker:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "SCHEDULING_TEST_WORKER": "1",
-            # This run's key prefix in the shared Redis databases (config/settings/test.py).
-            "SCHEDULING_TEST_RUN": settings.TEST_RUN,
-            "FAKE_PROVIDER_URL": settings.SCHEDULING["FAKE_PROVIDER_URL"],
-            "PYTHONUNBUFFERED": "1",
-            **self.env,
-        }
-        if self.broker:
-            env["TEST_BROKER_URL"] = self.broker
+        env = celery_env(self.env, broker=self.broker)
         command = [
             sys.executable,
             "-m",
@@ -166,6 +153,69 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def celery_env(extra: dict[str, str], *, broker: str | None = None) -> dict[str, str]:
+    """A Celery process's environment: the test settings on this run's test database,
+    publishing to the broker (`broker`, or the test broker), plus `extra`."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SCHEDULING_TEST_WORKER": "1",
+        # This run's key prefix in the shared Redis databases (config/settings/test.py).
+        "SCHEDULING_TEST_RUN": settings.TEST_RUN,
+        "FAKE_PROVIDER_URL": settings.SCHEDULING["FAKE_PROVIDER_URL"],
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    if broker:
+        env["TEST_BROKER_URL"] = broker
+    return env
+
+
+class Beat:
+    """`celery -A config beat`, as the Procfile runs it, with a schedule file of its own;
+    `env` adds to the test settings (SCHEDULING_TEST_BEAT_SECONDS shortens the periods)."""
+
+    def __init__(self, *, env: dict[str, str] | None = None, broker: str | None = None) -> None:
+        self.env = env or {}
+        self.broker = broker
+        self.process: subprocess.Popen | None = None
+        self.directory = Path(tempfile.mkdtemp(prefix="beat-"))
+        self.log_path = self.directory / "beat.log"
+
+    def start(self, *, ready_within: float = 30) -> Beat:
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info",
+            "-s", str(self.directory / "celerybeat-schedule"), "--pidfile=",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=celery_env(self.env, broker=self.broker), stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        wait_until(self._started, timeout=ready_within, what="beat")
+        return self
+
+    def _started(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"beat exited:\n{self.log()[-3000:]}")
+        return "beat: Starting..." in self.log()
+
+    def kill(self) -> None:
+        """kill -9: beat sends nothing more."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @contextmanager
@@ -227,6 +277,30 @@ def pending_messages(url: str | None = None, queues: tuple[str, ...] = QUEUES) -
         client.llen(key) for q in queues for key in client.scan_iter(match=f"{prefix}{q}*")
     )
     return waiting + client.hlen(f"{prefix}unacked")
+
+
+def dispatcher_idle(url: str | None = None) -> bool:
+    """No dispatch message waiting or held by a worker, and no pass holding its lock."""
+    from scheduling.services.dispatch import DISPATCHER_LOCK
+
+    if pending_messages(url, queues=("dispatch",)):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM pg_locks
+               WHERE locktype = 'advisory' AND classid = %s
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+            [DISPATCHER_LOCK],
+        )
+        return cursor.fetchone()[0] == 0
+
+
+def settle(url: str | None = None, *, timeout: float = 60) -> None:
+    """Until the dispatcher is idle. Twice in a row: a message is briefly in neither the
+    queue nor the unacked set while a worker takes it."""
+    wait_until(
+        lambda: dispatcher_idle(url) and dispatcher_idle(url), timeout=timeout, what="passes"
+    )
 
 
 def free_port() -> int:
