@@ -54,6 +54,7 @@ from django.dispatch import receiver
 from scheduling import revocation
 from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
 from scheduling.models import StreamEvent, StreamEventRecipient
+from scheduling.observability import stream as metrics
 from scheduling.services.retention import stream_gone
 from scheduling.transport_watch import PAUSED, STOPPED, TransportWatch
 
@@ -262,6 +263,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.last_flush = asyncio.get_running_loop().time()
         events = [{**e, "data": shaped_for(self.user, e["data"])} for e in batch]
         await self.send(text_data=orjson.dumps({"type": "events", "events": events}).decode())
+        metrics.events_sent(len(events))
 
     async def _too_slow(self, why: str) -> None:
         if getattr(self, "closed_slow", False):
@@ -311,6 +313,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                         return
                     continue
                 await self.send(text_data='{"type":"ping"}')
+                metrics.ping_sent()
 
     # --- database -----------------------------------------------------------------------
 
@@ -391,6 +394,7 @@ class _Hub:
             self.desk.add(consumer)
         else:
             self.by_user.setdefault(consumer.user.pk, set()).add(consumer)
+        metrics.socket_opened(desk=consumer.desk)
         async with self.membership:
             if not self.subscribed:
                 if self.channel is None:
@@ -403,17 +407,19 @@ class _Hub:
                 self.subscribed = True
 
     async def leave(self, consumer: StreamConsumer) -> None:
+        mine = self.by_user.get(consumer.user.pk, set())
+        if consumer in self.desk or consumer in mine:
+            metrics.socket_closed(desk=consumer.desk)
         self.desk.discard(consumer)
-        mine = self.by_user.get(consumer.user.pk)
-        if mine is not None:
-            mine.discard(consumer)
-            if not mine:
-                del self.by_user[consumer.user.pk]
+        mine.discard(consumer)
+        if not mine:
+            self.by_user.pop(consumer.user.pk, None)
         async with self.membership:
             # The last socket gone: the process leaves the group and gets nothing more.
             if self.subscribed and not self.desk and not self.by_user:
                 self.subscribed = False
                 self.upto, self.held, self.hole_since, self.owed = None, {}, None, 0
+                metrics.lag(head=0, handed=None)
                 await self.layer.group_discard(STREAM_GROUP, self.channel)
 
     # --- in order ---------------------------------------------------------------------
@@ -523,6 +529,7 @@ class _Hub:
             head = await _committed_head()
         except Exception:
             logger.exception("stream: cannot read the head of the stream")
+            await self._lag_without_transport()
             return
         upto = self.upto if self.upto is not None else head
         if head < upto:
@@ -539,6 +546,13 @@ class _Hub:
             for consumer in self.consumers():
                 consumer.resync_soon()
         self.owed = head
+        metrics.lag(head=head, handed=self.upto)
+
+    async def _lag_without_transport(self) -> None:
+        """The channel layer is down: events committed meanwhile are not arriving, and
+        the lag says so (until the next look makes good from the database)."""
+        with contextlib.suppress(Exception):
+            metrics.lag(head=await _committed_head(), handed=self.upto)
 
 
 @database_sync_to_async

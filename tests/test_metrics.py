@@ -149,3 +149,41 @@ def test_queue_depths_are_read_from_the_broker(token, settings):
         with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
             connection.default_channel.client.delete("notify")
         app.conf.task_always_eager = True
+
+
+def test_beat_health_is_health_checks_rule_per_task(token):
+    """scheduling_periodic_task_late is /health/'s rule (late_periodic_tasks): every task
+    late before its first run; a run now makes it on time until two periods have passed."""
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+
+    from scheduling.services.operations import periodic_periods, record_periodic_run
+
+    periods = periodic_periods()
+    task, period = "scheduling.sweep.reminders", periods["scheduling.sweep.reminders"]
+    t0 = datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
+    with time_machine.travel(t0, tick=False):
+        samples = scrape()
+        for name, seconds in periods.items():
+            assert value(samples, "scheduling_periodic_task_late", task=name) == 1
+            assert value(samples, "scheduling_periodic_task_period_seconds", task=name) == seconds
+        assert ("scheduling_periodic_task_last_run_timestamp_seconds", (("task", task),)) not in (
+            samples
+        )
+        record_periodic_run(task=task, now=t0)
+        samples = scrape()
+        assert value(samples, "scheduling_periodic_task_late", task=task) == 0
+        assert value(
+            samples, "scheduling_periodic_task_last_run_timestamp_seconds", task=task
+        ) == pytest.approx(t0.timestamp())
+    with time_machine.travel(t0 + timedelta(seconds=2 * period + 1), tick=False):
+        assert value(scrape(), "scheduling_periodic_task_late", task=task) == 1
+
+
+def test_the_stream_head_is_the_committed_seq(token, book, tomorrow_at):
+    from scheduling.events import committed_head
+
+    book(tomorrow_at(10))
+    assert committed_head() > 0
+    assert value(scrape(), "scheduling_stream_committed_seq") == committed_head()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -35,6 +35,33 @@ TASK_RUNS = Counter(
 )
 TASK_SECONDS = Histogram(
     "scheduling_celery_task_duration_seconds", "Celery task run time by task.", ["task"]
+)
+
+# Realtime processes (scheduling/observability/stream.py). The gauges are each
+# process's own: in multi-process mode prometheus_client gives every live process's value
+# a `pid` label ("liveall") and drops a process's values when it exits; the counters
+# carry `pid` themselves, since multi-process mode would otherwise add them up.
+WS_CONNECTIONS = Gauge(
+    "scheduling_websocket_connections",
+    "Open websocket connections on this realtime process, by stream (desk or personal).",
+    ["stream"],
+    multiprocess_mode="liveall",
+)
+WS_FRAMES = Counter(
+    "scheduling_websocket_frames_sent",
+    "Websocket frames sent, by realtime process and kind (events or ping).",
+    ["pid", "kind"],
+)
+WS_EVENTS = Counter(
+    "scheduling_websocket_events_sent",
+    "Stream events sent to sockets (a frame carries one or more), by realtime process.",
+    ["pid"],
+)
+STREAM_LAG = Gauge(
+    "scheduling_stream_lag_events",
+    "Committed head of the stream minus the last seq this process's hub handed to its "
+    "sockets, measured every WATCH_SECONDS.",
+    multiprocess_mode="liveall",
 )
 
 QUEUES = ("dispatch", "notify", "default")
@@ -66,6 +93,8 @@ class StateCollector(Collector):
         yield from _notifications()
         yield from _trips()
         yield _queue_depths()
+        yield from _periodic()
+        yield _stream_head()
 
 
 def _notifications() -> Iterator[Metric]:
@@ -118,3 +147,44 @@ def _queue_depths() -> Metric:
         for queue in QUEUES:
             depths.add_metric([queue], client.llen(queue))
     return depths
+
+
+def _periodic() -> Iterator[Metric]:
+    """Beat's health: /health/'s rule (`late_periodic_tasks`), per task."""
+    from scheduling.models import PeriodicRun
+    from scheduling.services.operations import late_periodic_tasks, periodic_periods
+
+    now = timezone.now()
+    late = {entry.task for entry in late_periodic_tasks(now=now)}
+    ran = dict(PeriodicRun.objects.values_list("task", "last_run_at"))
+    late_family = GaugeMetricFamily(
+        "scheduling_periodic_task_late",
+        "1 when a periodic task has not run for two of its periods (or never): beat silent.",
+        labels=["task"],
+    )
+    period = GaugeMetricFamily(
+        "scheduling_periodic_task_period_seconds",
+        "Each periodic task's period in the beat schedule.",
+        labels=["task"],
+    )
+    last = GaugeMetricFamily(
+        "scheduling_periodic_task_last_run_timestamp_seconds",
+        "When each periodic task last started (Unix time); absent until its first run.",
+        labels=["task"],
+    )
+    for task, seconds in sorted(periodic_periods().items()):
+        late_family.add_metric([task], 1 if task in late else 0)
+        period.add_metric([task], seconds)
+        if ran.get(task) is not None:
+            last.add_metric([task], ran[task].timestamp())
+    yield from (late_family, period, last)
+
+
+def _stream_head() -> Metric:
+    from scheduling.events import committed_head
+
+    return GaugeMetricFamily(
+        "scheduling_stream_committed_seq",
+        "The stream's committed head (EventCounter.last_seq): its rate is events per second.",
+        value=committed_head(),
+    )
