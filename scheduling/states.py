@@ -1,7 +1,11 @@
 """The state machines of appointments and trips, as data.
 
-One table per machine of (action, from, to, roles). The API, pages, tasks and commands
-all go through `check()`; nothing else decides whether a status may change.
+One table per machine of (action, from, to, roles, proxies). The API, pages, tasks and
+commands all go through `check()`; nothing else decides whether a status may change.
+
+`proxies` are the roles that may take a staff member's action for them (`on_behalf`): the
+desk, when a therapist or driver confirms it by phone. The status rules are the same;
+the transition log records both the person who acted and the one they acted for.
 """
 
 from __future__ import annotations
@@ -59,10 +63,18 @@ class Rule:
     sources: frozenset[str]
     target: str
     roles: frozenset[str]
+    # Who may take it on behalf of one of `roles` (the desk, confirmed by phone).
+    proxies: frozenset[str] = frozenset()
 
 
-def _rule(action: str, sources: set[str], target: str, roles: set[str]) -> Rule:
-    return Rule(action, frozenset(sources), target, frozenset(roles))
+def _rule(
+    action: str,
+    sources: set[str],
+    target: str,
+    roles: set[str],
+    proxies: frozenset[str] = frozenset(),
+) -> Rule:
+    return Rule(action, frozenset(sources), target, frozenset(roles), frozenset(proxies))
 
 
 A = AppointmentStatus
@@ -73,12 +85,14 @@ APPOINTMENT_RULES: dict[str, Rule] = {
     r.action: r
     for r in (
         _rule("create", {NEW}, A.PENDING, DESK),
-        _rule("accept", {A.PENDING}, A.CONFIRMED, {THERAPIST}),
-        _rule("reject", {A.PENDING}, A.REJECTED, {THERAPIST}),
-        _rule("start", {A.CONFIRMED}, A.IN_PROGRESS, {THERAPIST}),
-        _rule("complete", {A.IN_PROGRESS}, A.COMPLETED, {THERAPIST}),
+        # The therapist's own actions; the desk may take them for the therapist.
+        _rule("accept", {A.PENDING}, A.CONFIRMED, {THERAPIST}, DESK),
+        _rule("reject", {A.PENDING}, A.REJECTED, {THERAPIST}, DESK),
+        _rule("start", {A.CONFIRMED}, A.IN_PROGRESS, {THERAPIST}, DESK),
+        _rule("complete", {A.IN_PROGRESS}, A.COMPLETED, {THERAPIST}, DESK),
         _rule("cancel", {A.PENDING, A.CONFIRMED}, A.CANCELLED, DESK),
-        _rule("no_show", {A.CONFIRMED}, A.NO_SHOW, {THERAPIST, *DESK}),
+        # The desk records a no-show itself, or for the therapist who reported it.
+        _rule("no_show", {A.CONFIRMED}, A.NO_SHOW, {THERAPIST, *DESK}, DESK),
         _rule("expire", {A.PENDING}, A.EXPIRED, {SYSTEM}),
         # A new time needs the therapist's acceptance again.
         _rule("reschedule", {A.PENDING, A.CONFIRMED}, A.PENDING, DESK),
@@ -90,24 +104,37 @@ APPOINTMENT_RULES: dict[str, Rule] = {
 TRIP_RULES: dict[str, Rule] = {
     r.action: r
     for r in (
-        _rule("assign", {T.QUEUED}, T.ASSIGNED, {SYSTEM}),
-        _rule("depart", {T.ASSIGNED}, T.EN_ROUTE, {DRIVER}),
-        _rule("arrive", {T.EN_ROUTE}, T.ARRIVED, {DRIVER}),
-        _rule("complete", {T.ARRIVED}, T.DONE, {DRIVER}),
+        # The dispatcher, or the desk by hand (services/manual_dispatch.py).
+        _rule("assign", {T.QUEUED}, T.ASSIGNED, {SYSTEM, *DESK}),
+        # The desk takes a trip not yet under way back into the queue.
+        _rule("unassign", {T.ASSIGNED}, T.QUEUED, DESK),
+        # The driver's own actions; the desk may take them for the driver.
+        _rule("depart", {T.ASSIGNED}, T.EN_ROUTE, {DRIVER}, DESK),
+        _rule("arrive", {T.EN_ROUTE}, T.ARRIVED, {DRIVER}, DESK),
+        _rule("complete", {T.ARRIVED}, T.DONE, {DRIVER}, DESK),
         _rule("cancel", set(OPEN_TRIP_STATUSES), T.CANCELLED, {*DESK, SYSTEM}),
     )
 }
 
 
-def check(rules: dict[str, Rule], action: str, *, current: str, role: str, noun: str) -> Rule:
-    """The rule for `action` if `role` may take it from `current`; raise otherwise.
+def check(
+    rules: dict[str, Rule],
+    action: str,
+    *,
+    current: str,
+    role: str,
+    noun: str,
+    on_behalf: bool = False,
+) -> Rule:
+    """The rule for `action` if `role` may take it from `current` (for the staff member
+    whose action it is, when `on_behalf`); raise otherwise.
 
     The role is checked first so that a forbidden actor learns nothing about status.
     """
     rule = rules.get(action)
     if rule is None:
         raise InvalidTransition(f"Unknown action '{action}' for {_a(noun)}.", current)
-    check_role(rules, action, role=role, noun=noun)
+    check_role(rules, action, role=role, noun=noun, on_behalf=on_behalf)
     if current not in rule.sources:
         label = current.replace("_", " ")
         raise InvalidTransition(
@@ -116,12 +143,30 @@ def check(rules: dict[str, Rule], action: str, *, current: str, role: str, noun:
     return rule
 
 
-def check_role(rules: dict[str, Rule], action: str, *, role: str, noun: str) -> None:
-    """Raise NotPermitted unless `role` may take `action` from some status: what can be
-    said before the object is even looked up (a forbidden actor gets 403, found or not)."""
+def check_role(
+    rules: dict[str, Rule], action: str, *, role: str, noun: str, on_behalf: bool = False
+) -> None:
+    """Raise NotPermitted unless `role` may take `action` from some status (for someone
+    else, when `on_behalf`): what can be said before the object is even looked up (a
+    forbidden actor gets 403, found or not)."""
     rule = rules.get(action)
-    if rule is not None and role not in rule.roles:
-        raise NotPermitted(f"A {role} may not {action.replace('_', '-')} {_a(noun)}.")
+    if rule is None:
+        return
+    verb = action.replace("_", "-")
+    if on_behalf and role not in rule.proxies:
+        raise NotPermitted(f"A {role} may not {verb} {_a(noun)} on someone's behalf.")
+    if not on_behalf and role not in rule.roles:
+        hint = " (only on the staff member's behalf: send on_behalf)"
+        hint = hint if role in rule.proxies else ""
+        raise NotPermitted(f"A {role} may not {verb} {_a(noun)}{hint}.")
+
+
+def may(rules: dict[str, Rule], action: str, *, current: str, role: str, on_behalf: bool) -> bool:
+    """Whether `role` may take `action` from `current` (the pages' list of what to offer)."""
+    rule = rules.get(action)
+    if rule is None or current not in rule.sources:
+        return False
+    return role in (rule.proxies if on_behalf else rule.roles)
 
 
 def _a(noun: str) -> str:
@@ -133,4 +178,12 @@ def triples(rules: dict[str, Rule]) -> Iterator[tuple[str, str, str, str]]:
     for rule in rules.values():
         for source in sorted(rule.sources):
             for role in sorted(rule.roles):
+                yield rule.action, source, rule.target, role
+
+
+def proxy_triples(rules: dict[str, Rule]) -> Iterator[tuple[str, str, str, str]]:
+    """Every allowed (action, from, to, role acting on someone's behalf)."""
+    for rule in rules.values():
+        for source in sorted(rule.sources):
+            for role in sorted(rule.proxies):
                 yield rule.action, source, rule.target, role

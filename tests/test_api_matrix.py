@@ -33,6 +33,7 @@ from rest_framework.test import APIClient
 from scheduling.models import (
     Appointment,
     Client,
+    DispatchDecision,
     DriverProfile,
     IdempotencyKey,
     Payment,
@@ -271,6 +272,17 @@ EXPECTED: dict[tuple[str, str], dict[str, int | tuple[int, int, int]]] = {
         }
         for action in ("depart", "arrive", "complete")
     },
+    # Issue 13: the desk dispatches by hand; a driver is refused before any lookup.
+    **{
+        ("api:trip-" + action, "POST"): {
+            "anonymous": ANON3,
+            "receptionist": DESK_ALL,
+            "manager": DESK_ALL,
+            "therapist": KEPT_OFF,
+            "driver": NEVER_THEIRS,
+        }
+        for action in ("assign", "unassign")
+    },
     ("api:driver-shift", "POST"): {
         "anonymous": 401,
         "receptionist": 403,
@@ -316,6 +328,8 @@ TRIP_ACTIONS = {
     "depart": ("assigned", "en_route"),
     "arrive": ("en_route", "arrived"),
     "complete": ("arrived", "done"),
+    "assign": ("queued", "assigned"),
+    "unassign": ("assigned", "queued"),
 }
 
 # --- the world every case starts from -----------------------------------------------------------
@@ -457,6 +471,7 @@ SNAPSHOT_MODELS = (
     IdempotencyKey,
     Token,
     Payment,
+    DispatchDecision,
 )
 
 
@@ -519,6 +534,10 @@ def request_for(route: Route, method: str, world: World, role: str) -> dict[str,
             "start": tomorrow_at(17).isoformat(),
             "reason": "t1 called in sick",
         }
+    if name == "api:trip-assign":
+        return {"driver": world.users["driver"].pk, "reason": "d2's motorbike broke"}
+    if name == "api:trip-unassign":
+        return {"reason": "d1's motorbike broke"}
     if name == "api:driver-shift":
         return {"on_shift": False}
     if name.startswith("api:appointment-") and method == "POST":
@@ -537,7 +556,11 @@ def prepare(route: Route, world: World) -> None:
         Appointment.objects.filter(pk__in=world.objects("appointment")).update(status=before)
     if family == "trip" and action in TRIP_ACTIONS:
         before, _ = TRIP_ACTIONS[action]
-        Trip.objects.filter(pk__in=world.objects("trip")).update(status=before)
+        trips = Trip.objects.filter(pk__in=world.objects("trip"))
+        if before == "queued":  # waiting for a driver: nobody holds it
+            trips.update(status=before, driver=None, assigned_at=None)
+        else:
+            trips.update(status=before)
 
 
 def check_effect(route: Route, method: str, world: World, role: str, pk: int | None, body: dict):
@@ -587,6 +610,14 @@ def check_effect(route: Route, method: str, world: World, role: str, pk: int | N
         stored = Trip.objects.get(pk=pk)
         assert stored.status == after == body["status"]
         assert stored.transitions.latest("id").actor == world.users[role]
+        if action_of(route) in ("assign", "unassign"):
+            decision = stored.dispatch_decisions.latest("id")
+            assert decision.decided_by == world.users[role]
+            assert (
+                decision.outcome
+                == {"assign": "assigned", "unassign": "unassigned"}[action_of(route)]
+            )
+            assert body["driver"] == (world.users["driver"].pk if after == "assigned" else None)
     else:
         raise AssertionError(f"no effect check for {method} {route.template}: add one")
 

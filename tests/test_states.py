@@ -42,12 +42,24 @@ APPOINTMENT_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
     "reassign": ({"pending", "confirmed"}, "pending", DESK),
 }
 TRIP_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
-    "assign": ({"queued"}, "assigned", {"system"}),
+    # The dispatcher, or the desk by hand (issue 13); the desk also takes it back.
+    "assign": ({"queued"}, "assigned", {"system", *DESK}),
+    "unassign": ({"assigned"}, "queued", DESK),
     "depart": ({"assigned"}, "en_route", {"driver"}),
     "arrive": ({"en_route"}, "arrived", {"driver"}),
     "complete": ({"arrived"}, "done", {"driver"}),
     "cancel": ({"queued", "assigned", "en_route", "arrived"}, "cancelled", {*DESK, "system"}),
 }
+# Acting for staff (issue 13): the actions the desk may take on a therapist's or a
+# driver's behalf, confirmed by phone. Nobody else acts for anyone.
+APPOINTMENT_PROXIES = {
+    "accept": DESK,
+    "reject": DESK,
+    "start": DESK,
+    "complete": DESK,
+    "no_show": DESK,
+}
+TRIP_PROXIES = {"depart": DESK, "arrive": DESK, "complete": DESK}
 APPOINTMENT_TERMINAL = {"completed", "rejected", "cancelled", "expired", "no_show"}
 TRIP_TERMINAL = {"done", "cancelled"}
 
@@ -252,9 +264,62 @@ def test_outgoing_actions_per_status_as_the_business_says():
     }
     assert {s: outgoing(TRIP_RULES, s) for s in TRIP_STATUSES} == {
         "queued": {"assign", "cancel"},
-        "assigned": {"depart", "cancel"},
+        "assigned": {"depart", "cancel", "unassign"},
         "en_route": {"arrive", "cancel"},
         "arrived": {"complete", "cancel"},
         "done": set(),
         "cancelled": set(),
     }
+
+
+# --- acting for staff: the same table, its proxies column -------------------------------
+
+PROXIES = {"appointment": APPOINTMENT_PROXIES, "trip": TRIP_PROXIES}
+
+
+@pytest.mark.parametrize("noun", MACHINES)
+def test_proxies_are_exactly_the_business_rules(noun):
+    rules, expected, _ = MACHINES[noun]
+    proxies = PROXIES[noun]
+    assert {a: set(r.proxies) for a, r in rules.items() if r.proxies} == proxies
+    assert set(states.proxy_triples(rules)) == {
+        (action, source, expected[action][1], role)
+        for action, roles in proxies.items()
+        for source in expected[action][0]
+        for role in roles
+    }
+    # One acts only for the staff member whose action it is: a therapist's or a driver's.
+    for action in proxies:
+        assert rules[action].roles & {THERAPIST, states.DRIVER}, action
+
+
+@pytest.mark.parametrize(
+    "noun, action, current, role", cross_product("appointment") + cross_product("trip")
+)
+def test_check_on_behalf(noun, action, current, role):
+    rules, _, _ = MACHINES[noun]
+    rule = rules[action]
+    if role not in PROXIES[noun].get(action, set()):
+        with pytest.raises(NotPermitted) as info:
+            states.check(rules, action, current=current, role=role, noun=noun, on_behalf=True)
+        assert "behalf" in info.value.message
+        assert not states.may(rules, action, current=current, role=role, on_behalf=True)
+    elif current not in rule.sources:
+        with pytest.raises(InvalidTransition):
+            states.check(rules, action, current=current, role=role, noun=noun, on_behalf=True)
+        assert not states.may(rules, action, current=current, role=role, on_behalf=True)
+    else:
+        assert (
+            states.check(rules, action, current=current, role=role, noun=noun, on_behalf=True)
+            is rule
+        )
+        assert states.may(rules, action, current=current, role=role, on_behalf=True)
+
+
+def test_the_desk_refused_its_own_accept_is_told_to_act_on_behalf():
+    with pytest.raises(NotPermitted, match="on_behalf"):
+        states.check_role(APPOINTMENT_RULES, "accept", role="receptionist", noun="appointment")
+    with pytest.raises(NotPermitted, match=r"^A therapist may not accept an appointment on"):
+        states.check_role(
+            APPOINTMENT_RULES, "accept", role=THERAPIST, noun="appointment", on_behalf=True
+        )

@@ -207,34 +207,44 @@ def act_on_appointment(
     appointment_id: int,
     action: str,
     reason: str = "",
+    on_behalf: bool = False,
     now: datetime | None = None,
 ) -> Appointment:
     """Take a status action (accept, reject, start, complete, cancel, no_show, expire).
 
-    `actor` None is the platform itself (the deadline sweep)."""
+    `actor` None is the platform itself (the deadline sweep). `on_behalf`: the desk
+    takes the therapist's action for them (confirmed by phone); the log keeps both."""
     if action not in STATUS_ACTIONS:
         raise ValidationFailed.on("action", f"Unknown appointment action '{action}'.")
     now = now or timezone.now()
+    role = role_of(actor)
+    states.check_role(APPOINTMENT_RULES, action, role=role, noun="appointment", on_behalf=on_behalf)
     with transaction.atomic():
         appointment = _locked(appointment_id)
         previous = appointment.status
         # Ownership before status, so another therapist learns nothing about this one.
         _require_own(actor, appointment)
         rule = states.check(
-            APPOINTMENT_RULES, action, current=previous, role=role_of(actor), noun="appointment"
+            APPOINTMENT_RULES,
+            action,
+            current=previous,
+            role=role,
+            noun="appointment",
+            on_behalf=on_behalf,
         )
+        behalf = appointment.therapist if on_behalf else None
         if action == "expire" and answer_deadline(appointment) > now:
             raise InvalidTransition(
                 "This appointment's response deadline has not passed.", previous
             )
         batch = EventBatch()
-        _change_status(appointment, rule.target, action, previous, actor, reason, batch)
+        _change_status(appointment, rule.target, action, previous, actor, reason, batch, behalf)
         if action in SERIES_ANSWERS and appointment.series_id and appointment.response_deadline:
             # The therapist answers a series once, on the occurrence holding its deadline:
             # the answer carries to the later pending occurrences that have none (booked
             # or moved together with it, services/series.py).
             for other in _series_waiting(appointment):
-                _change_status(other, rule.target, action, previous, actor, reason, batch)
+                _change_status(other, rule.target, action, previous, actor, reason, batch, behalf)
         batch.flush()
     return appointment
 
@@ -272,12 +282,13 @@ def _change_status(
     actor: User | None,
     reason: str,
     batch: EventBatch,
+    on_behalf_of: User | None = None,
 ) -> None:
     appointment.status = target
     appointment.save(update_fields=["status", "updated_at"])
     if target in CANCELS_TRANSPORT:
         trip_services.cancel_open_trips(appointment, batch=batch, reason=f"appointment {target}")
-    transition = _log(appointment, action, previous, target, actor, reason)
+    transition = _log(appointment, action, previous, target, actor, reason, on_behalf_of)
     notifications.appointment_changed(appointment, transition)
     batch.appointment(
         events.APPOINTMENT_UPDATED,
@@ -530,6 +541,7 @@ def _log(
     target: str,
     actor: User | None,
     reason: str = "",
+    on_behalf_of: User | None = None,
 ) -> Transition:
     return Transition.objects.create(
         appointment=appointment,
@@ -537,5 +549,6 @@ def _log(
         from_status=source,
         to_status=target,
         actor=actor,
+        on_behalf_of=on_behalf_of,
         reason=reason,
     )

@@ -131,7 +131,7 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
     if not Trip.objects.filter(dispatchable(now)).exists():
         return []
     with transaction.atomic():
-        _lock_dispatcher()
+        lock_dispatcher()
         # After the dispatcher's own lock, as bookings take it after the timetable's.
         days = _days_of_dispatchable(now)
         capacity.lock_days(days)
@@ -271,9 +271,10 @@ def _days_of_dispatchable(now: datetime) -> list:
     return sorted(days)
 
 
-def _lock_dispatcher() -> None:
-    """One pass at a time, until this transaction ends. SQLite needs nothing: IMMEDIATE
-    transactions already serialise every writer."""
+def lock_dispatcher() -> None:
+    """One pass at a time (and the desk's manual dispatch between passes), until this
+    transaction ends. SQLite needs nothing: IMMEDIATE transactions already serialise
+    every writer."""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
@@ -361,12 +362,17 @@ def pickup_refusal(appointment: Appointment, pickup: Trip | None) -> DomainError
     return None
 
 
-def request_pickup(*, actor: User, appointment_id: int, now: datetime | None = None) -> Trip:
+def request_pickup(
+    *, actor: User, appointment_id: int, on_behalf: bool = False, now: datetime | None = None
+) -> Trip:
     """The therapist (or the desk) asks for the pickup now: the trip is dispatched at
-    once, whatever the horizon. Asking again changes nothing."""
+    once, whatever the horizon. Asking again changes nothing. `on_behalf`: the desk asks
+    for the therapist, who called (the log says so)."""
     role = role_of(actor)
     if role != states.THERAPIST and role not in states.DESK:
         raise NotPermitted(f"A {role} may not request a pickup.")
+    if on_behalf and role not in states.DESK:
+        raise NotPermitted(f"A {role} may not request a pickup on someone's behalf.")
     now = now or timezone.now()
     with transaction.atomic():
         try:
@@ -396,6 +402,7 @@ def request_pickup(*, actor: User, appointment_id: int, now: datetime | None = N
             from_status=trip.status,
             to_status=trip.status,
             actor=actor,
+            on_behalf_of_id=appointment.therapist_id if on_behalf else None,
         )
         batch = EventBatch()
         batch.trip(events.TRIP_UPDATED, trip, therapist_id=appointment.therapist_id)

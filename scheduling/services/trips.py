@@ -113,12 +113,15 @@ def assign_locked(
     now: datetime,
     writes: Assignments,
     precheck: bool = True,
+    actor: User | None = None,
+    reason: str = "",
 ) -> None:
     """assign_trip's work, for a caller inside a transaction that holds the trip's row lock
     and has read the driver's profile: the dispatcher, assigning many in one pass, which
-    flushes `writes` once, and has looked for clashes itself (`precheck=False`). A
-    refusal raises before anything is written."""
-    states.check(TRIP_RULES, "assign", current=trip.status, role=states.SYSTEM, noun="trip")
+    flushes `writes` once, and has looked for clashes itself (`precheck=False`); and the
+    desk's assignment by hand (`actor`, services/manual_dispatch.py). A refusal raises
+    before anything is written."""
+    states.check(TRIP_RULES, "assign", current=trip.status, role=role_of(actor), noun="trip")
     lock_timetable(DRIVER_TIMETABLE, profile.user_id)
     if trip.passengers > profile.seats:
         raise ValidationFailed.on(
@@ -129,10 +132,20 @@ def assign_locked(
         raise _busy(profile.user, clashes)
     trip.driver_id = profile.user_id
     trip.assigned_at = now
+    # Their place in the queue, given back if the desk takes the trip back (unassign).
+    trip.driver_waiting_since = profile.available_since
     try:
-        _change(trip, "assign", actor=None, extra_fields=["driver", "assigned_at"], log=writes.log)
+        _change(
+            trip,
+            "assign",
+            actor=actor,
+            reason=reason,
+            extra_fields=["driver", "assigned_at", "driver_waiting_since"],
+            log=writes.log,
+        )
     except Conflict:
         trip.driver_id, trip.assigned_at, trip.status = None, None, TripStatus.QUEUED
+        trip.driver_waiting_since = None
         raise
     writes.out_of_queue.append(profile.user_id)
     notifications.trip_assigned(trip, profile.user, now=now, outbox=writes.messages)
@@ -140,22 +153,40 @@ def assign_locked(
 
 
 def act_on_trip(
-    *, actor: User | None, trip_id: int, action: str, reason: str = "", now: datetime | None = None
+    *,
+    actor: User | None,
+    trip_id: int,
+    action: str,
+    reason: str = "",
+    on_behalf: bool = False,
+    now: datetime | None = None,
 ) -> Trip:
     """A driver's depart / arrive / complete, or a cancel by the desk or the platform.
 
-    A completed trip puts its driver at the back of the queue, if still on shift."""
+    `on_behalf`: the desk takes the driver's action for them (confirmed by phone); the
+    log keeps both. A completed trip puts its driver at the back of the queue, if still
+    on shift."""
     if action not in {"depart", "arrive", "complete", "cancel"}:
         raise ValidationFailed.on("action", f"Unknown trip action '{action}'.")
     now = now or timezone.now()
+    role = role_of(actor)
+    states.check_role(TRIP_RULES, action, role=role, noun="trip", on_behalf=on_behalf)
     with transaction.atomic():
         trip = _locked(trip_id)
         # Ownership before status, so another driver learns nothing about this trip.
-        if role_of(actor) == states.DRIVER and trip.driver_id != actor.pk:
+        if role == states.DRIVER and trip.driver_id != actor.pk:
             raise NotPermitted("Only the trip's own driver may do that.")
-        states.check(TRIP_RULES, action, current=trip.status, role=role_of(actor), noun="trip")
+        states.check(
+            TRIP_RULES, action, current=trip.status, role=role, noun="trip", on_behalf=on_behalf
+        )
         driver_id = trip.driver_id
-        _change(trip, action, actor=actor, reason=reason)
+        _change(
+            trip,
+            action,
+            actor=actor,
+            reason=reason,
+            on_behalf_of=driver_id if on_behalf else None,
+        )
         requeued = trip.status in {TripStatus.DONE, TripStatus.CANCELLED} and bool(
             driver_id and _requeue_if_free(driver_id, now)
         )
@@ -193,7 +224,8 @@ def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> D
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _locked(trip_id: int) -> Trip:
+def locked_trip(trip_id: int) -> Trip:
+    """The trip's row, locked until the transaction ends; NotFound for an unknown id."""
     try:
         return (
             Trip.objects.select_for_update(of=("self",))
@@ -201,7 +233,14 @@ def _locked(trip_id: int) -> Trip:
             .get(pk=trip_id)
         )
     except (Trip.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no trip with id {trip_id}.") from None
+        raise no_such_trip(trip_id) from None
+
+
+_locked = locked_trip
+
+
+def no_such_trip(trip_id: object) -> NotFound:
+    return NotFound(f"There is no trip with id {trip_id}.")
 
 
 def _driver_profile(driver_id: int) -> DriverProfile:
@@ -248,6 +287,7 @@ def _change(
     reason: str = "",
     extra_fields: list[str] | None = None,
     log: list[Transition] | None = None,
+    on_behalf_of: int | None = None,
 ) -> None:
     """Apply a checked action: new status, saved (constraint-guarded), logged (into `log`
     when given, for the caller to write with others)."""
@@ -271,12 +311,17 @@ def _change(
         from_status=previous,
         to_status=trip.status,
         actor=actor,
+        on_behalf_of_id=on_behalf_of,
         reason=reason,
     )
     if log is None:
         entry.save()
     else:
         log.append(entry)
+
+
+# Manual dispatch (services/manual_dispatch.py) changes a trip's status the same way.
+change_status = _change
 
 
 def _requeue_if_free(driver_id: int, now: datetime) -> bool:

@@ -1,0 +1,69 @@
+"""The desk's manual dispatch on the API (issue 13 item 3): assign and unassign a trip.
+
+A mixin for `TripViewSet`, so the routes sit beside the other trip actions
+(`/api/trips/{id}/assign/`) while their code lives here. Receptionists and managers
+only: every other role hears 403 before any lookup."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from scheduling.api import serializers as s
+from scheduling.api.schema import ERRORS
+from scheduling.errors import NotPermitted
+from scheduling.services import manual_dispatch
+from scheduling.states import DESK
+
+
+class AssignInput(serializers.Serializer):
+    driver = s.ident(help_text="The driver who takes the trip: on shift, fit, free.")
+    reason = serializers.CharField(
+        max_length=s.TEXT_LIMIT, help_text="Why (kept in the trip's dispatch decisions)."
+    )
+
+
+class UnassignInput(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=s.TEXT_LIMIT, help_text="Why (kept in the trip's dispatch decisions)."
+    )
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TripControlMixin:
+    """Desk-only actions on one trip."""
+
+    def _desk_only(self, request: Request, verb: str) -> None:
+        role = request.user.effective_role
+        if role not in DESK:
+            raise NotPermitted(f"A {role} may not {verb} a trip: only the desk dispatches by hand.")
+
+    @extend_schema(request=AssignInput, responses={200: s.TripSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def assign(self, request: Request, pk=None) -> Response:
+        """Give a queued trip to a chosen driver."""
+        self._desk_only(request, "assign")
+        trip = self.get_object()  # type: ignore[attr-defined]
+        data = _valid(AssignInput, request.data)
+        trip = manual_dispatch.assign_by_hand(
+            actor=request.user, trip_id=trip.pk, driver_id=data["driver"], reason=data["reason"]
+        )
+        return Response(s.TripSerializer(trip).data)
+
+    @extend_schema(request=UnassignInput, responses={200: s.TripSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def unassign(self, request: Request, pk=None) -> Response:
+        """Take an assigned trip (not yet under way) back into the queue."""
+        self._desk_only(request, "unassign")
+        trip = self.get_object()  # type: ignore[attr-defined]
+        data = _valid(UnassignInput, request.data)
+        trip = manual_dispatch.unassign(actor=request.user, trip_id=trip.pk, reason=data["reason"])
+        return Response(s.TripSerializer(trip).data)
