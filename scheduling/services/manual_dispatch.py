@@ -17,6 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from scheduling import background, events, states
@@ -27,10 +29,12 @@ from scheduling.models import (
     DispatchDecision,
     DispatchOutcome,
     DriverProfile,
+    Notification,
+    NotificationStatus,
     Trip,
     User,
 )
-from scheduling.services import capacity, dispatch, trips
+from scheduling.services import capacity, dispatch, notifications, trips
 from scheduling.services.common import DRIVER_TIMETABLE, lock_timetable, role_of
 from scheduling.states import TRIP_RULES
 
@@ -118,7 +122,7 @@ def unassign(*, actor: User, trip_id: int, reason: str, now: datetime | None = N
         if requeued:
             profile.available_since = waited_since or now
             profile.save(update_fields=["available_since"])
-        DispatchDecision.objects.create(
+        decision = DispatchDecision.objects.create(
             trip=trip,
             outcome=DispatchOutcome.UNASSIGNED,
             driver_id=driver_id,
@@ -127,6 +131,7 @@ def unassign(*, actor: User, trip_id: int, reason: str, now: datetime | None = N
             decided_by=actor,
             reason=reason,
         )
+        _retire_assignment_messages(trip, driver_id, decision_id=decision.pk, now=now)
         batch = EventBatch()
         # To the driver who had it too: their phone drops it at once.
         batch.add(
@@ -153,6 +158,21 @@ def latest_by_hand(trip_ids: list[int]) -> dict[int, list[DispatchDecision]]:
     for decision in rows:
         found.setdefault(decision.trip_id, []).append(decision)
     return found
+
+
+def _retire_assignment_messages(
+    trip: Trip, driver_id: int, *, decision_id: int, now: datetime
+) -> None:
+    """The driver's "you have a trip" message for a trip taken back: not sent if still
+    waiting, and its key freed (a message's key names its cause, here the trip), so that
+    giving the trip again, even to the same driver, messages them afresh."""
+    rows = Notification.objects.filter(
+        trip=trip, user_id=driver_id, kind=notifications.TRIP_ASSIGNED
+    )
+    rows.filter(status=NotificationStatus.PENDING).update(
+        status=NotificationStatus.CANCELLED, updated_at=now
+    )
+    rows.update(key=Concat(F("key"), Value(f":taken-back{decision_id}")))
 
 
 def _desk_role(actor: User, action: str) -> str:
