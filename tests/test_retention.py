@@ -32,6 +32,8 @@ from scheduling.models import (
     StreamEvent,
     StreamEventRecipient,
     TherapistChoice,
+    WebhookEvent,
+    WebhookOutcome,
 )
 from scheduling.services.appointments import create_appointment
 from scheduling.services.retention import prune, stream_floor
@@ -54,6 +56,17 @@ def at(moment: datetime):
     return time_machine.travel(moment, tick=False)
 
 
+def webhook(event_id: str, outcome: str, **fields) -> WebhookEvent:
+    return WebhookEvent.objects.create(
+        gateway="fake",
+        event_id=event_id,
+        raw_body="{}",
+        received_at=timezone.now(),
+        outcome=outcome,
+        **fields,
+    )
+
+
 @pytest.fixture
 def a_year_of_history(book, desk, therapist):
     """A booking (with its events, notifications, decisions) a year ago, one today."""
@@ -62,6 +75,9 @@ def a_year_of_history(book, desk, therapist):
         IdempotencyKey.objects.create(user=desk, key="old", fingerprint="x")
         TherapistChoice.objects.create(appointment=old, therapist=therapist, rule="fair")
         DispatchDecision.objects.create(trip=old.trips.first(), outcome="no_driver")
+        webhook("old-settled", WebhookOutcome.APPLIED)
+        webhook("old-flag-resolved", WebhookOutcome.FLAGGED, resolved_at=timezone.now())
+        webhook("old-flag-open", WebhookOutcome.FLAGGED)  # kept: a person must look
         add_events([therapist.pk], count=5)
         stale = SessionStore()
         stale.set_expiry(3600)
@@ -70,6 +86,7 @@ def a_year_of_history(book, desk, therapist):
         new = book(timezone.now() + timedelta(days=1, hours=3), needs_transport=True)
         IdempotencyKey.objects.create(user=desk, key="new", fingerprint="y")
         DispatchDecision.objects.create(trip=new.trips.first(), outcome="no_driver")
+        webhook("new", WebhookOutcome.APPLIED)
         fresh = SessionStore()
         fresh.set_expiry(3600)
         fresh.create()
@@ -96,6 +113,7 @@ def test_prune_deletes_what_is_past_retention_and_keeps_the_rest(a_year_of_histo
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     assert list(DispatchDecision.objects.values_list("trip__appointment", flat=True)) == [new.pk]
     assert not TherapistChoice.objects.exists()
+    assert set(WebhookEvent.objects.values_list("event_id", flat=True)) == {"old-flag-open", "new"}
     assert Session.objects.count() == 1
     gone = Notification.objects.filter(appointment=old)
     assert set(gone.values_list("body", "subject", "to", "status")) == {("", "", "", "sent")}
@@ -106,6 +124,7 @@ def test_prune_deletes_what_is_past_retention_and_keeps_the_rest(a_year_of_histo
         "idempotency_keys": 1,
         "dispatch_decisions": 1,
         "therapist_choices": 1,
+        "webhook_events": 2,
         "sessions": 1,
         "notification_bodies": gone.count(),
     }
@@ -131,6 +150,7 @@ def test_dry_run_prints_what_it_would_delete_and_deletes_nothing(a_year_of_histo
     assert f"Would delete {old_events} stream events older than 30 days" in lines
     assert "Would delete 1 idempotency keys older than 24 hours" in lines
     assert "Would delete 1 expired sessions" in lines
+    assert "Would delete 2 raw gateway webhooks older than 365 days" in lines
     assert any(line.startswith("Would clear ") for line in lines)
     after = StreamEvent.objects.count(), IdempotencyKey.objects.count(), Session.objects.count()
     assert after == before and stream_floor() == 0

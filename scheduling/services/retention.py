@@ -9,13 +9,15 @@ locked for long and bookings go on while a year of rows goes:
   websocket replay) read events first and the mark second, and a client whose `after` is
   below the mark is told to reload rather than silently missing what was deleted;
 - idempotency keys older than RETENTION["IDEMPOTENCY_HOURS"] (a retry comes within it);
-- dispatch and assignment decisions older than RETENTION["AUDIT_DAYS"];
+- dispatch and assignment decisions, and raw gateway webhooks, older than
+  RETENTION["AUDIT_DAYS"] (a webhook flagged for a person and not yet resolved is kept
+  until someone has looked at it);
 - expired sessions;
 - notifications older than RETENTION["MESSAGE_DAYS"] and finished (sent, failed,
   cancelled) keep their row and status, but lose their body, subject and address (PII).
 
-Tables without an index on their time (decisions, notifications) are walked along the
-primary key: ids are handed out in time order, so the old rows are a prefix and each
+Tables without an index on their time (decisions, webhooks, notifications) are walked
+along the primary key: ids are handed out in time order, so the old rows are a prefix and each
 batch reads the next `batch` ids, never the whole table.
 """
 
@@ -41,10 +43,14 @@ from scheduling.models import (
     StreamEventRecipient,
     StreamRetention,
     TherapistChoice,
+    WebhookEvent,
+    WebhookOutcome,
 )
 
 FINISHED = [NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.CANCELLED]
 MARK = 1  # the single StreamRetention row
+# A flagged webhook nobody has resolved yet is evidence a person still needs.
+AWAITING_A_PERSON = Q(outcome=WebhookOutcome.FLAGGED, resolved_at__isnull=True)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,9 @@ def prune(
         ),
         "dispatch_decisions": _delete_prefix(DispatchDecision, "decided_at", cutoffs.audit, size),
         "therapist_choices": _delete_prefix(TherapistChoice, "decided_at", cutoffs.audit, size),
+        "webhook_events": _delete_prefix(
+            WebhookEvent, "received_at", cutoffs.audit, size, keep=AWAITING_A_PERSON
+        ),
         "sessions": _delete_indexed(Session.objects.filter(expire_date__lt=cutoffs.sessions), size),
         "notification_bodies": _clear_bodies(cutoffs.messages, size),
     }
@@ -122,6 +131,9 @@ def would_prune(cutoffs: Cutoffs) -> dict[str, int]:
         ).count(),
         "dispatch_decisions": DispatchDecision.objects.filter(decided_at__lt=cutoffs.audit).count(),
         "therapist_choices": TherapistChoice.objects.filter(decided_at__lt=cutoffs.audit).count(),
+        "webhook_events": WebhookEvent.objects.filter(received_at__lt=cutoffs.audit)
+        .exclude(AWAITING_A_PERSON)
+        .count(),
         "sessions": Session.objects.filter(expire_date__lt=cutoffs.sessions).count(),
         "notification_bodies": _bodies_to_clear(cutoffs.messages).count(),
     }
@@ -170,14 +182,29 @@ def _delete_indexed(rows: models.QuerySet, size: int) -> int:
     return _in_batches(lambda: list(rows.values_list("pk", flat=True)[:size]), rows.model, size)
 
 
-def _delete_prefix(model: type[models.Model], field: str, cutoff: datetime, size: int) -> int:
-    """The oldest rows by primary key, while their `field` is before the cutoff."""
-
-    def next_batch() -> list[int]:
-        rows = model.objects.order_by("pk").values_list("pk", field)[:size]
-        return [pk for pk, _ in takewhile(lambda row: row[1] < cutoff, rows)]
-
-    return _in_batches(next_batch, model, size)
+def _delete_prefix(
+    model: type[models.Model],
+    field: str,
+    cutoff: datetime,
+    size: int,
+    *,
+    keep: Q | None = None,
+) -> int:
+    """The oldest rows by primary key, while their `field` is before the cutoff, less
+    those matching `keep` (stepped over: each batch starts after the last one read)."""
+    total, after = 0, 0
+    while True:
+        with transaction.atomic():
+            rows = model.objects.filter(pk__gt=after).order_by("pk").values_list("pk", field)
+            old = [pk for pk, _ in takewhile(lambda row: row[1] < cutoff, rows[:size])]
+            doomed = model.objects.filter(pk__in=old)
+            if keep is not None:
+                doomed = doomed.exclude(keep)
+            if old:
+                total += doomed.delete()[0]
+        if len(old) < size:
+            return total
+        after = old[-1]
 
 
 def _in_batches(next_batch: Callable[[], list[int]], model: type[models.Model], size: int) -> int:

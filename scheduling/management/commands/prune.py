@@ -12,6 +12,7 @@ WHAT = {
     "idempotency_keys": "idempotency keys older than {IDEMPOTENCY_HOURS} hours",
     "dispatch_decisions": "dispatch decisions older than {AUDIT_DAYS} days",
     "therapist_choices": "assignment decisions older than {AUDIT_DAYS} days",
+    "webhook_events": "raw gateway webhooks older than {AUDIT_DAYS} days",
     "sessions": "expired sessions",
     "notification_bodies": "message bodies of notifications older than {MESSAGE_DAYS} days",
 }
