@@ -176,7 +176,7 @@ def test_days_follow_daylight_saving_in_the_business_zone(service, settings):
     assert day.revenue == Decimal("500.00")
 
 
-def test_the_report_is_four_queries_however_many_rows(may, service, django_assert_num_queries):
+def test_the_report_is_eight_queries_however_many_rows(may, service, django_assert_num_queries):
     book = Book(service)
     for n in range(30):
         therapist = factories.therapist(service)
@@ -184,8 +184,9 @@ def test_the_report_is_four_queries_however_many_rows(may, service, django_asser
         appointment = book.appointment(therapist, local(f"2030-05-{n + 1:02d}"), "completed", "10")
         book.trip(appointment, driver, local(f"2030-05-{n + 1:02d}", "09:00"), "done", "dropoff")
 
-    # statuses, per therapist, per driver, names
-    with django_assert_num_queries(4):
+    # statuses, per therapist, per driver, payments received, refunds, balances owed,
+    # collections, names
+    with django_assert_num_queries(8):
         report = build_report(**MAY)
 
     assert len(report.therapists) == 34 and len(report.drivers) == 33
@@ -246,4 +247,4 @@ def test_csv_rows_carry_the_same_figures(may):
     assert ["Ana Cruz", "4", "2", "2500.00", "1", "1"] in rows
     assert ["Total", "11", "4", "4200.50", "1", "2"] in rows
     assert ["Fay Uy", "2", "1", "1"] in rows
-    assert rows[-1] == ["Total", "3", "1", "2"]
+    assert ["Total", "3", "1", "2"] in rows

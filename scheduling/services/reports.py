@@ -1,9 +1,11 @@
 """The manager's figures for a range of business days: appointments by status, revenue,
-sessions and revenue per therapist, trips per driver.
+sessions and revenue per therapist, trips per driver, and the money (services/revenue.py:
+collected by method and by day less refunds, balances owed, each therapist's collections).
 
 One function, `build_report`, feeds the reports page and its CSV export, so the two can
-never disagree. Every figure is a SQL aggregate; the whole report is four queries
-whatever the number of rows (statuses, therapists, drivers, and their names).
+never disagree. Every figure is a SQL aggregate; the whole report is eight queries
+whatever the number of rows (statuses, therapists, drivers, payments received, refunds,
+balances owed, collections, and the names).
 
 Days are business-time-zone days (settings.TIME_ZONE): an appointment belongs to the day
 its start falls on there, a trip to the day its window starts on.
@@ -16,11 +18,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 
 from scheduling import states
 from scheduling.domain import local_day_bounds
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, Leg, Trip, User
+from scheduling.services.revenue import Money, money_figures, with_names
 from scheduling.states import AppointmentStatus, TripStatus
 
 MAX_DAYS = 366
@@ -84,6 +88,7 @@ class Report:
     by_status: list[StatusRow]
     therapists: list[TherapistRow]
     drivers: list[DriverRow]
+    money: Money
 
     @property
     def days(self) -> int:
@@ -173,13 +178,15 @@ def build_report(*, first_day: date, last_day: date) -> Report:
             window_start__lt=end,
         )
     )
-    names = _staff_names({*per_therapist, *per_driver})
+    money, collected = money_figures(first_day=first_day, last_day=last_day, start=start, end=end)
+    names = _staff_names({*per_therapist, *per_driver, *collected})
     return Report(
         first_day=first_day,
         last_day=last_day,
         by_status=by_status,
         therapists=_therapist_rows(per_therapist, names),
         drivers=_driver_rows(per_driver, names),
+        money=with_names(money, collected, {pk: p.name for pk, p in names.items()}),
     )
 
 
@@ -320,6 +327,57 @@ def csv_rows(report: Report, *, business: str, zone: str) -> list[list[str]]:
     rows += [[], ["Per driver"], ["Driver", "Trips done", "Drop-offs", "Pickups"]]
     for row in [*report.drivers, report.driver_totals]:
         rows.append([row.name, str(row.trips), str(row.dropoffs), str(row.pickups)])
+    return rows + _money_rows(report.money)
+
+
+def _money_rows(money: Money) -> list[list[str]]:
+    """The money blocks: the same figures as the page's, in the same order."""
+    rows: list[list[str]] = [
+        [],
+        ["Money collected"],
+        ["Method", "Collected", "Refunded", "Net"],
+        *([m.label, str(m.collected), str(m.refunded), str(m.net)] for m in money.methods),
+        ["Total", str(money.collected), str(money.refunded), str(money.net)],
+        [],
+        ["Money collected by day"],
+        ["Day", *(m.label for m in money.methods), "Refunded", "Net"],
+    ]
+    for day in money.days:
+        rows.append(
+            [
+                day.day.isoformat(),
+                *(str(day.method(m.method)) for m in money.methods),
+                str(day.refunded),
+                str(day.net),
+            ]
+        )
+    rows += [
+        [],
+        ["Outstanding balances (completed sessions)"],
+        ["Appointment", "Start", "Client", "Therapist", "Price", "Paid", "Due"],
+    ]
+    for owed in money.owing:
+        rows.append(
+            [
+                str(owed.appointment_id),
+                timezone.localtime(owed.start).strftime("%Y-%m-%d %H:%M"),
+                owed.client,
+                owed.therapist,
+                str(owed.price),
+                str(owed.paid),
+                str(owed.due),
+            ]
+        )
+    rows.append(
+        ["Total", f"{money.owing_count} appointments", "", "", "", "", str(money.owing_total)]
+    )
+    rows += [
+        [],
+        ["Collections per therapist"],
+        ["Therapist", "Cash verified", "E-wallet verified", "Verified total", "Not yet verified"],
+    ]
+    for c in [*money.collectors, money.collector_totals]:
+        rows.append([c.name, str(c.cash), str(c.ewallet), str(c.verified), str(c.unverified)])
     return rows
 
 

@@ -26,6 +26,7 @@ from scheduling.services.reports import (
     csv_rows,
     default_range,
 )
+from scheduling.views.charts import day_bars
 from scheduling.views.common import call_for_form, role_required
 
 DATE_ERRORS = {
@@ -83,10 +84,17 @@ def report_for(form: RangeForm) -> Report | None:
 def index(request: HttpRequest) -> HttpResponse:
     form = range_form(request)
     report = report_for(form)
+    chart = day_bars([(d.day, d.net) for d in report.money.days]) if report else None
     return render(
         request,
         "reports/index.html",
-        {"form": form, "report": report, "zone": settings.TIME_ZONE},
+        {
+            "form": form,
+            "report": report,
+            "chart": chart,
+            "zone": settings.TIME_ZONE,
+            "currency": settings.CURRENCY,
+        },
         status=200 if report else 400,
     )
 
