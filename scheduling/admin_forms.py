@@ -1,6 +1,7 @@
 """Admin forms that save through the services (issue 13 item 6): a client added or edited
 in the admin is checked and written by `create_client`/`update_client` (phone normalised
-there, once), a service added by `create_service`, exactly as the desk and the API do.
+there, once), a service added or edited by `create_service`/`update_service`, exactly as
+the desk and the API do.
 
 The service is called from the form's `clean()`, so whatever it refuses is shown on the
 form, beside the field it names; the admin's own transaction (changeform_view is atomic)
@@ -16,7 +17,7 @@ from django.http import HttpRequest
 
 from scheduling.errors import DomainError, ValidationFailed
 from scheduling.models import Client, Service
-from scheduling.services.catalog import create_service
+from scheduling.services.catalog import create_service, update_service
 from scheduling.services.clients import create_client, update_client
 
 CLIENT_FIELDS = ("name", "phone", "email", "address", "area", "notes", "preferences")
@@ -80,10 +81,11 @@ class ServiceForm(ThroughService):
         model = Service
         fields = SERVICE_FIELDS
 
-    def save_through_service(self, cleaned: dict[str, Any]) -> Service | None:
-        if self.instance.pk is not None:
-            return None  # edits: no service function yet; the model form saves them
-        return create_service(**{name: cleaned[name] for name in SERVICE_FIELDS})
+    def save_through_service(self, cleaned: dict[str, Any]) -> Service:
+        if self.instance.pk is None:
+            return create_service(**{name: cleaned[name] for name in SERVICE_FIELDS})
+        changes = {name: cleaned[name] for name in self.changed_data if name in SERVICE_FIELDS}
+        return update_service(service=self.instance, **changes) if changes else self.instance
 
 
 class SavedByService:

@@ -99,3 +99,30 @@ def test_adding_a_service_goes_through_create_service(manager_client):
     again = manager_client.post(url(Service, "add"), {**data, "name": "Hot stone"})
     assert again.status_code == 200
     assert Service.objects.count() == 1
+
+
+def test_editing_a_service_goes_through_update_service(manager_client):
+    stone = factories.ServiceFactory(name="Hot stone", duration_minutes=90, price="2500.00")
+    factories.ServiceFactory(name="Swedish")
+    data = {
+        "name": "  Hot stone deluxe ",
+        "duration_minutes": 120,
+        "buffer_minutes": 15,
+        "price": "3000.00",
+        "active": "on",
+    }
+    response = manager_client.post(url(Service, "change", stone.pk), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    stone.refresh_from_db()
+    # The service's name clean-up, not the admin's.
+    assert (stone.name, stone.duration_minutes, stone.price) == (
+        "Hot stone deluxe",
+        120,
+        Decimal("3000.00"),
+    )
+
+    taken = manager_client.post(url(Service, "change", stone.pk), {**data, "name": "Swedish"})
+    assert taken.status_code == 200
+    assert "There is already a service called Swedish." in taken.content.decode()
+    stone.refresh_from_db()
+    assert stone.name == "Hot stone deluxe"
