@@ -59,6 +59,11 @@ FORM_KEYS = [
     "reschedule-reason",
     "cancel-reason",
     "no_show-reason",
+    # The client's page's edit form.
+    *(f"client-{name}" for name in ("name", "phone", "email", "address", "area", "notes")),
+    "client-therapist",
+    "client-channel",
+    "page",
 ]
 
 
@@ -96,6 +101,8 @@ def world(book, desk, therapist, tomorrow_at):
         "reports": factories.UserFactory(role="manager"),
     }
     real_ids = {"desk": appointment.pk, "therapist": appointment.pk, "driver": trip.pk}
+    # Routes whose id names something else than the area's usual object.
+    real_ids["desk:clients/<int:pk>/"] = appointment.client_id
     return users, real_ids
 
 
@@ -108,7 +115,7 @@ def test_garbage_never_reaches_a_server_error(client, world, area, route):
     # bigint holds.
     ids = ["999999", str(2**63 - 1)] if "<int:pk>" in route else [""]
     if "<int:pk>" in route and area in real_ids:
-        ids.insert(0, str(real_ids[area]))
+        ids.insert(0, str(real_ids.get(f"{area}:{route}", real_ids[area])))
     for pk in ids:
         path = f"/{area}/" + route.replace("<int:pk>", pk).replace("<slug:action>", "accept")
         for value in GARBAGE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from scheduling.errors import ValidationFailed
-from scheduling.models import Channel, Client, ServiceArea
+from scheduling.models import Channel, Client, ServiceArea, User
 from scheduling.phones import normalize_phone
 from scheduling.services.travel import area_by_id
 
@@ -62,14 +62,28 @@ def _area(area_id: int | None) -> ServiceArea | None:
 
 
 def _clean_preferences(preferences: object) -> dict:
-    """A JSON object; its `channel`, when given, one the notifications can use."""
+    """A JSON object; its `channel`, when given, one the notifications can use; its
+    `therapist`, when given, an active therapist's id."""
     if not isinstance(preferences, dict):
         raise ValidationFailed.on("preferences", 'Give an object, e.g. {"channel": "sms"}.')
     channel = preferences.get("channel")
     if channel is not None and channel not in Channel.values:
         choices = ", ".join(Channel.values)
         raise ValidationFailed.on("preferences", f"The channel must be one of {choices}.")
+    therapist = preferences.get("therapist")
+    if therapist is not None and not _is_therapist(therapist):
+        raise ValidationFailed.on(
+            "preferences",
+            f"The preferred therapist must be a therapist's id; {therapist!r} is not.",
+        )
     return preferences
+
+
+def _is_therapist(value: object) -> bool:
+    """An id (a JSON integer) of an active therapist: "any therapist" offers them first."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        return False
+    return User.objects.filter(pk=value, role="therapist", is_active=True).exists()
 
 
 def _clean_name(name: str) -> str:

@@ -7,11 +7,14 @@ from scheduling.views.desk import (
     board,
     booking,
     choice,
+    client_page,
     clients,
     control,
     drivers,
+    payment_link,
     payments,
     queues,
+    series,
 )
 
 urlpatterns = [
@@ -26,8 +29,10 @@ urlpatterns = [
     path("notifications/<int:pk>/retry/", queues.retry_notification, name="retry_notification"),
     path("appointments/new/", booking.new_appointment, name="new"),
     path("appointments/new/times/", booking.booking_times, name="booking_times"),
+    path("appointments/new/repeat/", series.repeat_preview, name="repeat_fragment"),
     path("clients/search/", clients.client_search, name="client_search"),
     path("clients/new/", clients.new_client, name="new_client"),
+    path("clients/<int:pk>/", client_page.client_page, name="client"),
     path("appointments/<int:pk>/", appointment.appointment_detail, name="appointment"),
     path(
         "appointments/<int:pk>/fragment/",
@@ -45,6 +50,7 @@ urlpatterns = [
         name="appointment_payments",
     ),
     path("payments/<int:pk>/verify/", payments.verify, name="verify_payment"),
+    path("appointments/<int:pk>/payment-link/", payment_link.send_link, name="send_payment_link"),
     path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
