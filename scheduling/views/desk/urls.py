@@ -11,10 +11,8 @@ from scheduling.views.desk import (
     clients,
     control,
     drivers,
-    payment_link,
     payments,
     queues,
-    series,
 )
 
 urlpatterns = [
@@ -29,7 +27,6 @@ urlpatterns = [
     path("notifications/<int:pk>/retry/", queues.retry_notification, name="retry_notification"),
     path("appointments/new/", booking.new_appointment, name="new"),
     path("appointments/new/times/", booking.booking_times, name="booking_times"),
-    path("appointments/new/repeat/", series.repeat_preview, name="repeat_fragment"),
     path("clients/search/", clients.client_search, name="client_search"),
     path("clients/new/", clients.new_client, name="new_client"),
     path("clients/<int:pk>/", client_page.client_page, name="client"),
@@ -50,7 +47,6 @@ urlpatterns = [
         name="appointment_payments",
     ),
     path("payments/<int:pk>/verify/", payments.verify, name="verify_payment"),
-    path("appointments/<int:pk>/payment-link/", payment_link.send_link, name="send_payment_link"),
     path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
