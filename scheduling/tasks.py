@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from scheduling import background
-from scheduling.services import appointments, dispatch, notifications, retention
+from scheduling.services import appointments, dispatch, gateway_payments, notifications, retention
 
 NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
@@ -71,3 +71,15 @@ def expire_overdue() -> int:
 @shared_task(name="scheduling.sweep.prune", time_limit=3600, soft_time_limit=3500, **SIDE_EFFECTING)
 def prune() -> dict[str, int]:
     return retention.prune()
+
+
+# Links left pending are asked about at their gateway (issue 15): a slow gateway makes a
+# long pass, and the next one carries on where this one was cut short.
+@shared_task(
+    name="scheduling.sweep.reconcile_payments",
+    time_limit=600,
+    soft_time_limit=590,
+    **SIDE_EFFECTING,
+)
+def reconcile_payments() -> int:
+    return len(gateway_payments.reconcile())

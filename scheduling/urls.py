@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from scheduling.views import accounts
+from scheduling.views import accounts, fake_pay
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -48,4 +48,6 @@ urlpatterns = [
     path("therapist/", include(("scheduling.views.therapist", "therapist"))),
     path("driver/", include(("scheduling.views.driver", "driver"))),
     path("reports/", include(("scheduling.views.reports", "reports"))),
+    # The fake payment gateway's hosted page (PAYMENT_GATEWAY=fake; docs/payments.md).
+    path("pay/fake/<str:token>/", fake_pay.pay, name="fake-pay"),
 ]

@@ -37,12 +37,14 @@ from scheduling.models import (
     DriverProfile,
     IdempotencyKey,
     Payment,
+    Refund,
     Service,
     StreamEvent,
     StreamEventRecipient,
     Transition,
     Trip,
     User,
+    WebhookEvent,
     WorkingHours,
 )
 from scheduling.services.appointments import create_appointment, update_appointment_details
@@ -308,6 +310,26 @@ EXPECTED: dict[tuple[str, str], dict[str, int | tuple[int, int, int]]] = {
         "driver": NEVER_THEIRS,
     },
     ("api:payment-list", "GET"): {**STAFF_200, "driver": 403},
+    # Issue 15 items 3-6: the desk sends a gateway link; a manager refunds; the gateways'
+    # webhooks take no login, so every caller without a valid signature gets 400.
+    ("api:appointment-payment-link", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": (201, 201, 404),
+        "manager": (201, 201, 404),
+        "therapist": NEVER_THEIRS,
+        "driver": NEVER_THEIRS,
+    },
+    ("api:payment-refund", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": NEVER_THEIRS,
+        "manager": (201, 201, 404),
+        "therapist": NEVER_THEIRS,
+        "driver": NEVER_THEIRS,
+    },
+    **{
+        (f"api:webhook-{gateway}", "POST"): dict.fromkeys(ROLES, 400)
+        for gateway in ("razorpay", "paymongo", "fake")
+    },
 }
 
 # The status an object is put in before an action, so that its rightful role gets a 200.
@@ -472,6 +494,8 @@ SNAPSHOT_MODELS = (
     Token,
     Payment,
     DispatchDecision,
+    Refund,
+    WebhookEvent,
 )
 
 
@@ -554,6 +578,11 @@ def prepare(route: Route, world: World) -> None:
     if family == "appointment" and action in APPOINTMENT_ACTIONS:
         before, _ = APPOINTMENT_ACTIONS[action]
         Appointment.objects.filter(pk__in=world.objects("appointment")).update(status=before)
+    if family == "payment" and action == "refund":
+        # Money received (verified), so that a manager's refund is a 201.
+        Payment.objects.filter(pk__in=world.objects("payment")).update(
+            status="succeeded", verified_by=world.users["manager"], settled_at=timezone.now()
+        )
     if family == "trip" and action in TRIP_ACTIONS:
         before, _ = TRIP_ACTIONS[action]
         trips = Trip.objects.filter(pk__in=world.objects("trip"))
@@ -590,6 +619,14 @@ def check_effect(route: Route, method: str, world: World, role: str, pk: int | N
         stored = Payment.objects.get(pk=pk)
         assert (stored.status, stored.verified_by) == ("succeeded", world.users[role])
         assert body["status"] == "succeeded"
+    elif name == "api:appointment-payment-link":
+        stored = Payment.objects.get(pk=body["id"])
+        assert (stored.method, stored.status, stored.appointment_id) == ("gateway", "pending", pk)
+        assert body["url"] == stored.link_url != ""
+    elif name == "api:payment-refund":
+        stored = Payment.objects.get(pk=pk)
+        assert stored.status == "refunded" == body["payment_status"]
+        assert stored.refunds.get().requested_by == world.users[role]
     elif name == "api:appointment-request-pickup":
         assert Appointment.objects.get(pk=pk).status == "confirmed" == body["status"]
         pickup = Trip.objects.get(appointment_id=pk, leg="pickup")

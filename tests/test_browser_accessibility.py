@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from scheduling.services.appointments import create_appointment
+from scheduling.services.gateway_payments import create_payment_link
 from tests import factories
 from tests.browser_support import VIEWPORTS, browser_marks
 from tests.conftest import IN_CI
@@ -42,6 +43,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "therapist:day": ("therapist", "/therapist/"),
     "driver:shift": ("driver", "/driver/"),
     "reports:index": ("manager", "/reports/"),
+    # The fake payment gateway's page, as the client opens it from their link (issue 15).
+    "fake-pay": ("anonymous", "/pay/fake/{pay}/"),
 }
 # URL names that are not pages a person opens: fragments htmx swaps into a page, form
 # posts that answer with a redirect or a fragment, and plain redirects.
@@ -56,6 +59,7 @@ NOT_PAGES = {
     "desk:new_client": "form post from the booking page (answers with a fragment)",
     "desk:rebook_any": "form post (redirects to the new appointment)",
     "desk:reschedule": "form post from the appointment page",
+    "desk:send_payment_link": "form post from the appointment page",
     "driver:change_shift": "form post from the shift page",
     "driver:status": "region of the shift page, fetched by htmx",
     "driver:trips": "region of the shift page, fetched by htmx",
@@ -114,6 +118,7 @@ def people(desk, manager, service, therapist, client_record):
         start=tomorrow(14),
         needs_transport=True,
     )
+    link = create_payment_link(actor=desk, appointment_id=appointment.pk)
     return {
         "anonymous": None,
         "desk": desk,
@@ -121,6 +126,7 @@ def people(desk, manager, service, therapist, client_record):
         "therapist": therapist,
         "driver": driver,
         "appointment": appointment,
+        "pay": link.gateway_link_id.removeprefix("plink_"),
     }
 
 
@@ -161,7 +167,13 @@ def test_pages_have_no_accessibility_violations(site, chromium, people, width):
     for name, (role, path) in PAGES.items():
         page = site.page(chromium, people[role], phone=width == "phone")
         appointment = people["appointment"]
-        page.goto(site.url(path.format(appointment=appointment.pk, client=appointment.client_id)))
+        page.goto(
+            site.url(
+                path.format(
+                    appointment=appointment.pk, client=appointment.client_id, pay=people["pay"]
+                )
+            )
+        )
         page.wait_for_load_state("networkidle")
         violations = axe_violations(page)
         if violations:

@@ -20,6 +20,7 @@ SIDE_EFFECTING = [
     "scheduling.sweep.reminders",
     "scheduling.sweep.expire_overdue",
     "scheduling.sweep.prune",
+    "scheduling.sweep.reconcile_payments",
 ]
 
 
@@ -71,6 +72,7 @@ def test_beat_runs_registered_tasks_and_each_expires_within_its_period():
         "scheduling.sweep.reminders",
         "scheduling.sweep.expire_overdue",
         "scheduling.sweep.prune",
+        "scheduling.sweep.reconcile_payments",
     }
 
 

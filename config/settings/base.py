@@ -229,6 +229,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Gateway links pending past PAYMENT_RECONCILE_MINUTES are asked about (issue 15).
+    "reconcile-payments": {
+        "task": "scheduling.sweep.reconcile_payments",
+        "schedule": 120.0,
+        "options": {"expires": 120},
+    },
     "prune": {
         "task": "scheduling.sweep.prune",
         "schedule": 24 * 3600.0,

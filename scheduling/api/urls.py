@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from scheduling.api import payments, views
+from scheduling.api import gateway_payments, payments, views
 
 router = SimpleRouter()
 router.register("clients", views.ClientViewSet, basename="client")
@@ -23,6 +23,26 @@ urlpatterns = [
     ),
     path("payments/", payments.PaymentListView.as_view(), name="payment-list"),
     path("payments/<int:pk>/verify/", payments.PaymentVerifyView.as_view(), name="payment-verify"),
+    # Issue 15 items 3-6: gateway links, refunds, and the gateways' webhooks (no login).
+    path(
+        "appointments/<int:pk>/payment-link/",
+        gateway_payments.PaymentLinkView.as_view(),
+        name="appointment-payment-link",
+    ),
+    path("payments/<int:pk>/refund/", gateway_payments.RefundView.as_view(), name="payment-refund"),
+    path(
+        "payments/webhooks/razorpay/",
+        gateway_payments.RazorpayWebhookView.as_view(),
+        name="webhook-razorpay",
+    ),
+    path(
+        "payments/webhooks/paymongo/",
+        gateway_payments.PayMongoWebhookView.as_view(),
+        name="webhook-paymongo",
+    ),
+    path(
+        "payments/webhooks/fake/", gateway_payments.FakeWebhookView.as_view(), name="webhook-fake"
+    ),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path(
         "docs/",

@@ -53,6 +53,12 @@ class PaymentQuerySet(models.QuerySet):
         """Payments a webhook disagreed with: a person decides."""
         return self.exclude(flagged_reason="")
 
+    def to_refund(self) -> PaymentQuerySet:
+        """Money still held for appointments that were cancelled: the manager refunds it."""
+        return self.settled().filter(
+            appointment__status="cancelled", amount__gt=F("refunded_amount")
+        )
+
     def gateway_pending(self) -> PaymentQuerySet:
         """Links sent and not yet settled, expired or cancelled."""
         return self.filter(method=PaymentMethod.GATEWAY, status=PaymentState.PENDING)

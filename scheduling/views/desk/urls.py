@@ -11,6 +11,7 @@ from scheduling.views.desk import (
     clients,
     control,
     drivers,
+    payment_link,
     payments,
     queues,
 )
@@ -47,6 +48,7 @@ urlpatterns = [
         name="appointment_payments",
     ),
     path("payments/<int:pk>/verify/", payments.verify, name="verify_payment"),
+    path("appointments/<int:pk>/payment-link/", payment_link.send_link, name="send_payment_link"),
     path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
