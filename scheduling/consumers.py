@@ -55,6 +55,7 @@ from scheduling import revocation
 from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
 from scheduling.models import StreamEvent, StreamEventRecipient
 from scheduling.observability import stream as metrics
+from scheduling.observability import wslog
 from scheduling.services.retention import stream_gone
 from scheduling.transport_watch import PAUSED, STOPPED, TransportWatch
 
@@ -264,6 +265,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         events = [{**e, "data": shaped_for(self.user, e["data"])} for e in batch]
         await self.send(text_data=orjson.dumps({"type": "events", "events": events}).decode())
         metrics.events_sent(len(events))
+        wslog.count_events(self.scope, len(events))
 
     async def _too_slow(self, why: str) -> None:
         if getattr(self, "closed_slow", False):
@@ -399,9 +401,11 @@ class _Hub:
             if not self.subscribed:
                 if self.channel is None:
                     self.channel = await self.layer.new_channel()
+                    # The process's, not the joining socket's: its request id is not
+                    # theirs to log with.
                     self.tasks = [
-                        asyncio.create_task(self._receive()),
-                        asyncio.create_task(self._watch()),
+                        asyncio.create_task(self._receive(), context=wslog.unbound()),
+                        asyncio.create_task(self._watch(), context=wslog.unbound()),
                     ]
                 await self.layer.group_add(STREAM_GROUP, self.channel)
                 self.subscribed = True

@@ -90,7 +90,10 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get()
+            # Django logs a 4xx/5xx response after the middleware has returned, with the
+            # request on the record: the id is read from it then.
+            request = getattr(record, "request", None)
+            record.request_id = REQUEST_ID.get() or getattr(request, "request_id", None)
         return True
 
 
@@ -128,9 +131,24 @@ class RedactFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                record.__dict__[key] = redact(value)
+            if key not in _STANDARD:
+                record.__dict__[key] = _scrubbed(value)
         return True
+
+
+def _scrubbed(value: Any, depth: int = 0) -> Any:
+    """An extra field, JSON-ready with its phone numbers out: numbers stay numbers, lists
+    and dicts stay themselves, anything else is written as its text (Django's `request`
+    shows its path)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_scrubbed(item, depth + 1) for item in value]
+    if depth < 4 and isinstance(value, dict):
+        return {str(k): _scrubbed(v, depth + 1) for k, v in value.items()}
+    return redact(str(value))
 
 
 class JsonFormatter(_JsonFormatter):

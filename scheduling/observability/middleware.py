@@ -23,6 +23,7 @@ class MetricsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = logs.from_proxy(request.headers.get(logs.HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]  # for django.request
         with logs.bound(request_id):
             response = self._measured(request)
             response[logs.HEADER] = request_id

@@ -10,6 +10,7 @@ close code are seen here, on the way out.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from typing import Any
@@ -71,6 +72,14 @@ class Session:
                 "close_code": self.code,
             },
         )
+
+
+def unbound() -> contextvars.Context:
+    """The current context without a request id: for a task that outlives the socket
+    that started it (the process's hub)."""
+    context = contextvars.copy_context()
+    context.run(logs.REQUEST_ID.set, None)
+    return context
 
 
 def count_events(scope: dict[str, Any], count: int) -> None:
