@@ -100,10 +100,33 @@ def test_task_runs_and_failures_by_task(token):
 def test_backlogs_come_from_the_database(token, book, tomorrow_at):
     book(tomorrow_at(10), needs_transport=True)
     samples = scrape()
-    assert value(samples, "scheduling_trips_waiting_for_driver") >= 1
-    assert value(samples, "scheduling_trip_longest_wait_seconds") >= 0
     assert value(samples, "scheduling_notifications", status="pending") >= 0
     assert ("scheduling_notification_oldest_pending_age_seconds", ()) in samples
+
+
+def test_a_trip_waits_for_a_driver_from_when_dispatch_would_serve_it(
+    token, book, tomorrow_at, settings
+):
+    """Queued for tomorrow is not waiting; 30 minutes after its window came within the
+    horizon (nobody dispatched it meanwhile), it has waited 30 minutes."""
+    from datetime import timedelta
+
+    import time_machine
+
+    from scheduling.models import Trip
+    from scheduling.services.dispatch import horizon
+
+    book(tomorrow_at(10), needs_transport=True)
+    [trip] = Trip.objects.filter(status="queued", leg="dropoff")
+    samples = scrape()
+    assert value(samples, "scheduling_trips_queued") >= 1
+    assert value(samples, "scheduling_trips_waiting_for_driver") == 0
+    assert value(samples, "scheduling_trip_longest_wait_seconds") == 0
+    became = trip.window_start - horizon()
+    with time_machine.travel(became + timedelta(minutes=30), tick=False):
+        samples = scrape()
+    assert value(samples, "scheduling_trips_waiting_for_driver") >= 1
+    assert value(samples, "scheduling_trip_longest_wait_seconds") == pytest.approx(1800)
 
 
 WRITER = """

@@ -116,19 +116,38 @@ def _notifications() -> Iterator[Metric]:
 
 
 def _trips() -> Iterator[Metric]:
+    """Trips waiting for a driver: the queued trips dispatch would serve now (dispatch's
+    own `dispatchable` rule), each waiting since it became dispatchable (its window within
+    the horizon, or its pickup requested, and never before it was created). A trip
+    booked for next week is queued, not waiting."""
+    from django.db.models import DateTimeField, ExpressionWrapper, F, Value
+    from django.db.models.functions import Coalesce, Greatest, Least
+
     from scheduling.models import Trip, TripStatus
+    from scheduling.services.dispatch import dispatchable, horizon
 
     now = timezone.now()
-    waiting = Trip.objects.filter(status=TripStatus.QUEUED).aggregate(
-        n=Count("id"), since=Min("created_at")
+    within = ExpressionWrapper(F("window_start") - Value(horizon()), output_field=DateTimeField())
+    since = Greatest("created_at", Least(within, Coalesce("requested_at", within)))
+    waiting = (
+        Trip.objects.filter(dispatchable(now))
+        .annotate(dispatchable_since=since)
+        .aggregate(n=Count("id"), since=Min("dispatchable_since"))
     )
     yield GaugeMetricFamily(
-        "scheduling_trips_waiting_for_driver", "Trips queued without a driver.", value=waiting["n"]
+        "scheduling_trips_queued",
+        "Trips queued without a driver, dispatchable or not yet.",
+        value=Trip.objects.filter(status=TripStatus.QUEUED).count(),
+    )
+    yield GaugeMetricFamily(
+        "scheduling_trips_waiting_for_driver",
+        "Queued trips that dispatch would serve now (within the horizon, or requested).",
+        value=waiting["n"],
     )
     longest = (now - waiting["since"]).total_seconds() if waiting["since"] else 0.0
     yield GaugeMetricFamily(
         "scheduling_trip_longest_wait_seconds",
-        "How long the longest-queued trip has waited for a driver.",
+        "How long the longest-waiting dispatchable trip has waited for a driver.",
         value=max(0.0, longest),
     )
 
