@@ -151,6 +151,21 @@ def _scrubbed(value: Any, depth: int = 0) -> Any:
     return redact(str(value))
 
 
+QUERY = re.compile(r"\?[^\s\"'\]]*")
+
+
+class QueryFilter(logging.Filter):
+    """For the development servers' access lines (runserver, daphne's runserver): the path
+    without its query string, which can hold a phone number, a name or a websocket's API
+    token. (Under gunicorn and daphne in the stack there is no access log: the request
+    line above names the route.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = QUERY.sub("?…", message), ()
+        return True
+
+
 class JsonFormatter(_JsonFormatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message, request_id,
     and the record's extra fields."""
@@ -198,6 +213,7 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         "filters": {
             "context": {"()": "scheduling.observability.logs.ContextFilter"},
             "redact": {"()": "scheduling.observability.logs.RedactFilter"},
+            "no_query": {"()": "scheduling.observability.logs.QueryFilter"},
         },
         "formatters": {
             "json": {"()": "scheduling.observability.logs.JsonFormatter"},
@@ -212,6 +228,12 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["console"], "level": level},
+        # Django's development servers log each request with its query string, through a
+        # handler of their own: here they go through this one, without the query.
+        "loggers": {
+            name: {"handlers": ["console"], "filters": ["no_query"], "propagate": False}
+            for name in ("django.server", "django.channels.server")
+        },
     }
 
 
