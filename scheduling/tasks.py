@@ -12,7 +12,14 @@ from django.conf import settings
 from django.db import OperationalError
 
 from scheduling import background
-from scheduling.services import appointments, dispatch, gateway_payments, notifications, retention
+from scheduling.services import (
+    appointments,
+    attention,
+    dispatch,
+    gateway_payments,
+    notifications,
+    retention,
+)
 
 NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
@@ -64,6 +71,12 @@ def queue_reminders() -> int:
 @shared_task(name="scheduling.sweep.expire_overdue", **SIDE_EFFECTING)
 def expire_overdue() -> int:
     return len(appointments.expire_overdue())
+
+
+# Appointments in progress and trips open two hours past their end: on the desk's list.
+@shared_task(name="scheduling.sweep.flag_overdue", **SIDE_EFFECTING)
+def flag_overdue() -> int:
+    return attention.flag_overdue()
 
 
 # A first prune of a long history may take a while; each batch commits on its own, so one

@@ -229,6 +229,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Work left open two hours past its end goes on the desk's "needs attention" (issue 13).
+    "flag-overdue": {
+        "task": "scheduling.sweep.flag_overdue",
+        "schedule": 300.0,
+        "options": {"expires": 300},
+    },
     # Gateway links pending past PAYMENT_RECONCILE_MINUTES are asked about (issue 15).
     "reconcile-payments": {
         "task": "scheduling.sweep.reconcile_payments",

@@ -23,6 +23,10 @@ class AppointmentQuerySet(models.QuerySet):
     def active(self) -> AppointmentQuerySet:
         return self.filter(status__in=ACTIVE_APPOINTMENT_STATUSES)
 
+    def still_in_progress(self, *, before: datetime) -> AppointmentQuerySet:
+        """In progress though they ended before `before` (services/attention.py)."""
+        return self.filter(status=AppointmentStatus.IN_PROGRESS, end__lte=before)
+
     def overlapping(self, start: datetime, end: datetime) -> AppointmentQuerySet:
         """Appointments whose busy range (travel and buffer included) meets [start, end)."""
         return self.filter(busy_from__lt=end, busy_until__gt=start)

@@ -22,6 +22,10 @@ class TripQuerySet(models.QuerySet):
         """Trips that hold their driver's time."""
         return self.filter(status__in=BUSY_TRIP_STATUSES)
 
+    def still_open(self, *, before: datetime) -> TripQuerySet:
+        """Open trips whose window ended before `before` (services/attention.py)."""
+        return self.open().filter(window_end__lte=before)
+
     def overlapping(self, start: datetime, end: datetime) -> TripQuerySet:
         return self.filter(window_start__lt=end, window_end__gt=start)
 

@@ -25,6 +25,7 @@ from scheduling.services.appointments import act_on_appointment
 from scheduling.views.common import call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.control import reassign_context
+from scheduling.views.desk.dispatch import dispatch_context
 from scheduling.views.desk.payments import payments_context
 from scheduling.views.desk.present import (
     desk_only,
@@ -68,6 +69,8 @@ class LogLine:
     action_note: str
     actor: User | None
     reason: str
+    # The therapist or driver the desk acted for, confirmed by phone (issue 13).
+    on_behalf_of: User | None = None
 
 
 # Actions whose status change alone does not say what happened.
@@ -75,6 +78,7 @@ TOLD_ACTIONS = {
     "create": "booked",
     "reschedule": "rescheduled",
     "request_pickup": "pickup asked for",
+    "unassign": "taken back by hand",
 }
 
 
@@ -82,7 +86,7 @@ def log_lines(appointment: Appointment) -> list[LogLine]:
     """The appointment's and its trips' transitions, oldest first, in one query."""
     rows = (
         Transition.objects.filter(Q(appointment=appointment) | Q(trip__appointment=appointment))
-        .select_related("actor", "trip")
+        .select_related("actor", "trip", "on_behalf_of")
         .order_by("at", "id")
     )
     return [
@@ -96,6 +100,7 @@ def log_lines(appointment: Appointment) -> list[LogLine]:
             else TOLD_ACTIONS.get(t.action, ""),
             actor=t.actor,
             reason=t.reason,
+            on_behalf_of=t.on_behalf_of,
         )
         for t in rows
     ]
@@ -182,6 +187,7 @@ def detail_page(
         "live_after": after if after is not None else live_after(request.user),
         **payments_context(appointment, request.user),
         **detail_context(appointment),
+        **dispatch_context(appointment, request.user),
         **actions,
     }
     return render(request, "desk/detail.html", context)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 from scheduling.models import DriverProfile, Trip
 from scheduling.services import dispatch
 from scheduling.views.common import live_after
+from scheduling.views.desk.dispatch import drivers_dispatch_context
 from scheduling.views.desk.present import desk_only, labelled
 
 
@@ -44,6 +45,7 @@ def drivers_context() -> dict[str, Any]:
         "drivers_working": working,
         "drivers_off": [p for p in profiles if not (p.on_shift or p.user_id in current)],
         "drivers_driving": sum(1 for line in working if line.trip is not None),
+        **drivers_dispatch_context(),
     }
 
 

@@ -25,7 +25,7 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services import dispatch, notifications
+from scheduling.services import attention, dispatch, notifications
 from scheduling.views.common import call_for_page, live_after
 from scheduling.views.desk.present import desk_only, labelled, masked_phone, word
 
@@ -143,7 +143,21 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         .order_by("created_at", "id"),
         limit,
     )
+    # Left open two hours past its end (issue 13): the desk calls and acts for them.
+    late = attention.overdue(now=now, limit=limit)
+    late_total = (
+        len(late.appointments)
+        if len(late.appointments) < limit
+        else Appointment.objects.still_in_progress(before=now - attention.OVERDUE_AFTER).count()
+    ) + (
+        len(late.trips)
+        if len(late.trips) < limit
+        else Trip.objects.still_open(before=now - attention.OVERDUE_AFTER).count()
+    )
     return {
+        "overdue_appointments": late.appointments,
+        "overdue_trips": labelled(late.trips, "leg", "status"),
+        "overdue_total": late_total,
         "unverified": unverified,
         "unverified_total": unverified_total,
         "pending": pending,
@@ -155,6 +169,7 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         "failed": failed_lines(failed),
         "failed_total": failed_total,
         "attention_total": pending_total
+        + late_total
         + rebook_total
         + trips_total
         + failed_total

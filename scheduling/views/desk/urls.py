@@ -10,6 +10,7 @@ from scheduling.views.desk import (
     client_page,
     clients,
     control,
+    dispatch,
     drivers,
     payment_link,
     payments,
@@ -55,6 +56,11 @@ urlpatterns = [
     path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
     path("appointments/<int:pk>/rebook-any/", choice.rebook_any, name="rebook_any"),
     path("appointments/<int:pk>/reassign/", control.reassign_view, name="reassign"),
+    # Issue 13: manual dispatch, and acting for a therapist or driver confirmed by phone.
+    path("trips/<int:pk>/assign/", dispatch.trip_assign, name="trip_assign"),
+    path("trips/<int:pk>/unassign/", dispatch.trip_unassign, name="trip_unassign"),
+    path("trips/<int:pk>/for/<slug:action>/", dispatch.act_for_driver, name="trip_act_for"),
+    path("appointments/<int:pk>/for/<slug:action>/", dispatch.act_for_therapist, name="act_for"),
     path(
         "appointments/<int:pk>/reassign/choices/",
         control.reassign_choices,
