@@ -36,7 +36,8 @@ PARTS = (
         "bench.api",
         (),
         ("--step-seconds", "2", "--warmup-seconds", "1", "--half-seconds", "3",
-         "--half-seconds-max", "4", "--create-bodies", "2000"),
+         "--half-seconds-max", "4", "--create-bodies", "2000",
+         "--transport-bodies", "600"),
         BASE_DIR / "var" / "bench-api",
     ),
     Part(

@@ -1,8 +1,9 @@
 """The RAW BOOKING ceiling writes what a product booking writes (bench/api/raw_booking.py).
 
-For one booking each way, with the same client, service, therapist, actor and clock, every
-table of the app gains the same number of rows, and the key columns of each row agree (ids
-and times aside), so the ceiling the bench measures against cannot drift from the product.
+For one booking each way, with the same client, service, therapist, actor and clock, with
+and without transport, every table of the app gains the same number of rows, and the key
+columns of each row agree (ids and times aside), so the ceilings the bench measures
+against cannot drift from the product.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import time_machine
 from django.apps import apps
 
 from bench.api import raw_booking
-from scheduling.models import Appointment, EventCounter, Notification, StreamEvent, Transition
+from scheduling.models import (
+    Appointment,
+    EventCounter,
+    Notification,
+    StreamEvent,
+    Transition,
+    Trip,
+)
 from scheduling.services.appointments import create_appointment
 from tests import factories
 
@@ -55,6 +63,26 @@ def _transitions(pk: int) -> list[tuple]:
     )
 
 
+def _trips(pk: int) -> list[tuple]:
+    """Each leg, its window against the start, and its log rows."""
+    start = Appointment.objects.get(pk=pk).start
+    shapes = []
+    for trip in Trip.objects.filter(appointment_id=pk).order_by("id"):
+        log = Transition.objects.filter(trip=trip).values_list(
+            "action", "from_status", "to_status", "actor_id", "reason", "appointment_id"
+        )
+        shapes.append(
+            (trip.leg, trip.status, trip.passengers, trip.driver_id, trip.assigned_at,
+             trip.window_start - start, trip.window_end - start, list(log))
+        )  # fmt: skip
+    return shapes
+
+
+def _trip_data(trip: dict, pk: int) -> tuple:
+    return (trip["appointment"] == pk, trip["leg"], trip["status"], trip["driver"],
+            trip["address"], sorted(trip))  # fmt: skip
+
+
 def _notifications(pk: int, transition: int) -> list[tuple]:
     rows = Notification.objects.filter(appointment_id=pk).order_by("audience")
     return [
@@ -70,8 +98,11 @@ def _events(pk: int) -> list[tuple]:
     shapes = []
     for e in rows:
         recipients = sorted(e.recipients.values_list("user_id", flat=True))
-        data = {k: v for k, v in e.data.items() if k not in {"id", "start", "end"}}
-        shapes.append((e.type, e.trip_id, e.data["id"] == pk, recipients, sorted(e.data), data))
+        data = {k: v for k, v in e.data.items() if k not in {"id", "start", "end", "trips"}}
+        trips = [_trip_data(trip, pk) for trip in e.data["trips"]]
+        shapes.append(
+            (e.type, e.trip_id, e.data["id"] == pk, recipients, sorted(e.data), data, trips)
+        )
     return shapes
 
 
@@ -80,17 +111,21 @@ def _shape(pk: int) -> dict:
     return {
         "appointment": _appointment(pk),
         "transitions": _transitions(pk),
+        "trips": _trips(pk),
         "notifications": _notifications(pk, transition),
         "events": _events(pk),
     }
 
 
-def test_raw_booking_writes_the_rows_create_appointment_writes():
+@pytest.mark.parametrize("transport", [False, True], ids=["plain", "transport"])
+def test_raw_booking_writes_the_rows_create_appointment_writes(transport):
     service = factories.ServiceFactory()
     area = factories.ServiceAreaFactory(travel_minutes=30)
     client = factories.ClientFactory(area=area)
     therapist = factories.therapist(service, phone="+639170000001")
     desk = factories.UserFactory(role="receptionist")
+    if transport:
+        factories.driver()  # works all week: both bookings' legs can be carried
     product_start = datetime(2026, 6, 2, 10, 0, tzinfo=MANILA)
     raw_start = product_start + timedelta(hours=3)
     EventCounter.objects.get_or_create(pk=1)  # a running system's: both only move it
@@ -98,12 +133,12 @@ def test_raw_booking_writes_the_rows_create_appointment_writes():
         before = _counts()
         product = create_appointment(
             actor=desk, client_id=client.pk, service_id=service.pk,
-            therapist_id=therapist.pk, start=product_start, now=NOW,
+            therapist_id=therapist.pk, start=product_start, needs_transport=transport, now=NOW,
         )  # fmt: skip
         product_rows = _delta(before)
         booking = raw_booking.prepare(
             client_id=client.pk, service_id=service.pk, therapist_id=therapist.pk,
-            actor_id=desk.pk,
+            actor_id=desk.pk, transport=transport,
         )  # fmt: skip
         before = _counts()
         raw = raw_booking.book(booking, start=raw_start, now=NOW)
@@ -116,6 +151,7 @@ def test_raw_booking_writes_the_rows_create_appointment_writes():
                                  "scheduling_notification", "scheduling_streamevent",
                                  "scheduling_streameventrecipient"}  # fmt: skip
     assert product_rows["scheduling_notification"] == 2  # client and therapist
+    assert product_rows.get("scheduling_trip", 0) == (2 if transport else 0)
     product_shape, raw_shape = _shape(product.pk), _shape(raw)
     assert raw_shape == product_shape
     # The times themselves are the booking's own, as the product writes them.

@@ -103,6 +103,8 @@ def test_each_ratio_target_prints_one_result_line_against_its_own_ceiling():
         outcome("raw_booking", half=200, p95=5, cpu_ms=4.0),
         outcome("bare", half=1000, p95=2, cpu_ms=1.0),
         outcome("create", half=90, p95=30, cpu_ms=12.0, ceiling="raw_booking"),
+        outcome("raw_booking_transport", half=100, p95=8, cpu_ms=8.0),
+        outcome("create_transport", half=55, p95=40, cpu_ms=20.0, ceiling="raw_booking_transport"),
         outcome("day_list", half=600, p95=5, cpu_ms=2.0, ceiling="bare"),
         outcome("day_list_fresh", half=200, p95=8, cpu_ms=3.0, ceiling="bare"),
         outcome("search", half=300, p95=6, cpu_ms=4.5, ceiling="bare"),
@@ -112,6 +114,7 @@ def test_each_ratio_target_prints_one_result_line_against_its_own_ceiling():
 
     assert result_lines(rows) == [
         "RESULT create ratio=0.450 target=0.5 MISS",
+        "RESULT create_transport ratio=0.550 target=0.5 PASS",
         "RESULT day_list ratio=0.600 target=0.5 PASS",
         "RESULT day_list_no_cache ratio=0.200 target=0.25 MISS",
         "RESULT search_cpu ratio=4.500 target=4 MISS",

@@ -65,9 +65,14 @@ TARGETS = {
     "availability": Target(None, 25),
     # Issue 12: availability with transport costs at most twice plain availability.
     "availability_transport": Target(None, None, cpu_of="availability", cpu_times=2),
+    # Issue 17: read as a ratio to its own ceiling only (the RESULT line).
+    "create_transport": Target(None, None),
 }
 # A scenario whose target is read against another's runs with it (`--only`).
-NEEDS = {"availability_transport": ("availability",)}
+NEEDS = {
+    "availability_transport": ("availability",),
+    "create_transport": ("raw_booking_transport",),
+}
 
 
 @dataclass
@@ -584,6 +589,7 @@ def relative_costs(outcomes: list[Outcome]) -> list[str]:
 
 CEILING_NAMES = {
     "create": "raw booking",
+    "create_transport": "raw booking with transport",
     "day_list": "bare view",
     "day_list_fresh": "bare view",
     "day_list_writes": "bare view",
@@ -606,8 +612,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=int, default=2)
     parser.add_argument("--half-seconds", type=float, default=10.0)
     parser.add_argument("--half-seconds-max", type=float, default=20.0)
-    # Travel leaves about 35,000 distinct bookable slots in the booking horizon.
-    parser.add_argument("--create-bodies", type=int, default=30_000)
+    # Travel leaves about 35,000 distinct bookable slots in the booking horizon; those with
+    # transport also need a driver free for both legs (15 drivers).
+    parser.add_argument("--create-bodies", type=int, default=28_000)
+    parser.add_argument("--transport-bodies", type=int, default=4_000)
     parser.add_argument(
         "--no-wrk", action="store_true", help="saturate with the Python closed loop instead"
     )
@@ -673,8 +681,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = out / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     prepared = time.monotonic()
-    bodies = workload.create_bodies(args.create_bodies, anchor=seeded.anchor, scale=scale)
-    log(f"{len(bodies)} distinct bookable slots computed in {time.monotonic() - prepared:.1f} s")
+    bodies, transport_bodies = workload.booking_bodies(
+        args.create_bodies, args.transport_bodies, anchor=seeded.anchor, scale=scale
+    )
+    log(
+        f"{len(bodies)} distinct bookable slots without transport and {len(transport_bodies)} "
+        f"with computed in {time.monotonic() - prepared:.1f} s"
+    )
     scenarios = [
         Scenario("bare", "ceiling: bare Django view", "GET", "", ["/bench/bare/"], auth=False),
         Scenario("insert", "ceiling: bare INSERT", "POST", "/bench/insert/", [b"{}"], auth=False),
@@ -693,6 +706,23 @@ def main(argv: list[str] | None = None) -> int:
             "/api/appointments/",
             bodies,
             ceiling="raw_booking",
+            unique_bodies=True,
+        ),
+        Scenario(
+            "raw_booking_transport",
+            "ceiling: raw booking with transport (its trips and capacity locks too)",
+            "POST",
+            "/bench/raw-booking-transport/",
+            [b"{}"],
+            auth=False,
+        ),
+        Scenario(
+            "create_transport",
+            "create appointment with transport",
+            "POST",
+            "/api/appointments/",
+            transport_bodies,
+            ceiling="raw_booking_transport",
             unique_bodies=True,
         ),
         Scenario(
@@ -795,9 +825,9 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.key == "insert":
                 raw_inserts = workload.forget_raw_inserts(described.load_user)
                 log(f"  insert: its {raw_inserts} rows deleted (they are nobody's bookings)")
-            if scenario.key == "raw_booking":
+            if scenario.key in ("raw_booking", "raw_booking_transport"):
                 gone = workload.forget_raw_bookings(described.load_user)
-                log(f"  raw booking: its {gone} bookings and their rows deleted")
+                log(f"  {scenario.key}: its {gone} bookings and their rows deleted")
     finally:
         server.stop()
         log("gunicorn stopped")

@@ -30,6 +30,7 @@ class Ratio:
 
 RATIOS = (
     Ratio("create", "create", "raw_booking", "rate", 0.5),
+    Ratio("create_transport", "create_transport", "raw_booking_transport", "rate", 0.5),
     Ratio("day_list", "day_list", "bare", "rate", 0.5),
     Ratio("day_list_no_cache", "day_list_fresh", "bare", "rate", 0.25),
     Ratio("search_cpu", "search", "bare", "cpu", 4.0),

@@ -8,9 +8,18 @@ lock last, and the exclusion constraint checks the appointment's busy range. `bo
 exactly that with every value worked out beforehand (`prepare`, once per process): what is
 left is the database's own work, which no booking code can go below.
 
+With transport (`prepare(..., transport=True)`, the `/bench/raw-booking-transport/`
+ceiling) it also writes the two trips (drop-off and pick-up, queued) with their "create"
+log rows and puts them in the event, after taking the drivers' capacity lock of every day
+the legs touch (`capacity.lock_days`' lock, in the same order). Not in the ceiling: the
+fleet arithmetic that decides whether the drivers can carry the legs. That is the product's
+own decision work, which the ratio measures; the ceiling is the database's part.
+
 Left out on purpose, because they are not rows: the on-commit Redis publish of the event
-and the Celery message of each due notification. tests/test_bench_raw_booking.py proves
-the rows match `create_appointment`'s, table by table, so the ceiling cannot drift.
+and the Celery message of each due notification (and, with transport, of the
+dispatcher). tests/test_bench_raw_booking.py proves the rows match
+`create_appointment`'s, table by table, with and without transport, so the ceilings
+cannot drift.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from scheduling import states
+from scheduling.domain import Interval
 from scheduling.models import Appointment, Client, Service, User
-from scheduling.services import notifications
+from scheduling.services import capacity, notifications
 from scheduling.services.common import THERAPIST_TIMETABLE, minutes
 from scheduling.services.travel import travel_for
 
@@ -61,9 +71,12 @@ class Booking:
     travel: timedelta
     area_id: int | None
     messages: tuple[Message, ...]
+    transport: bool = False
 
 
-def prepare(*, client_id: int, service_id: int, therapist_id: int, actor_id: int) -> Booking:
+def prepare(
+    *, client_id: int, service_id: int, therapist_id: int, actor_id: int, transport: bool = False
+) -> Booking:
     """Read and render once what every booking of this client/service/therapist repeats.
     The bodies are rendered for a sample time: a real booking's differ only in the date."""
     client = Client.objects.get(pk=client_id)
@@ -110,6 +123,7 @@ def prepare(*, client_id: int, service_id: int, therapist_id: int, actor_id: int
         travel=travel.time,
         area_id=travel.area.pk if travel.area else None,
         messages=tuple(messages),
+        transport=transport,
     )
 
 
@@ -123,7 +137,7 @@ WITH a AS (
          payment_status, response_deadline, created_by_id, created_at, updated_at)
     VALUES (%(client)s, %(service)s, %(therapist)s, %(start)s, %(end)s, %(blocked)s,
             %(travel)s, %(area)s, %(busy_from)s, %(busy_until)s, 'pending', %(address)s,
-            '', false, %(price)s, 'unpaid', %(deadline)s, %(actor)s, %(now)s, %(now)s)
+            '', %(transport)s, %(price)s, 'unpaid', %(deadline)s, %(actor)s, %(now)s, %(now)s)
     RETURNING id
 ), t AS (
     INSERT INTO scheduling_transition
@@ -145,6 +159,25 @@ WITH a AS (
         user_id bigint, body text)
 )
 SELECT a.id FROM a
+"""
+
+# With transport: the two legs, queued, and their log rows (no actor: the platform's).
+TRIPS_SQL = """
+WITH tr AS (
+    INSERT INTO scheduling_trip
+        (appointment_id, leg, window_start, window_end, passengers, status, driver_id,
+         assigned_at, driver_waiting_since, requested_at, created_at, updated_at)
+    VALUES (%(appointment)s, 'dropoff', %(there_from)s, %(there_until)s, 1, 'queued', NULL,
+            NULL, NULL, NULL, %(now)s, %(now)s),
+           (%(appointment)s, 'pickup', %(back_from)s, %(back_until)s, 1, 'queued', NULL,
+            NULL, NULL, NULL, %(now)s, %(now)s)
+    RETURNING id, leg
+), tt AS (
+    INSERT INTO scheduling_transition
+        (appointment_id, trip_id, action, from_status, to_status, actor_id, reason, at)
+    SELECT NULL, tr.id, 'create', %(new)s, 'queued', NULL, '', %(now)s FROM tr
+)
+SELECT id, leg FROM tr ORDER BY id
 """
 
 # The counter's row lock, held to the end: the product's own UPDATE, which also makes the
@@ -186,17 +219,18 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
                 "travel": int(booking.travel.total_seconds() // 60), "area": booking.area_id,
                 "busy_from": start - booking.travel, "busy_until": blocked + booking.travel,
                 "new": states.NEW, "kind": KIND, "subject": notifications.SUBJECTS[KIND],
-                "messages": json.dumps(messages),
+                "messages": json.dumps(messages), "transport": booking.transport,
             },
         )  # fmt: skip
         (pk,) = cursor.fetchone()
+        trips = _trips(cursor, booking, pk, start=start, end=end, blocked=blocked, now=now)
         cursor.execute(COUNTER_SQL)
         (seq,) = cursor.fetchone()
         data = {
             "id": pk, "client": booking.client_id, "service": booking.service_id,
             "therapist": booking.therapist_id, "start": start.isoformat(),
             "end": end.isoformat(), "status": "pending", "address": booking.address,
-            "notes": "", "response_deadline": deadline.isoformat(), "trips": [],
+            "notes": "", "response_deadline": deadline.isoformat(), "trips": trips,
         }  # fmt: skip
         cursor.execute(
             EVENT_SQL,
@@ -206,42 +240,86 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
     return pk
 
 
+def _trips(
+    cursor, booking: Booking, pk: int, *, start: datetime, end: datetime, blocked: datetime,
+    now: datetime,
+) -> list[dict]:  # fmt: skip
+    """With transport: the capacity lock of the legs' days, then the two trips; their
+    shapes as the event carries them."""
+    if not booking.transport:
+        return []
+    there = Interval(start - booking.travel, start)
+    back = Interval(blocked, blocked + booking.travel)
+    for day in sorted({*capacity.days_of(there), *capacity.days_of(back)}):
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [capacity.DRIVER_CAPACITY, day.toordinal()]
+        )
+    cursor.execute(
+        TRIPS_SQL,
+        {"appointment": pk, "there_from": there.start, "there_until": there.end,
+         "back_from": back.start, "back_until": back.end, "now": now, "new": states.NEW},
+    )  # fmt: skip
+    windows = {"dropoff": there, "pickup": back}
+    return [
+        {"id": trip_id, "appointment": pk, "leg": leg,
+         "window_start": windows[leg].start.isoformat(),
+         "window_end": windows[leg].end.isoformat(), "status": "queued", "driver": None,
+         "address": booking.address, "start": start.isoformat(), "end": end.isoformat()}
+        for trip_id, leg in cursor.fetchall()
+    ]  # fmt: skip
+
+
 # --- the view -------------------------------------------------------------------------------
 
 # Far past any real booking and the insert ceiling's rows (2099): one per therapist after
-# another from 2098, so they never meet; the bench deletes them with its load user's.
+# another from 2098 (2097 with transport, so the two ceilings never meet either), so they
+# never meet; the bench deletes them with its load user's.
 RAW_EPOCH = datetime(2098, 1, 1, tzinfo=UTC)
-_PREPARED: list[Booking] = []
+RAW_TRANSPORT_EPOCH = datetime(2097, 1, 1, tzinfo=UTC)
+RAW_YEARS = (RAW_TRANSPORT_EPOCH.year, RAW_EPOCH.year)
+_PREPARED: dict[bool, list[Booking]] = {}
 
 
-def _prepared() -> list[Booking]:
-    if not _PREPARED:
+def _prepared(transport: bool) -> list[Booking]:
+    if transport not in _PREPARED:
         therapists = [int(t) for t in os.environ["BENCH_INSERT_THERAPISTS"].split(",")]
-        for therapist in therapists:
-            _PREPARED.append(
-                prepare(
-                    client_id=int(os.environ["BENCH_INSERT_CLIENT"]),
-                    service_id=int(os.environ["BENCH_INSERT_SERVICE"]),
-                    therapist_id=therapist,
-                    actor_id=int(os.environ["BENCH_INSERT_USER"]),
-                )
+        _PREPARED[transport] = [
+            prepare(
+                client_id=int(os.environ["BENCH_INSERT_CLIENT"]),
+                service_id=int(os.environ["BENCH_INSERT_SERVICE"]),
+                therapist_id=therapist,
+                actor_id=int(os.environ["BENCH_INSERT_USER"]),
+                transport=transport,
             )
-    return _PREPARED
+            for therapist in therapists
+        ]
+    return _PREPARED[transport]
 
 
-@csrf_exempt
-def raw_booking(request: HttpRequest) -> HttpResponse:
+def _book_next(request: HttpRequest, *, transport: bool) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
-    bookings = _prepared()
+    bookings = _prepared(transport)
+    sequence = "bench_raw_booking_transport_seq" if transport else "bench_raw_booking_seq"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval('bench_raw_booking_seq')")
+        cursor.execute("SELECT nextval(%s)", [sequence])
         (n,) = cursor.fetchone()
     booking = bookings[n % len(bookings)]
     # Each therapist's next slot starts where the last one's busy range (travel both ways
     # included) ends, rounded up to the hour: never an overlap.
     span = booking.duration + booking.buffer + 2 * booking.travel
     step = timedelta(hours=-(-span // timedelta(hours=1)))
-    start = RAW_EPOCH + booking.travel + (n // len(bookings)) * step
+    epoch = RAW_TRANSPORT_EPOCH if transport else RAW_EPOCH
+    start = epoch + booking.travel + (n // len(bookings)) * step
     pk = book(booking, start=start)
     return HttpResponse(b'{"id": %d}' % pk, content_type="application/json", status=201)
+
+
+@csrf_exempt
+def raw_booking(request: HttpRequest) -> HttpResponse:
+    return _book_next(request, transport=False)
+
+
+@csrf_exempt
+def raw_booking_transport(request: HttpRequest) -> HttpResponse:
+    return _book_next(request, transport=True)

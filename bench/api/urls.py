@@ -8,6 +8,8 @@
 
 - `/bench/raw-booking/`: every row a product booking writes, with its locks, in
   hand-written SQL (bench/api/raw_booking.py): the ceiling of create.
+- `/bench/raw-booking-transport/`: the same with transport (two trips, their log rows, the
+  drivers' capacity locks): the ceiling of create with transport.
 
 All are only ever routed under `bench.api.settings`; the product's URLconf is untouched.
 """
@@ -21,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from bench.api.raw_booking import raw_booking
+from bench.api.raw_booking import raw_booking, raw_booking_transport
 from config.urls import handler400, handler404, handler500  # noqa: F401
 from config.urls import urlpatterns as product_urlpatterns
 
@@ -84,5 +86,6 @@ urlpatterns = [
     path("bench/bare/", bare),
     path("bench/insert/", insert),
     path("bench/raw-booking/", raw_booking),
+    path("bench/raw-booking-transport/", raw_booking_transport),
     *product_urlpatterns,
 ]

@@ -14,6 +14,7 @@ from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from bench.api import raw_booking
 from bench.api.seed import AVAILABILITY_SERVICE, LOAD_USER, DriverPlan, Scale
 from config.settings.base import redis_db_url
 from scheduling.domain import bookable, business_zone, candidate_starts, local_day_bounds
@@ -47,19 +48,21 @@ def forget_previous_runs() -> int:
         with connection.cursor() as cursor:
             cursor.execute("CREATE SEQUENCE IF NOT EXISTS bench_insert_seq")
             cursor.execute("ALTER SEQUENCE bench_insert_seq RESTART")
-            cursor.execute("CREATE SEQUENCE IF NOT EXISTS bench_raw_booking_seq")
-            cursor.execute("ALTER SEQUENCE bench_raw_booking_seq RESTART")
+            for sequence in ("bench_raw_booking_seq", "bench_raw_booking_transport_seq"):
+                cursor.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence}")
+                cursor.execute(f"ALTER SEQUENCE {sequence} RESTART")
     return len(ids)
 
 
 def forget_raw_bookings(load_user: int) -> int:
-    """Delete the raw booking ceiling's bookings (2098) and every row that refers to them
-    once it is measured, as the insert ceiling's are. Returns how many bookings."""
+    """Delete the raw booking ceilings' bookings (2098, 2097 with transport) and every row
+    that refers to them once they are measured, as the insert ceiling's are. Returns how
+    many bookings."""
     with transaction.atomic():
         ids = list(
-            Appointment.objects.filter(created_by_id=load_user, start__year=2098).values_list(
-                "pk", flat=True
-            )
+            Appointment.objects.filter(
+                created_by_id=load_user, start__year__in=raw_booking.RAW_YEARS
+            ).values_list("pk", flat=True)
         )
         _purge(Appointment, ids)
     return len(ids)
@@ -250,14 +253,21 @@ def search_paths(count: int = 64, seed: int = 7) -> list[str]:
 
 
 def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) -> list[bytes]:
-    """`needed` distinct bookings the API will accept: 15-minute steps, each busy range
-    (travel there and back included, the travel a booking gets: the default allowance,
-    as the clients have no area) in working hours, no two overlapping for one therapist,
-    on empty days past the seeded ones. Checked with the product's own rule
-    (`domain.bookable` over `day_schedules`, with `travel=`). About 40 % need transport:
-    those whose legs (`capacity.legs_for`) fit beside the same day's others on a driver
-    working then; so all of a day's bookings can be carried together, and any of them in
-    any order is accepted."""
+    """`needed` distinct bookings without transport (see `booking_bodies`)."""
+    return booking_bodies(needed, 0, anchor=anchor, scale=scale, seed=seed)[0]
+
+
+def booking_bodies(
+    plain: int, transport: int, *, anchor: date, scale: Scale, seed: int = 11
+) -> tuple[list[bytes], list[bytes]]:
+    """`plain` bookings without transport and `transport` with, all distinct and all ones
+    the API will accept, in any order and beside each other: 15-minute steps, each busy
+    range (travel there and back included, the travel a booking gets: the default
+    allowance, as the clients have no area) in working hours, no two overlapping for one
+    therapist, on empty days past the seeded ones. Checked with the product's own rule
+    (`domain.bookable` over `day_schedules`, with `travel=`). A slot is given transport
+    (while more are wanted) when its legs (`capacity.legs_for`) fit beside the same day's
+    others on a driver working then, so all of a day's trips can be carried together."""
     rng = random.Random(seed)
     now = timezone.now()
     zone = business_zone()
@@ -275,11 +285,13 @@ def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) ->
         (p.user_id, sorted(p.services.all(), key=lambda s: s.pk))
         for p in profiles.filter(user__is_active=True).order_by("user_id")
     ]
-    bodies: list[bytes] = []
-    while len(bodies) < needed:
+    plain_bodies: list[bytes] = []
+    transport_bodies: list[bytes] = []
+    while len(plain_bodies) < plain or len(transport_bodies) < transport:
         if datetime.combine(day, datetime.min.time(), zone) > latest:
             raise RuntimeError(
-                f"ran out of bookable days after {len(bodies)} bookings (the booking horizon "
+                f"ran out of bookable days after {len(plain_bodies) + len(transport_bodies)} "
+                "bookings (the booking horizon "
                 "ends there): ask for fewer with --create-bodies"
             )
         schedules = day_schedules([t for t, _ in therapists], day)
@@ -303,7 +315,7 @@ def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) ->
                 turn += 1
                 # The next busy range may begin when this one ends (back at base).
                 free_from = start + service.duration + service.buffer + 2 * travel
-                transport = rng.random() < 0.4 and fleet.take(
+                carried = len(transport_bodies) < transport and fleet.take(
                     [
                         leg.window
                         for leg in legs_for(
@@ -311,14 +323,19 @@ def create_bodies(needed: int, *, anchor: date, scale: Scale, seed: int = 11) ->
                         )
                     ]
                 )
+                if not carried and len(plain_bodies) >= plain:
+                    continue  # the slot stays free: only trips are still wanted
                 body = {
                     "client": rng.randrange(1, scale.clients + 1),
                     "service": service.pk,
                     "therapist": therapist,
                     "start": start.astimezone(zone).isoformat(),
-                    "needs_transport": transport,
+                    "needs_transport": carried,
                 }
-                bodies.append(json.dumps(body, separators=(",", ":")).encode())
+                encoded = json.dumps(body, separators=(",", ":")).encode()
+                (transport_bodies if carried else plain_bodies).append(encoded)
         day += timedelta(days=1)
-    rng.shuffle(bodies)  # spread concurrent requests over therapists and days
-    return bodies[:needed]
+    # Spread concurrent requests over therapists and days.
+    rng.shuffle(plain_bodies)
+    rng.shuffle(transport_bodies)
+    return plain_bodies[:plain], transport_bodies[:transport]
