@@ -72,3 +72,25 @@ def test_run_dispatches_and_reports(booked, settings):
     assert f"trip #{dropoff.pk} -> Ramon" in out
     assert "no driver (0 skipped)" in out  # the pickup: the only driver just left the queue
     assert DispatchDecision.objects.count() == 2
+
+
+def test_shows_the_decisions_taken_by_hand(booked, desk, tomorrow_at):
+    """Issue 13: who gave or took back a trip by hand, and why, on the trip and below."""
+    from scheduling.services.manual_dispatch import assign_by_hand, unassign
+
+    liza = factories.driver(first_name="Liza", last_name="")
+    set_shift(driver=liza, on_shift=True, now=tomorrow_at(6))
+    dropoff = booked.trips.get(leg="dropoff")
+    assign_by_hand(
+        actor=desk, trip_id=dropoff.pk, driver_id=liza.pk, reason="near", now=tomorrow_at(8)
+    )
+    unassign(actor=desk, trip_id=dropoff.pk, reason="bike broke", now=tomorrow_at(8, 30))
+
+    out = run()
+
+    line = next(x for x in out.splitlines() if x.strip().startswith(f"#{dropoff.pk} dropoff"))
+    assert f"taken back from Liza by {desk} at" in line and line.endswith(": bike broke")
+    manual = out.split("Decisions taken by hand, latest first:")[1].splitlines()
+    assert manual[1].startswith(f"  trip #{dropoff.pk}: taken back from Liza")
+    assert manual[2].startswith(f"  trip #{dropoff.pk}: given to Liza by {desk}")
+    assert manual[2].endswith(": near")

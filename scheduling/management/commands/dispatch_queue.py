@@ -15,6 +15,15 @@ def describe(driver: DriverProfile) -> str:
     return f"{driver.user} ({driver.vehicle}{seats})"
 
 
+def by_hand(decision: DispatchDecision) -> str:
+    """'given to Liza by Joy at Mon 3 Jun 08:10: she knows the gate'."""
+    verb = "given to" if decision.outcome == "assigned" else "taken back from"
+    return (
+        f"{verb} {decision.driver} by {decision.decided_by} at "
+        f"{local_text(decision.decided_at)}: {decision.reason}"
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Print the driver queue (longest waiting first) and the queued trips with the "
@@ -62,7 +71,9 @@ class Command(BaseCommand):
                 f"{trip.passengers} passenger(s): {when}"
             )
             decision = decisions.get(trip.pk)
-            if decision is not None:
+            if decision is not None and decision.decided_by_id is not None:
+                line += f"; {by_hand(decision)}"
+            elif decision is not None:
                 skipped = ", ".join(
                     f"{names.get(s['driver'], s['driver'])} {s['reason']}" for s in decision.skipped
                 )
@@ -71,6 +82,18 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if not trips:
             self.stdout.write("  (no queued trips)")
+
+        # Issue 13: who gave or took back which trip by hand, and why.
+        manual = list(
+            DispatchDecision.objects.filter(decided_by__isnull=False)
+            .select_related("driver", "decided_by")
+            .order_by("-id")[: options["limit"]]
+        )
+        self.stdout.write("Decisions taken by hand, latest first:")
+        for decision in manual:
+            self.stdout.write(f"  trip #{decision.trip_id}: {by_hand(decision)}")
+        if not manual:
+            self.stdout.write("  (none)")
 
     def report_pass(self, decisions: list[DispatchDecision]) -> None:
         names = self.driver_names(decisions)
