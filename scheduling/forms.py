@@ -118,6 +118,32 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
     )
     # Left empty: the client's area, else the default travel (the booking service decides).
     area = id_field("Area", "an area from the list", required=False)
+    # A standing booking (services/series.py decides the counts and dates).
+    every_weeks = forms.TypedChoiceField(
+        label="Repeat",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[
+            ("", "Does not repeat"),
+            (1, "Every week"),
+            (2, "Every 2 weeks"),
+            (4, "Every 4 weeks"),
+        ],
+        error_messages={"invalid_choice": "Choose how often it repeats from the list."},
+    )
+    count = forms.IntegerField(
+        label="Number of dates",
+        required=False,
+        min_value=1,
+        max_value=1000,
+        help_text="2 to 26, the first included. Or give the last day instead.",
+        error_messages={"invalid": "Enter a number of dates, like 8."},
+    )
+    until = DayField(label="Or until (the last day)", required=False)
+    skip_conflicts = forms.BooleanField(
+        label="Book the free dates and leave out the ones that clash", required=False
+    )
 
 
 class ClientForm(forms.Form):

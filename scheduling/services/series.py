@@ -175,7 +175,7 @@ def preview_series(
     actor: User,
     client_id: int,
     service_id: int,
-    therapist_id: int,
+    therapist_id: int | None,
     start: datetime,
     repeat: Repeat,
     address: str = "",
@@ -183,8 +183,12 @@ def preview_series(
     area_id: int | None = None,
     now: datetime | None = None,
 ) -> tuple[list[datetime], list[OccurrenceFailure]]:
-    """Every date of the repeat and which of them would clash (nothing is written)."""
+    """Every date of the repeat and which of them would clash (nothing is written); with
+    no therapist, for the one `book_series` would choose."""
+    now = now or timezone.now()
     starts = repeat.starts(start)
+    if therapist_id is None:
+        therapist_id = _chosen(client_id, service_id, start, needs_transport, area_id, now)
     failures = preview(
         starts=starts,
         actor=actor,

@@ -28,6 +28,7 @@ from scheduling.models import Appointment, AppointmentStatus, Leg, Trip
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import pickup_refusal, request_pickup
 from scheduling.services.payments import COLLECTABLE, balance_of, held_by, record_collection
+from scheduling.services.series import positions
 from scheduling.views.common import call_for_form, live_after, role_required
 from scheduling.views.desk.present import money
 
@@ -110,6 +111,8 @@ class Card:
     # Once the session has started: what is still to collect, and the form to record it.
     collect_form: CollectionForm | None = None
     due: str = ""
+    # A standing booking's occurrence: "weekly, 3 of 8" (services/series.positions).
+    series_label: str = ""
 
     @property
     def status_text(self) -> str:
@@ -221,14 +224,16 @@ def day_groups(
         .order_by("start", "id")
     )
     groups: dict[date, DayGroup] = {today: DayGroup(today, "Today", [])}
+    appointments = list(appointments)
+    labels = positions(appointments)  # no query unless some belong to a series
     for appointment in appointments:
         day = local_date(appointment.start)
         group = groups.setdefault(day, DayGroup(day, day_label(day, today), []))
-        group.cards.append(
-            build_card(
-                appointment, forms_by_id.get(appointment.pk), collect_forms.get(appointment.pk)
-            )
+        card = build_card(
+            appointment, forms_by_id.get(appointment.pk), collect_forms.get(appointment.pk)
         )
+        card.series_label = labels.get(appointment.pk, "")
+        group.cards.append(card)
     return sorted(groups.values(), key=lambda g: g.day)
 
 

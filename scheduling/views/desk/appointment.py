@@ -22,6 +22,7 @@ from scheduling.forms import ReasonForm, RescheduleForm
 from scheduling.models import Appointment, Transition, Trip, TripStatus, User
 from scheduling.permissions import role
 from scheduling.services.appointments import act_on_appointment
+from scheduling.services.series import position
 from scheduling.views.common import call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.control import reassign_context
@@ -188,6 +189,7 @@ def detail_page(
         **payments_context(appointment, request.user),
         **detail_context(appointment),
         **dispatch_context(appointment, request.user),
+        "series_position": position(appointment),
         **actions,
     }
     return render(request, "desk/detail.html", context)

@@ -22,6 +22,7 @@ from scheduling.services.choosing import NOBODY_FREE, book_any_therapist
 from scheduling.views.common import form_errors_from
 from scheduling.views.desk.appointment import appointment_for, detail_page
 from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none, money
+from scheduling.views.desk.series import Preview, book_repeat, repeat_of
 from scheduling.views.desk.timeline import local_hm
 from scheduling.views.desk.times import times_panel
 
@@ -46,6 +47,7 @@ def new_form_page(
     *,
     client_form: ClientForm | None = None,
     conflicts: list[Appointment] = (),
+    preview: Preview | None = None,
 ) -> HttpResponse:
     values = form.data if form.is_bound else form.initial
     client_id = int_or_none(values.get("client"))
@@ -67,6 +69,7 @@ def new_form_page(
             area_id=values.get("area"),
         ),
         "conflicts": conflicts,
+        "preview": preview or Preview(rows=[]),
     }
     return render(request, "desk/new.html", context)
 
@@ -119,7 +122,9 @@ def conflict_message(error: Conflict, therapist_name: str) -> tuple[str, list[Ap
     return text, clashing
 
 
-def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[Appointment]]:
+def book(
+    form: AppointmentForm, actor: User
+) -> tuple[Appointment | None, list[Appointment], Preview | None]:
     data = form.cleaned_data
     fields = dict(
         actor=actor,
@@ -132,6 +137,9 @@ def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[A
         area_id=data["area"],
     )
     try:
+        if repeat_of(data) is not None:
+            first, preview = book_repeat(form, actor, fields)
+            return first, [], preview
         if data["therapist"] is None:
             appointment = book_any_therapist(**fields)
         else:
@@ -141,15 +149,15 @@ def book(form: AppointmentForm, actor: User) -> tuple[Appointment | None, list[A
             # The therapist could make it; the drivers cannot: said in the service's words
             # beside the time, which the form now shows as one with no driver.
             form.add_error("start", error.message)
-            return None, []
+            return None, [], None
         therapist = User.objects.filter(pk=data["therapist"]).first()
         text, clashing = conflict_message(error, str(therapist or "The therapist"))
         form.add_error("start", text)
-        return None, clashing
+        return None, clashing, None
     except DomainError as error:
         form_errors_from(form, error)
-        return None, []
-    return appointment, []
+        return None, [], None
+    return appointment, [], None
 
 
 @desk_only
@@ -160,14 +168,18 @@ def new_appointment(request: HttpRequest) -> HttpResponse:
     form = AppointmentForm(request.POST)
     if not form.is_valid():
         return new_form_page(request, form)
-    appointment, clashing = book(form, request.user)
+    appointment, clashing, preview = book(form, request.user)
     if appointment is None:
-        return new_form_page(request, form, conflicts=clashing)
+        return new_form_page(request, form, conflicts=clashing, preview=preview)
+    dates = getattr(appointment, "booked_count", 0)
+    skipped = getattr(appointment, "skipped", [])
     messages.success(
         request,
         f"Booked {appointment.client.name} with {appointment.therapist} on "
-        f"{timezone.localtime(appointment.start):%a %-d %b at %H:%M}. "
-        "Waiting for the therapist to accept.",
+        f"{timezone.localtime(appointment.start):%a %-d %b at %H:%M}"
+        + (f" and {dates - 1} more dates" if dates else "")
+        + (f" ({len(skipped)} left out: they clash)" if skipped else "")
+        + ". Waiting for the therapist to accept.",
     )
     return redirect("desk:appointment", pk=appointment.pk)
 

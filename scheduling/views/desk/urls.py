@@ -15,6 +15,7 @@ from scheduling.views.desk import (
     payment_link,
     payments,
     queues,
+    series,
 )
 
 urlpatterns = [
@@ -29,6 +30,7 @@ urlpatterns = [
     path("notifications/<int:pk>/retry/", queues.retry_notification, name="retry_notification"),
     path("appointments/new/", booking.new_appointment, name="new"),
     path("appointments/new/times/", booking.booking_times, name="booking_times"),
+    path("appointments/new/repeat/", series.repeat_preview, name="repeat_fragment"),
     path("clients/search/", clients.client_search, name="client_search"),
     path("clients/new/", clients.new_client, name="new_client"),
     path("clients/<int:pk>/", client_page.client_page, name="client"),

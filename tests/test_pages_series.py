@@ -1,0 +1,154 @@
+"""Standing bookings on the pages: the booking form's Repeat preview and booking, the
+appointment page's "weekly, 3 of 8", the therapist's page (issue 14)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from scheduling.models import Appointment, Series
+from scheduling.services.series import Repeat, book_series
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def desk_client(client, desk):
+    client.force_login(desk)
+    return client
+
+
+def form(client_record, service, therapist, when, /, **changes) -> dict:
+    data = {
+        "client": client_record.pk,
+        "service": service.pk,
+        "therapist": therapist.pk,
+        "date": timezone.localtime(when).date().isoformat(),
+        "start": timezone.localtime(when).isoformat(),
+        "address": "",
+        "notes": "",
+        "every_weeks": "1",
+        "count": "4",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_the_form_offers_repeat(desk_client):
+    page = desk_client.get("/desk/appointments/new/").content.decode()
+    assert 'name="every_weeks"' in page and 'name="count"' in page and 'name="until"' in page
+    assert 'id="repeat-preview"' in page
+
+
+def test_the_preview_lists_every_date_and_the_clash(
+    desk_client, book, client_record, service, therapist, tomorrow_at
+):
+    book(tomorrow_at(10) + timedelta(weeks=2))
+    before = Appointment.objects.count()
+    response = desk_client.get(
+        "/desk/appointments/new/repeat/", form(client_record, service, therapist, tomorrow_at(10))
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count("<li") == 4 and "1 clash" in page and page.count("Clashes") == 1
+    assert Appointment.objects.count() == before and not Series.objects.exists()
+
+
+def test_the_preview_asks_for_what_is_missing(desk_client, client_record, service, therapist):
+    page = desk_client.get("/desk/appointments/new/repeat/", {"every_weeks": "2"}).content.decode()
+    assert "Choose the client, the service and a start time first." in page
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"every_weeks": "3"},
+        {"every_weeks": "x" * 5000},
+        {"count": "-1"},
+        {"count": "99999999999999999999"},
+        {"count": "1"},
+        {"until": "10000-01-01"},
+        {"until": "garbage"},
+        {"count": None, "until": None},
+        {"count": "3", "until": "2030-01-01"},
+        {"start": "nonsense"},
+        {"client": "999999999"},
+        {"therapist": "9223372036854775807"},
+    ],
+)
+def test_ugly_repeat_input_is_never_a_5xx(
+    desk_client, client_record, service, therapist, tomorrow_at, changes
+):
+    data = form(client_record, service, therapist, tomorrow_at(10), **changes)
+    preview = desk_client.get("/desk/appointments/new/repeat/", data)
+    assert preview.status_code == 200
+    posted = desk_client.post("/desk/appointments/new/", data)
+    assert posted.status_code == 200  # the form again, saying what is wrong
+    assert not Appointment.objects.exists() and not Series.objects.exists()
+
+
+def test_booking_a_series_from_the_form(
+    desk_client, client_record, service, therapist, tomorrow_at
+):
+    response = desk_client.post(
+        "/desk/appointments/new/", form(client_record, service, therapist, tomorrow_at(10))
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    series = Series.objects.get()
+    first = Appointment.objects.filter(series=series).order_by("start").first()
+    assert response.url == f"/desk/appointments/{first.pk}/"
+    assert Appointment.objects.filter(series=series).count() == 4
+
+
+def test_a_clash_books_nothing_and_shows_the_dates(
+    desk_client, book, client_record, service, therapist, tomorrow_at
+):
+    book(tomorrow_at(10) + timedelta(weeks=3))
+    response = desk_client.post(
+        "/desk/appointments/new/", form(client_record, service, therapist, tomorrow_at(10))
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Nothing was booked" in page and page.count("Clashes") == 1
+    assert not Series.objects.exists() and Appointment.objects.count() == 1
+
+
+def test_skip_books_the_free_dates(
+    desk_client, book, client_record, service, therapist, tomorrow_at
+):
+    book(tomorrow_at(10) + timedelta(weeks=3))
+    data = form(client_record, service, therapist, tomorrow_at(10), skip_conflicts="on")
+    response = desk_client.post("/desk/appointments/new/", data, follow=True)
+    assert "and 2 more dates (1 left out: they clash)" in response.content.decode()
+    assert Appointment.objects.filter(series__isnull=False).count() == 3
+
+
+@pytest.fixture
+def series(desk, client_record, service, therapist, tomorrow_at):
+    return book_series(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=tomorrow_at(10),
+        repeat=Repeat(every_weeks=1, count=8),
+    )
+
+
+def test_the_appointment_page_shows_its_place_and_the_others(desk_client, series):
+    third = series.appointments[2]
+    page = desk_client.get(f"/desk/appointments/{third.pk}/").content.decode()
+    assert "weekly, 3 of 8" in page
+    for other in series.appointments:
+        if other.pk != third.pk:
+            assert f'href="/desk/appointments/{other.pk}/"' in page
+    assert "answers this one too" in page  # no deadline of its own
+
+
+def test_the_therapist_page_shows_weekly_3_of_8(client, therapist, series, time_machine):
+    time_machine.move_to(series.appointments[2].start - timedelta(days=1), tick=False)
+    client.force_login(therapist)
+    page = client.get("/therapist/").content.decode()
+    assert "Standing booking: <span class=\"series-label\">weekly, 3 of 8</span>" in page
