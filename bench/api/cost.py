@@ -30,6 +30,7 @@ from bench.api.__main__ import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_DB
 
 SCENARIOS = (
     "create",
+    "create_transport",
     "day_list",
     "day_list_fresh",
     "search",
@@ -141,10 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     application = get_wsgi_application()
     wanted = args.only.split(",")
     requests: dict[str, list[tuple[str, str, bytes]]] = {}
-    if "create" in wanted:
-        total = args.requests + args.warmup + 1
-        bodies = workload.create_bodies(total, anchor=seeded.anchor, scale=scale)
-        requests["create"] = [("POST", "/api/appointments/", b) for b in bodies]
+    total = args.requests + args.warmup + 1
+    if "create" in wanted or "create_transport" in wanted:
+        plain, carried = workload.booking_bodies(
+            total if "create" in wanted else 0,
+            total if "create_transport" in wanted else 0,
+            anchor=seeded.anchor,
+            scale=scale,
+        )
+        for key, bodies in (("create", plain), ("create_transport", carried)):
+            if key in wanted:
+                requests[key] = [("POST", "/api/appointments/", b) for b in bodies]
     for key in ("day_list", "day_list_fresh"):
         if key in wanted:
             requests[key] = [("GET", p, b"") for p in workload.day_list_paths(described)]
@@ -179,7 +187,7 @@ def measure(application, key: str, items: list, token: str, args) -> None:
     from django.db import connection, reset_queries
 
     def one(i: int) -> None:
-        method, path, body = items[i % len(items)] if key != "create" else items[i]
+        method, path, body = items[i % len(items)] if not key.startswith("create") else items[i]
         environ = wsgi_request(method, path, token, body, ENVIRON.get(key))
         previous = signal.signal(signal.SIGALRM, _too_slow)
         signal.setitimer(signal.ITIMER_REAL, args.request_timeout)
