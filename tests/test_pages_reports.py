@@ -138,11 +138,11 @@ def test_the_page_is_a_bounded_number_of_queries(
             "pickup",
         )
 
-    # session, user, and the report's eight
-    with django_assert_max_num_queries(10):
+    # session, user, and the report's nine
+    with django_assert_max_num_queries(11):
         html = signed_in.get(PAGE, MAY_QUERY).content.decode()
     assert figure(html, "revenue") == "4,240.50"
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         signed_in.get(CSV, MAY_QUERY)
 
 

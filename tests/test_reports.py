@@ -176,7 +176,7 @@ def test_days_follow_daylight_saving_in_the_business_zone(service, settings):
     assert day.revenue == Decimal("500.00")
 
 
-def test_the_report_is_eight_queries_however_many_rows(may, service, django_assert_num_queries):
+def test_the_report_is_nine_queries_however_many_rows(may, service, django_assert_num_queries):
     book = Book(service)
     for n in range(30):
         therapist = factories.therapist(service)
@@ -185,8 +185,8 @@ def test_the_report_is_eight_queries_however_many_rows(may, service, django_asse
         book.trip(appointment, driver, local(f"2030-05-{n + 1:02d}", "09:00"), "done", "dropoff")
 
     # statuses, per therapist, per driver, payments received, refunds, balances owed,
-    # collections, names
-    with django_assert_num_queries(8):
+    # collections, names, standing bookings (series)
+    with django_assert_num_queries(9):
         report = build_report(**MAY)
 
     assert len(report.therapists) == 34 and len(report.drivers) == 33
@@ -248,3 +248,28 @@ def test_csv_rows_carry_the_same_figures(may):
     assert ["Total", "11", "4", "4200.50", "1", "2"] in rows
     assert ["Fay Uy", "2", "1", "1"] in rows
     assert ["Total", "3", "1", "2"] in rows
+
+
+def test_a_series_is_counted_once_beside_its_sessions(desk, therapist, client_record, service):
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from scheduling.services.reports import build_report
+    from scheduling.services.series import Repeat, book_series
+
+    first = timezone.make_aware(datetime(2030, 5, 7, 10, 0))
+    now = timezone.make_aware(datetime(2030, 5, 1, 9, 0))
+    for hour in (10, 14):
+        book_series(
+            actor=desk,
+            client_id=client_record.pk,
+            service_id=service.pk,
+            therapist_id=therapist.pk,
+            start=first.replace(hour=hour),
+            repeat=Repeat(every_weeks=1, count=8),
+            now=now,
+        )
+    report = build_report(first_day=first.date(), last_day=first.date() + timedelta(days=13))
+    assert (report.standing.series, report.standing.occurrences) == (2, 4)
+    assert report.appointments == 4

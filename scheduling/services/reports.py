@@ -82,6 +82,15 @@ class DriverRow:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """Standing bookings (issue 14): each series with an occurrence in the range counted
+    once, beside its occurrences counted per session."""
+
+    series: int = 0
+    occurrences: int = 0
+
+
+@dataclass(frozen=True)
 class Report:
     first_day: date
     last_day: date
@@ -89,6 +98,7 @@ class Report:
     therapists: list[TherapistRow]
     drivers: list[DriverRow]
     money: Money
+    standing: Standing = Standing()
 
     @property
     def days(self) -> int:
@@ -187,7 +197,16 @@ def build_report(*, first_day: date, last_day: date) -> Report:
         therapists=_therapist_rows(per_therapist, names),
         drivers=_driver_rows(per_driver, names),
         money=with_names(money, collected, {pk: p.name for pk, p in names.items()}),
+        standing=_standing(appointments),
     )
+
+
+def _standing(appointments) -> Standing:
+    figures = appointments.aggregate(
+        series_count=Count("series", distinct=True),
+        occurrence_count=Count("id", filter=Q(series__isnull=False)),
+    )
+    return Standing(series=figures["series_count"], occurrences=figures["occurrence_count"])
 
 
 def _by_status(appointments) -> list[StatusRow]:
@@ -305,6 +324,10 @@ def csv_rows(report: Report, *, business: str, zone: str) -> list[list[str]]:
         ["Status", "Appointments", "Value"],
         *([row.label, str(row.count), str(row.value)] for row in report.by_status),
         ["Total", str(report.appointments), str(report.listed_value)],
+        [],
+        ["Standing bookings"],
+        ["Series (each counted once)", str(report.standing.series)],
+        ["Their sessions in the range", str(report.standing.occurrences)],
         [],
         ["Revenue"],
         ["Completed (earned)", str(report.revenue)],
