@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -51,7 +52,7 @@ class EmbeddedBeat:
         return ran
 
     @staticmethod
-    def _run(name: str, entry: dict) -> None:
+    def _run(name: str, entry: dict[str, Any]) -> None:
         try:
             app.tasks[entry["task"]].apply(
                 args=entry.get("args", ()), kwargs=entry.get("kwargs", {}), throw=True

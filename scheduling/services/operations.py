@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Min
@@ -19,12 +20,13 @@ def periodic_periods() -> dict[str, float]:
     """Each periodic task's period in seconds, from the beat schedule (the only list)."""
     periods: dict[str, float] = {}
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        task = str(entry["task"])
         # Two entries for one task: the shorter period is the one it must keep.
-        periods[entry["task"]] = min(entry_period(entry), periods.get(entry["task"], float("inf")))
+        periods[task] = min(entry_period(entry), periods.get(task, float("inf")))
     return periods
 
 
-def entry_period(entry: dict) -> float:
+def entry_period(entry: dict[str, Any]) -> float:
     """A beat schedule entry's period in seconds (a number, a timedelta or a schedule)."""
     schedule = entry["schedule"]
     seconds = (

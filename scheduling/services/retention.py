@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import takewhile
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -46,6 +47,13 @@ from scheduling.models import (
     WebhookEvent,
     WebhookOutcome,
 )
+
+if TYPE_CHECKING:
+    from scheduling.models import User
+
+# Every model pruned here has the default manager (`objects`), which `models.Model` itself
+# does not promise the type checker.
+Model = Any
 
 FINISHED = [NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.CANCELLED]
 MARK = 1  # the single StreamRetention row
@@ -79,7 +87,7 @@ def stream_floor() -> int:
     return mark.first() or 0
 
 
-def stream_gone(*, user, after: int) -> dict | None:
+def stream_gone(*, user: User, after: int) -> dict[str, object] | None:
     """None while everything after `after` is still kept; else what the client is told.
 
     Call it after reading the events (see the module docstring): the answer then covers
@@ -177,13 +185,13 @@ def _prune_stream_batch(cutoff: datetime, size: int) -> tuple[int, bool]:
 # --- the rest -----------------------------------------------------------------------------
 
 
-def _delete_indexed(rows: models.QuerySet, size: int) -> int:
+def _delete_indexed(rows: models.QuerySet[Any], size: int) -> int:
     """Rows found by an indexed condition, a batch of primary keys at a time."""
     return _in_batches(lambda: list(rows.values_list("pk", flat=True)[:size]), rows.model, size)
 
 
 def _delete_prefix(
-    model: type[models.Model],
+    model: type[Model],
     field: str,
     cutoff: datetime,
     size: int,
@@ -207,7 +215,7 @@ def _delete_prefix(
         after = old[-1]
 
 
-def _in_batches(next_batch: Callable[[], list[int]], model: type[models.Model], size: int) -> int:
+def _in_batches(next_batch: Callable[[], list[int]], model: type[Model], size: int) -> int:
     total = 0
     while True:
         with transaction.atomic():
@@ -218,7 +226,7 @@ def _in_batches(next_batch: Callable[[], list[int]], model: type[models.Model], 
             return total
 
 
-def _bodies_to_clear(cutoff: datetime) -> models.QuerySet:
+def _bodies_to_clear(cutoff: datetime) -> models.QuerySet[Notification]:
     return Notification.objects.filter(created_at__lt=cutoff, status__in=FINISHED).exclude(
         body="", subject="", to=""
     )

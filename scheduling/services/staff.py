@@ -150,7 +150,7 @@ def _clean_phone(phone: str) -> str:
     return normalize_phone(phone) if (phone or "").strip() else ""
 
 
-def _services_for(role: str, service_ids: list) -> list[Service]:
+def _services_for(role: str, service_ids: list[int]) -> list[Service]:
     if not service_ids:
         return []
     if role != states.THERAPIST:
@@ -168,7 +168,7 @@ def _services_for(role: str, service_ids: list) -> list[Service]:
     return list(found.values())
 
 
-def _vehicle_for(role: str, vehicle: str | None) -> str | None:
+def _vehicle_for(role: str, vehicle: str | None) -> Vehicle | None:
     if role != states.DRIVER:
         if vehicle is not None:
             raise ValidationFailed.on("vehicle", "Only drivers have a vehicle.")
@@ -178,7 +178,7 @@ def _vehicle_for(role: str, vehicle: str | None) -> str | None:
         raise ValidationFailed.on(
             "vehicle", f"Unknown vehicle '{vehicle}'; choose one of {', '.join(Vehicle.values)}."
         )
-    return vehicle
+    return Vehicle(vehicle)
 
 
 def _hours_for(role: str, hours: str | None) -> Hours | None:
@@ -208,7 +208,7 @@ def _summary(errors: dict[str, list[str]]) -> str:
 
 
 def _save(
-    user: User, *, services: list[Service], vehicle: str | None, weekly: Hours | None
+    user: User, *, services: list[Service], vehicle: Vehicle | None, weekly: Hours | None
 ) -> User:
     try:
         with transaction.atomic():
@@ -227,11 +227,12 @@ def _save(
     return user
 
 
-def _create_profile(user: User, *, services: list[Service], vehicle: str | None) -> None:
+def _create_profile(user: User, *, services: list[Service], vehicle: Vehicle | None) -> None:
     if user.role == states.THERAPIST:
         profile = TherapistProfile.objects.create(user=user)
         profile.services.set(services)
     elif user.role == states.DRIVER:
+        vehicle = vehicle or Vehicle.MOTORCYCLE  # _vehicle_for gives a driver one already
         DriverProfile.objects.create(user=user, vehicle=vehicle, seats=SEATS[vehicle])
 
 
