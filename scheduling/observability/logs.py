@@ -188,7 +188,7 @@ class TextFormatter(logging.Formatter):
     the request id when there is one. Django sets the process time zone to TIME_ZONE;
     logs stay in UTC so that web, worker and database logs line up."""
 
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature is narrower
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("fmt", "%(asctime)sZ %(levelname)s %(name)s %(message)s")

@@ -25,9 +25,10 @@ SCOPE_KEY = "log_session"
 class Session:
     def __init__(self, scope: dict[str, Any], request_id: str) -> None:
         user = scope.get("user")
-        authenticated = user is not None and getattr(user, "is_authenticated", False)
-        self.user_id = user.pk if authenticated else None
-        self.role = getattr(user, "effective_role", None) if authenticated else None
+        if user is None or not getattr(user, "is_authenticated", False):
+            user = None
+        self.user_id: int | None = user.pk if user is not None else None
+        self.role: str | None = getattr(user, "effective_role", None)
         self.request_id = request_id
         self.started = time.monotonic()
         self.accepted = False
@@ -92,7 +93,7 @@ def count_events(scope: dict[str, Any], count: int) -> None:
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
-            return value.decode("latin-1")
+            return bytes(value).decode("latin-1")
     return None
 
 
