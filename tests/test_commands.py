@@ -20,6 +20,7 @@ from scheduling.models import (
     Break,
     Client,
     DriverProfile,
+    Payment,
     Service,
     TherapistProfile,
     Transition,
@@ -29,6 +30,8 @@ from scheduling.models import (
 from scheduling.phones import digits_only, normalize_phone
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import day_schedules
+from scheduling.services.payments import balance_of
+from scheduling.services.reports import build_report
 from tests import factories
 
 STRONG = "Sampaguita-2026!"
@@ -305,11 +308,13 @@ def test_seed_demo_appointments_are_bookable_and_consistent():
 
     tomorrow = timezone.localdate() + timedelta(days=1)
     days = [tomorrow, tomorrow + timedelta(days=1)]
-    appointments = list(Appointment.objects.select_related("therapist", "service", "created_by"))
+    every = list(Appointment.objects.select_related("therapist", "service", "created_by"))
+    appointments = [a for a in every if local_date(a.start) >= tomorrow]
     assert appointments
     assert {local_date(a.start) for a in appointments} == set(days)
-    assert {a.created_by.username for a in appointments} == {"desk"}
+    assert {a.created_by.username for a in every} == {"desk"}
     assert {a.status for a in appointments} == {"pending", "confirmed"}
+    assert_no_overlaps([a for a in every if a.status in ("completed", "no_show")])
     transport = [a for a in appointments if a.needs_transport]
     assert 0.2 <= len(transport) / len(appointments) <= 0.6
     for appointment in transport:
@@ -322,6 +327,38 @@ def test_seed_demo_appointments_are_bookable_and_consistent():
         session = Interval(appointment.start, appointment.end)
         assert schedule[appointment.therapist_id].why_not_working(session) is None
     assert_no_overlaps(appointments)
+
+
+@pytest.mark.django_db
+def test_seed_demo_has_a_settled_past_month():
+    run("seed_demo")
+
+    today = timezone.localdate()
+    past = list(Appointment.objects.filter(start__lt=timezone.now()).select_related("therapist"))
+    days = {local_date(a.start) for a in past}
+    assert min(days) == today - timedelta(days=28) and max(days) == today - timedelta(days=1)
+    assert {a.status for a in past} == {"completed", "no_show", "cancelled"}
+    for appointment in past:
+        # The derived status is what the payments say, and the history reads in order.
+        assert appointment.payment_status == balance_of(appointment).status, appointment.pk
+        stamps = list(appointment.transitions.order_by("id").values_list("at", flat=True))
+        assert stamps == sorted(stamps) and stamps[-1] < timezone.now(), appointment.pk
+        schedule = day_schedules([appointment.therapist_id], local_date(appointment.start))
+        session = Interval(appointment.start, appointment.end)
+        assert schedule[appointment.therapist_id].why_not_working(session) is None
+    payments = Payment.objects.all()
+    assert {p.method for p in payments} == {"cash", "ewallet"}
+    assert {"succeeded", "refunded", "partially_refunded", "pending"} <= {
+        p.status for p in payments
+    }
+    # Still-pending cash is recent: on the desk's list and the therapist's hand-over.
+    for held in payments.filter(status="pending"):
+        assert held.appointment.start >= timezone.now() - timedelta(days=3)
+    statuses = {a.payment_status for a in past if a.status == "completed"}
+    assert {"paid", "unpaid"} <= statuses
+    report = build_report(first_day=today - timedelta(days=28), last_day=today - timedelta(days=1))
+    assert report.money.net > 0 and report.money.refunded > 0
+    assert report.money.owing_count > 0 and report.money.collectors
 
 
 def assert_no_overlaps(appointments: list[Appointment]) -> None:

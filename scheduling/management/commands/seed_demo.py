@@ -1,4 +1,5 @@
-"""`manage.py seed_demo`: demo staff, services, clients and two days of bookings.
+"""`manage.py seed_demo`: demo staff, services, clients, the past four weeks (completed,
+paid, refunded, no-show: _demo_history.py) and two days of bookings ahead.
 
 Idempotent: each step creates only what is missing, so a second run changes nothing.
 Bookings go through the same services the desk uses, at times `availability()` offers,
@@ -24,6 +25,8 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.availability import availability
 from scheduling.services.staff import create_staff
 from scheduling.services.travel import travel_for
+
+from ._demo_history import HISTORY_DAYS, seed_history
 
 SEED = 2026
 # One service area per city the demo addresses are in: one-way minutes from the base
@@ -180,8 +183,8 @@ class Tally:
 
 class Command(BaseCommand):
     help = (
-        "Load demo data (staff, services, 500 clients, two days of bookings) and print "
-        "the demo logins. Running it again changes nothing."
+        "Load demo data (staff, services, 500 clients, the past four weeks settled, two "
+        "days of bookings ahead) and print the demo logins. Running it again changes nothing."
     )
 
     def handle(self, *args, **options) -> None:
@@ -191,11 +194,15 @@ class Command(BaseCommand):
             users, staff_tally = self.seed_staff(services)
             area_tally = self.seed_areas()
             client_ids, client_tally = self.seed_clients()
+            history_tally = self.seed_history(users, services, client_ids)
             booking_tally = self.seed_appointments(users, services, client_ids)
         self.stdout.write(f"Services: {service_tally}")
         self.stdout.write(f"Staff: {staff_tally}")
         self.stdout.write(f"Service areas: {area_tally}")
         self.stdout.write(f"Clients: {client_tally}")
+        self.stdout.write(
+            f"Past {HISTORY_DAYS} days: {history_tally} (completed, paid, refunded, no-show)"
+        )
         self.stdout.write(f"Appointments: {booking_tally} (days with demo bookings are skipped)")
         self.print_logins()
 
@@ -287,6 +294,25 @@ class Command(BaseCommand):
         )
         return ids, Tally(created=len(wanted) - len(taken), existing=len(taken))
 
+    def seed_history(
+        self, users: dict[str, User], services: dict[str, Service], client_ids: list[int]
+    ) -> Tally:
+        therapists = {
+            u.pk: u for u in User.objects.filter(role=states.THERAPIST, username__in=_usernames())
+        }
+        today = timezone.localdate()
+        self.history_from = (today - timedelta(days=HISTORY_DAYS)).isoformat()
+        self.history_to = (today - timedelta(days=1)).isoformat()
+        created, existing = seed_history(
+            desk=users["desk"],
+            manager=users["manager"],
+            therapists=therapists,
+            services=list(services.values()),
+            client_ids=client_ids,
+            today=today,
+        )
+        return Tally(created=created, existing=existing)
+
     def seed_appointments(
         self, users: dict[str, User], services: dict[str, Service], client_ids: list[int]
     ) -> Tally:
@@ -377,6 +403,10 @@ class Command(BaseCommand):
             ("/reports/", who(states.MANAGER)),
         ):
             self.stdout.write(f"  {site}{url:<12} {users}")
+        self.stdout.write(
+            f"The past {HISTORY_DAYS} days' money: {site}/reports/?from={self.history_from}"
+            f"&to={self.history_to} (as manager); cash still to verify: {site}/desk/queues/."
+        )
         self.stdout.write(f"Open {site}/admin/ as {who(states.MANAGER)} for the admin.")
         self.stdout.write(
             f"REST API: {site}/api/docs/ (a token from POST /api/auth/token/ with any login above)."
