@@ -14,8 +14,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from scheduling.services.appointments import create_appointment
+from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.gateway_payments import create_payment_link
+from scheduling.services.payments import record_collection
 from tests import factories
 from tests.browser_support import VIEWPORTS, browser_marks
 from tests.conftest import IN_CI
@@ -59,7 +60,12 @@ NOT_PAGES = {
     "desk:new_client": "form post from the booking page (answers with a fragment)",
     "desk:rebook_any": "form post (redirects to the new appointment)",
     "desk:reschedule": "form post from the appointment page",
+    "desk:trip_assign": "form post from the appointment page and the drivers panel",
+    "desk:trip_unassign": "form post from the appointment page and the drivers panel",
     "desk:send_payment_link": "form post from the appointment page",
+    "desk:appointment_payments": "region of the appointment page (payments), fetched by htmx",
+    "desk:verify_payment": "form post from the appointment and queues pages",
+    "therapist:collect": "form post from the therapist's page",
     "driver:change_shift": "form post from the shift page",
     "driver:status": "region of the shift page, fetched by htmx",
     "driver:trips": "region of the shift page, fetched by htmx",
@@ -119,6 +125,18 @@ def people(desk, manager, service, therapist, client_record):
         needs_transport=True,
     )
     link = create_payment_link(actor=desk, appointment_id=appointment.pk)
+    # A session under way with cash recorded: the phone page's payment form and hand-over,
+    # and the desk's Verify on the queues page, are checked too.
+    started = create_appointment(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=tomorrow(10),
+    )
+    for action in ("accept", "start"):
+        act_on_appointment(actor=therapist, appointment_id=started.pk, action=action)
+    record_collection(actor=therapist, appointment_id=started.pk, method="cash", amount="500.00")
     return {
         "anonymous": None,
         "desk": desk,
