@@ -212,3 +212,16 @@ def failure(item) -> dict[str, Any]:
     if item.appointment_id is not None:
         body["appointment"] = item.appointment_id
     return body
+
+
+def render_series_booking(booking, user, *, skipped: bool) -> dict[str, Any]:
+    """A repeat's 201 (`services.series.SeriesBooking`): its first occurrence, rendered as
+    `render_appointment` does, with `series` as {id, appointments} and, when skipping was
+    asked for, the dates `skipped`."""
+    first = booking.appointments[0]
+    trips = first.trips.order_by(*TRIP_ORDER) if first.needs_transport else []
+    body = render_appointment(first, trips, user)
+    body["series"] = {"id": booking.series.pk, "appointments": [a.pk for a in booking.appointments]}
+    if skipped:
+        body["skipped"] = [failure(f) for f in booking.skipped]
+    return body

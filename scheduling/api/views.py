@@ -394,22 +394,11 @@ class AppointmentViewSet(
         )
 
     def _book_series(self, data: dict, fields: dict) -> dict:
+        repeat, skip = Repeat(**data["repeat"]), data["skip_conflicts"]
         booking = book_series(
-            therapist_id=data.get("therapist"),
-            repeat=Repeat(**data["repeat"]),
-            skip_conflicts=data["skip_conflicts"],
-            **fields,
+            therapist_id=data.get("therapist"), repeat=repeat, skip_conflicts=skip, **fields
         )
-        first = booking.appointments[0]
-        trips = first.trips.order_by(*rows_out.TRIP_ORDER) if first.needs_transport else []
-        body = rows_out.render_appointment(first, trips, self.request.user)
-        body["series"] = {
-            "id": booking.series.pk,
-            "appointments": [a.pk for a in booking.appointments],
-        }
-        if data["skip_conflicts"]:
-            body["skipped"] = [rows_out.failure(f) for f in booking.skipped]
-        return body
+        return rows_out.render_series_booking(booking, self.request.user, skipped=skip)
 
     @extend_schema(request=s.AppointmentPatch, responses={200: s.AppointmentSerializer, **ERRORS})
     def partial_update(self, request: Request, pk=None) -> Response:
