@@ -56,7 +56,7 @@ from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_l
 from scheduling.models import StreamEvent, StreamEventRecipient
 from scheduling.observability import stream as metrics
 from scheduling.observability import wslog
-from scheduling.services.retention import stream_gone
+from scheduling.services.retention import live_start, stream_gone
 from scheduling.transport_watch import PAUSED, STOPPED, TransportWatch
 
 logger = logging.getLogger(__name__)
@@ -334,8 +334,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _newest_seq(self) -> int:
-        newest = StreamEvent.objects.visible_to(self.user).order_by("-seq").first()
-        return newest.seq if newest else 0
+        return live_start(self.user)
 
 
 def _chunk() -> int:

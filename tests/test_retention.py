@@ -4,6 +4,7 @@ goes, in batches, and a stream client asking from before what is kept is told to
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta
 from io import StringIO
@@ -201,6 +202,39 @@ def test_the_websocket_closes_with_4410_when_after_is_pruned(settings, therapist
         frame = await kept.receive_json_from(timeout=2)
         assert [e["seq"] for e in frame["events"]] == [4, 5]
         await kept.disconnect()
+
+    try:
+        async_to_sync(go)()
+    finally:
+        channel_layers.backends.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_opened_after_a_prune_starts_above_the_mark_and_stays(settings, client, therapist):
+    """Someone with nothing left above the mark (every event of theirs was pruned) opens
+    their page: it starts its stream at the mark, not at 0, so the catch-up and the socket
+    answer normally instead of telling it to reload into the same page for ever."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with at(A_YEAR_AGO):
+        add_events([therapist.pk], count=3)
+    prune()
+    floor = stream_floor()
+    assert floor == 3 and not StreamEvent.objects.visible_to(therapist).exists()
+
+    client.force_login(therapist)
+    page = client.get("/therapist/")
+    after = int(re.search(r'data-live-after="(\d+)"', page.content.decode()).group(1))
+    assert after == floor
+    caught_up = factories.api(therapist).get(f"/api/events/?after={after}")
+    assert caught_up.status_code == 200 and caught_up.json()["events"] == []
+    token = Token.objects.create(user=therapist).key
+
+    async def go():
+        # No `after`: the socket starts where a page opened now would.
+        fresh = WebsocketCommunicator(application, f"/ws/stream/?token={token}", HOST)
+        assert (await fresh.connect())[0]
+        assert await fresh.receive_nothing(timeout=0.5)
+        await fresh.disconnect()
 
     try:
         async_to_sync(go)()

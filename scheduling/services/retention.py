@@ -87,6 +87,15 @@ def stream_floor() -> int:
     return mark.first() or 0
 
 
+def live_start(user: User) -> int:
+    """Where a page or socket opened now starts its stream: the newest event `user` can
+    see, and never below what retention has deleted. (A user with nothing visible above
+    the mark would otherwise start at 0, be told the stream was pruned, reload, and start
+    at 0 again for ever.) What the page shows is read after this, so it is current."""
+    newest = StreamEvent.objects.visible_to(user).order_by("-seq").values_list("seq", flat=True)
+    return max(newest.first() or 0, stream_floor())
+
+
 def stream_gone(*, user: User, after: int) -> dict[str, object] | None:
     """None while everything after `after` is still kept; else what the client is told.
 

@@ -9,15 +9,14 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import messages
-from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
 from scheduling.errors import DomainError, ValidationFailed
-from scheduling.models import StreamEvent
 from scheduling.permissions import role
+from scheduling.services.retention import live_start
 
 T = TypeVar("T")
 View = Callable[..., HttpResponse]
@@ -47,9 +46,10 @@ def role_required(*roles: str) -> Callable[[View], View]:
 
 
 def live_after(user) -> int:
-    """The newest stream event this user can see. Read it *before* the page's data, so
-    that anything committed in between is replayed to the page, never missed."""
-    return StreamEvent.objects.visible_to(user).aggregate(last=Max("seq"))["last"] or 0
+    """Where the page's stream starts (`retention.live_start`). Read it *before* the
+    page's data, so that anything committed in between is replayed to the page, never
+    missed."""
+    return live_start(user)
 
 
 def form_errors_from(form: forms.Form, error: DomainError) -> None:
