@@ -71,7 +71,7 @@ def registry() -> CollectorRegistry:
     """What /metrics serves: every process's counters, plus the scrape-time readings."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collected = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collected)
+        multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
     else:
         collected = CollectorRegistry()
         collected.register(_ProcessMetrics())
@@ -162,7 +162,7 @@ def _queue_depths() -> Metric:
     from config.celery import app
 
     with app.connection_for_read(settings.CELERY_BROKER_URL) as connection:
-        client = connection.default_channel.client
+        client = connection.default_channel.client  # type: ignore[attr-defined]  # Redis's
         for queue in QUEUES:
             depths.add_metric([queue], client.llen(queue))
     return depths

@@ -45,7 +45,7 @@ def _this_process() -> str:
 
 
 def _forget_live_gauges() -> None:
-    multiprocess.mark_process_dead(os.getpid())
+    multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def socket_opened(*, desk: bool) -> None:
