@@ -27,9 +27,18 @@ from scheduling.models import (
 
 @admin.register(Transition, site=site)
 class TransitionAdmin(ReadOnlyModelAdmin):
-    list_display = ("at", "appointment", "trip", "action", "from_status", "to_status", "actor")
+    list_display = (
+        "at",
+        "appointment",
+        "trip",
+        "action",
+        "from_status",
+        "to_status",
+        "actor",
+        "on_behalf_of",
+    )
     list_filter = ("action", "to_status")
-    list_select_related = ("appointment", "trip", "actor")
+    list_select_related = ("appointment", "trip", "actor", "on_behalf_of")
     search_fields = ("=appointment__id", "=trip__id", "actor__username", "reason")
     date_hierarchy = "at"
 
@@ -72,9 +81,9 @@ class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
 
 @admin.register(DispatchDecision, site=site)
 class DispatchDecisionAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "decided_at", "trip", "outcome", "driver", "skipped_count")
+    list_display = ("id", "decided_at", "trip", "outcome", "driver", "decided_by", "skipped_count")
     list_filter = ("outcome",)
-    list_select_related = ("trip", "driver")
+    list_select_related = ("trip", "driver", "decided_by")
     search_fields = ("=trip__id", "driver__username")
     date_hierarchy = "decided_at"
 
