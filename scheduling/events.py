@@ -70,6 +70,7 @@ def appointment_data(appointment: Appointment, trips: Iterable[Trip] = ()) -> di
         "address": appointment.address,
         "notes": appointment.notes,
         "response_deadline": _iso(appointment.response_deadline),
+        "series": appointment.series_id,
         "trips": [trip_data(t) for t in trips],
     }
 
