@@ -258,6 +258,23 @@ class RepeatInput(serializers.Serializer):
             raise serializers.ValidationError({"count": ["Give either count or until."]})
         return attrs
 
+    def run_validation(self, data=serializers.empty):
+        # The error body maps each field to a list of messages (api.md, "Errors"): a
+        # nested field's message is kept under `repeat`, prefixed with its name.
+        try:
+            return super().run_validation(data)
+        except serializers.ValidationError as error:
+            detail = error.detail
+            if not isinstance(detail, dict):
+                raise
+            raise serializers.ValidationError(
+                [
+                    str(m) if name == "non_field_errors" else f"{name}: {m}"
+                    for name, messages in detail.items()
+                    for m in (messages if isinstance(messages, list) else [messages])
+                ]
+            ) from None
+
 
 class AppointmentInput(serializers.Serializer):
     client = ident()
