@@ -824,6 +824,18 @@ def test_appointment_lists_are_the_callers_scope(world):
     day = tomorrow_at(0).date().isoformat()
     for who, client in _callers(world).items():
         assert _ids(client, "/api/appointments/", date=day) == expected[who], who
+    # The client filter (the desk's client page, issue 13) narrows to that client's
+    # appointments within the caller's scope.
+    of_client = {
+        world.client.pk: {world.own.pk, world.own_untransported.pk},
+        world.other_client.pk: {world.foreign.pk, world.crossed.pk},
+    }
+    for who, caller in _callers(world).items():
+        for client_id, theirs in of_client.items():
+            response = caller.get("/api/appointments/", {"client": client_id})
+            assert response.status_code == 200, (who, response.content[:300])
+            filtered = sorted(row["id"] for row in response.json()["results"])
+            assert filtered == sorted(theirs & set(expected[who])), (who, client_id)
 
 
 @pytest.mark.django_db

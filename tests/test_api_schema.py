@@ -184,6 +184,15 @@ def with_real_data(case, world: World):
         )
         real.body = body
         changed = True
+    elif (
+        route.name == "api:appointment-list"
+        and case.method == "GET"
+        and isinstance(case.query, dict)
+        and "client" in case.query
+    ):
+        # The client's page's filter, on a client who has appointments (issue 13).
+        real.query = {**case.query, "client": world.client.pk}
+        changed = True
     elif route.name == "api:client-list" and case.method == "POST" and body is not None:
         body["phone"] = f"+63918{next(PHONES):07d}"  # a new, valid number each time
         real.body = body
