@@ -152,3 +152,12 @@ def test_the_therapist_page_shows_weekly_3_of_8(client, therapist, series, time_
     client.force_login(therapist)
     page = client.get("/therapist/").content.decode()
     assert "Standing booking: <span class=\"series-label\">weekly, 3 of 8</span>" in page
+
+
+def test_the_queues_list_the_series_first_occurrence_first(desk_client, series):
+    page = desk_client.get("/desk/queues/").content.decode()
+    assert page.count("answered with its series") >= 1
+    first = series.appointments[0]
+    assert page.index(f'href="/desk/appointments/{first.pk}/"') < page.index(
+        "answered with its series"
+    )

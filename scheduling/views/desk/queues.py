@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.db.models import Count, QuerySet, Window
+from django.db.models import Count, F, QuerySet, Window
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -115,7 +115,8 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
     pending, pending_total = first_rows(
         Appointment.objects.filter(status=AppointmentStatus.PENDING)
         .select_related("client", "service", "therapist")
-        .order_by("response_deadline", "id"),
+        # A series' later occurrences have no deadline of their own: after the rest.
+        .order_by(F("response_deadline").asc(nulls_last=True), "id"),
         limit,
     )
     rebook, rebook_total = first_rows(
