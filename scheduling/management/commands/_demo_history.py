@@ -22,6 +22,7 @@ from scheduling.domain import at_wall_time, business_zone
 from scheduling.models import Appointment, Client, Payment, Service, Transition, User
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import availability
+from scheduling.services.gateway_payments import refund_payment
 from scheduling.services.payments import record_collection, verify_payment
 from scheduling.services.travel import travel_for
 
@@ -156,13 +157,12 @@ def _pay(rng, appointment, therapist, desk, manager, *, recent: bool, stamp) -> 
     verified_at = paid_at + timedelta(hours=rng.randint(1, 3))
     verify_payment(actor=desk, payment_id=payment.pk, now=verified_at)
     stamp("verify_payment", verified_at)
-    refund = _refunder()
     # Not on the last days: a refund up to a day after verifying would lie in the future.
-    if refund is None or recent or rng.random() >= REFUND_SHARE:
+    if recent or rng.random() >= REFUND_SHARE:
         return
     refunded_at = verified_at + timedelta(hours=rng.randint(2, 20))
     part = None if rng.random() < 0.5 else (appointment.price / 2).quantize(Decimal("0.01"))
-    refund(
+    refund_payment(
         actor=manager,
         payment_id=payment.pk,
         amount=part,
@@ -170,15 +170,6 @@ def _pay(rng, appointment, therapist, desk, manager, *, recent: bool, stamp) -> 
         now=refunded_at,
     )
     stamp("refund_payment", refunded_at)
-
-
-def _refunder() -> Callable | None:
-    """The manager's refund (services/gateway_payments.refund_payment), when there."""
-    try:
-        from scheduling.services.gateway_payments import refund_payment
-    except ImportError:
-        return None
-    return refund_payment
 
 
 def _stamper(appointment: Appointment) -> Callable[[str, datetime], None]:
