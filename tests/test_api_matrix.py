@@ -588,8 +588,9 @@ def prepare(route: Route, world: World) -> None:
         trips = Trip.objects.filter(pk__in=world.objects("trip"))
         if before == "queued":  # waiting for a driver: nobody holds it
             trips.update(status=before, driver=None, assigned_at=None)
-        else:
-            trips.update(status=before)
+        else:  # each held by the world's driver of it (again, after an assign case)
+            for trip, driver in ((world.own_trip, "driver"), (world.foreign_trip, "other_driver")):
+                Trip.objects.filter(pk=trip.pk).update(status=before, driver=world.users[driver])
 
 
 def check_effect(route: Route, method: str, world: World, role: str, pk: int | None, body: dict):
