@@ -24,10 +24,10 @@ from scheduling.models import Appointment
 from scheduling.services.appointments import (
     act_on_appointment,
     create_appointment,
-    record_payment,
     reschedule_appointment,
     update_appointment_details,
 )
+from scheduling.services.payments import record_collection, verify_payment
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories
 from tests.factories import api
@@ -148,7 +148,12 @@ def new_notes(desk, therapist, service, booked, manager, driver):
 
 
 def paid(desk, therapist, service, booked, manager, driver):
-    record_payment(actor=manager, appointment_id=booked.pk, payment_status="paid")
+    for action in ("accept", "start"):
+        act_on_appointment(actor=therapist, appointment_id=booked.pk, action=action)
+    payment = record_collection(
+        actor=therapist, appointment_id=booked.pk, method="cash", amount=booked.price
+    )
+    verify_payment(actor=manager, payment_id=payment.pk)
 
 
 def moved(desk, therapist, service, booked, manager, driver):

@@ -22,7 +22,6 @@ from scheduling.models import (
 from scheduling.services.appointments import (
     act_on_appointment,
     expire_overdue,
-    record_payment,
     reschedule_appointment,
 )
 from tests import factories
@@ -295,18 +294,3 @@ def test_expire_overdue_only_takes_pending_past_deadline(book, therapist, tomorr
     statuses = dict(Appointment.objects.values_list("pk", "status"))
     assert statuses == {overdue.pk: "expired", accepted.pk: "confirmed", fresh.pk: "pending"}
     assert datetime.now(UTC)  # stays aware
-
-
-def test_only_a_manager_records_payment(desk, manager, book, tomorrow_at):
-    appointment = book(tomorrow_at(10))
-    with pytest.raises(NotPermitted):
-        record_payment(actor=desk, appointment_id=appointment.pk, payment_status="paid")
-    with pytest.raises(ValidationFailed):
-        record_payment(actor=manager, appointment_id=appointment.pk, payment_status="comped")
-
-    record_payment(actor=manager, appointment_id=appointment.pk, payment_status="refunded")
-
-    appointment.refresh_from_db()
-    assert appointment.payment_status == "refunded"
-    event = StreamEvent.objects.order_by("-seq").first()
-    assert (event.type, event.appointment_id) == ("appointment.updated", appointment.pk)

@@ -22,7 +22,6 @@ from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
     Client,
-    PaymentStatus,
     Series,
     Service,
     TherapistProfile,
@@ -313,15 +312,6 @@ def update_appointment_details(
     if not (actor.is_desk or role_of(actor) == states.THERAPIST):
         raise NotPermitted(f"A {role_of(actor)} may not change appointments.")
     return _change_fields(actor, appointment_id, changes)
-
-
-def record_payment(*, actor: User, appointment_id: int, payment_status: str) -> Appointment:
-    """A manager records that an appointment was paid, or refunded (from the admin)."""
-    if role_of(actor) != states.MANAGER:
-        raise NotPermitted("Only a manager records payments.")
-    if payment_status not in PaymentStatus.values:
-        raise ValidationFailed.on("payment_status", f"{payment_status!r} is not a payment status.")
-    return _change_fields(actor, appointment_id, {"payment_status": payment_status})
 
 
 def _change_fields(actor: User, appointment_id: int, changes: dict[str, str]) -> Appointment:
