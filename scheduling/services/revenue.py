@@ -132,7 +132,7 @@ class Money:
 
 def money_figures(
     *, first_day: date, last_day: date, start: datetime, end: datetime
-) -> tuple[Money, dict[int, dict]]:
+) -> tuple[Money, dict[int, dict[str, Decimal]]]:
     """The money of the business days `first_day`..`last_day` ([start, end) in UTC), and
     each collector's sums by id: `with_names` names them from the report's names query."""
     zone = business_zone()
@@ -189,7 +189,9 @@ def money_figures(
     return money, _collections(start, end)
 
 
-def with_names(money: Money, collected: dict[int, dict], names: dict[int, str]) -> Money:
+def with_names(
+    money: Money, collected: dict[int, dict[str, Decimal]], names: dict[int, str]
+) -> Money:
     """`money` with each therapist's collections, named."""
     rows = [
         Collector(
@@ -224,7 +226,7 @@ def _owing(start: datetime, end: datetime) -> tuple[list[Owing], int, Decimal]:
         .annotate(total=Sum(F("amount") - F("refunded_amount")))
         .values("total")
     )
-    money_field = DecimalField(max_digits=12, decimal_places=2)
+    money_field: DecimalField[Decimal, Decimal] = DecimalField(max_digits=12, decimal_places=2)
     rows = list(
         Appointment.objects.filter(
             status__in=OWING_STATUSES, start__gte=start, start__lt=end, price__gt=0
