@@ -19,6 +19,7 @@ SIDE_EFFECTING = [
     "scheduling.sweep.notifications",
     "scheduling.sweep.reminders",
     "scheduling.sweep.expire_overdue",
+    "scheduling.sweep.flag_overdue",
     "scheduling.sweep.prune",
     "scheduling.sweep.reconcile_payments",
 ]
@@ -71,6 +72,7 @@ def test_beat_runs_registered_tasks_and_each_expires_within_its_period():
         "scheduling.sweep.notifications",
         "scheduling.sweep.reminders",
         "scheduling.sweep.expire_overdue",
+        "scheduling.sweep.flag_overdue",
         "scheduling.sweep.prune",
         "scheduling.sweep.reconcile_payments",
     }
