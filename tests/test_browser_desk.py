@@ -223,6 +223,8 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
     keys.press("Tab")  # into the results: the first client
     keys.press("Space")
     assert page.get_by_role("radio", name="Maria Santos").is_checked()
+    keys.press("Tab")  # the chosen client's page (their history), shown once chosen
+    assert page.evaluate("document.activeElement.className").startswith("client-page-link")
     keys.press("Tab")  # "+ New client"
     keys.press("Tab")  # service
     assert page.evaluate("document.activeElement.id") == "id_service"
