@@ -1,5 +1,5 @@
 """The admin's read-only pages of records the services write: the transition log, the
-stream, idempotency keys, dispatch and therapist-choice decisions, notifications,
+stream, idempotency keys, standing bookings, dispatch and therapist-choice decisions, notifications,
 payments and the periodic tasks' last runs. Registered on the managers' site when
 scheduling/admin.py imports this module."""
 
@@ -15,6 +15,7 @@ from scheduling.models import (
     Notification,
     Payment,
     PeriodicRun,
+    Series,
     StreamEvent,
     StreamEventRecipient,
     StreamRetention,
@@ -90,6 +91,16 @@ class DispatchDecisionAdmin(ReadOnlyModelAdmin):
     @admin.display(description="skipped")
     def skipped_count(self, obj: DispatchDecision) -> int:
         return len(obj.skipped)
+
+
+@admin.register(Series, site=site)
+class SeriesAdmin(ReadOnlyModelAdmin):
+    """Standing bookings (services/series.py): booked, moved and cancelled through the
+    desk and the API, so that every occurrence meets the booking checks."""
+
+    list_display = ("id", "first_start", "every_weeks", "count", "until", "created_by")
+    list_select_related = ("created_by",)
+    date_hierarchy = "first_start"
 
 
 @admin.register(TherapistChoice, site=site)
