@@ -459,3 +459,27 @@ async def sync_add_events(user_ids: list[int], count: int) -> None:
             batch.flush()
 
     await sync_to_async(add)()
+
+
+# --- a task's own line --------------------------------------------------------------------
+
+
+def test_a_failing_task_logs_its_failure_and_a_task_outside_a_request_gets_an_id(captured):
+    from config.celery import app
+
+    @app.task(name="tests.logs.boom")
+    def boom() -> None:
+        raise RuntimeError("provider refused +639171234567")
+
+    @app.task(name="tests.logs.fine")
+    def fine() -> str:
+        return logs.current() or ""
+
+    with logs.bound("caller-1"), pytest.raises(RuntimeError):
+        boom.delay()
+    outside = fine.delay().get()
+    [failed] = captured.of("task", task="tests.logs.boom")
+    assert (failed["state"], failed["request_id"]) == ("failure", "caller-1")
+    [ran] = captured.of("task", task="tests.logs.fine")
+    assert ran["state"] == "success" and ran["request_id"] == outside
+    assert HEX_ID.fullmatch(outside) and logs.current() is None
