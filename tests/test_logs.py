@@ -475,9 +475,13 @@ def test_a_failing_task_logs_its_failure_and_a_task_outside_a_request_gets_an_id
     def fine() -> str:
         return logs.current() or ""
 
-    with logs.bound("caller-1"), pytest.raises(RuntimeError):
-        boom.delay()
-    outside = fine.delay().get()
+    try:
+        with logs.bound("caller-1"), pytest.raises(RuntimeError):
+            boom.delay()
+        outside = fine.delay().get()
+    finally:
+        for name in ("tests.logs.boom", "tests.logs.fine"):
+            app.tasks.unregister(name)
     [failed] = captured.of("task", task="tests.logs.boom")
     assert (failed["state"], failed["request_id"]) == ("failure", "caller-1")
     [ran] = captured.of("task", task="tests.logs.fine")
