@@ -423,4 +423,4 @@ class TripAdmin(ReadOnlyModelAdmin):
 
 
 # The read-only record pages register themselves on the same site.
-from scheduling import admin_records  # noqa: E402, F401
+from scheduling import admin_gateways, admin_records  # noqa: E402, F401

@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from scheduling.admin import site
+from scheduling.gateways import fake
 from scheduling.models import (
     Appointment,
     Break,
@@ -33,6 +34,11 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import update_client
 from scheduling.services.dispatch import run_pass
+from scheduling.services.gateway_payments import (
+    create_payment_link,
+    receive_webhook,
+    refund_payment,
+)
 from scheduling.services.operations import record_periodic_run
 from scheduling.services.payments import record_collection
 from scheduling.services.retention import prune
@@ -57,6 +63,8 @@ READ_ONLY = {
     "Notification",
     "Payment",
     "PeriodicRun",
+    "Refund",
+    "WebhookEvent",
 }
 
 
@@ -85,7 +93,7 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
     run_pass(now=appointment.start - timedelta(minutes=60))
     IdempotencyKey.objects.create(user=desk, key="retry-1", fingerprint="0" * 64)
     # "Any free therapist" records its decision (issue 13).
-    book_any_therapist(
+    other = book_any_therapist(
         actor=desk, client_id=client_record.pk, service_id=service.pk, start=tomorrow_at(15)
     )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
@@ -97,6 +105,14 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
     record_collection(
         actor=therapist, appointment_id=appointment.pk, method="cash", amount="100.00"
     )
+    # Another booking paid through the (fake) gateway's link and its webhook, then part
+    # refunded by a manager (issue 15).
+    link = create_payment_link(actor=desk, appointment_id=other.pk)
+    _, events = fake.pay(link.gateway_link_id.removeprefix("plink_"), now=timezone.now())
+    for body, headers in events:
+        receive_webhook(gateway="fake", body=body, headers=headers)
+    boss = factories.UserFactory(role="manager", username="boss-admin")
+    refund_payment(actor=boss, payment_id=link.pk, amount="10.00")
     return appointment
 
 

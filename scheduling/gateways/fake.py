@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.urls import reverse
 
 from scheduling import gateways
 from scheduling.gateways import Link, Refunded, Webhook, razorpay
@@ -48,7 +47,9 @@ class FakeGateway:
         self._misbehave()
         token = secrets.token_hex(12)
         link_id = f"plink_{token}"
-        url = settings.PAYMENTS["PUBLIC_URL"].rstrip("/") + reverse("fake-pay", args=[token])
+        # The page's path is fixed (scheduling/urls.py "fake-pay"): the gateway is outside
+        # our URLconf, which a test may replace.
+        url = settings.PAYMENTS["PUBLIC_URL"].rstrip("/") + f"/pay/fake/{token}/"
         state = {
             "id": link_id,
             "url": url,
