@@ -13,6 +13,7 @@ from scheduling.models import Appointment, Series
 from scheduling.services.appointments import create_appointment
 from tests import factories
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
+from tests.test_browser_accessibility import AXE, AXE_TAGS, axe_violations
 
 pytestmark = browser_marks
 
@@ -84,6 +85,8 @@ def test_a_series_with_one_clashing_week_previews_it_then_books_the_free_ones(
     assert f"{timezone.localtime(clash):%a %-d %b %Y}" in clashing.inner_text()
     assert "Ana Cruz is already booked" in clashing.inner_text()
     assert not Series.objects.exists()  # the preview wrote nothing
+    if AXE.exists():  # the form with its Repeat preview meets the accessibility target
+        assert axe_violations(page) == []
 
     page.get_by_label("Book the free dates").check()
     page.get_by_role("button", name="Book appointment").click()
@@ -93,5 +96,13 @@ def test_a_series_with_one_clashing_week_previews_it_then_books_the_free_ones(
     booked = list(Appointment.objects.filter(series=series).order_by("start"))
     assert [a.start for a in booked] == [first + timedelta(weeks=w) for w in (0, 1, 3)]
     assert "weekly, 1 of 3" in page.locator(".series-card").inner_text()
+    if AXE.exists():  # the series' panel (the rest of the page is the page walk's)
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate(
+            "tags => axe.run('.series-card', {runOnly: {type: 'tag', values: tags}})"
+            ".then(r => r.violations.map(v => v.id))",
+            AXE_TAGS,
+        )
+        assert found == []
     site.screenshots(page, "desk-series")
     page.context.close()
