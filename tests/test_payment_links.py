@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from scheduling.errors import GatewayUnavailable, InvalidTransition, NotPermitted, ValidationFailed
+from scheduling.gateways import fake
 from scheduling.models import Notification, Payment, Refund, StreamEvent, Transition, WebhookEvent
 from scheduling.services import gateway_payments
 from scheduling.services.appointments import act_on_appointment
@@ -293,3 +294,24 @@ def test_a_therapist_cannot_send_a_link_from_the_desk(appointment, therapist, cl
 
 def test_factories_still_build(db):
     assert factories.ServiceFactory().price >= 0
+
+
+def test_flagged_links_and_money_to_refund_are_on_the_needs_attention_page(
+    appointment, desk, client
+):
+    link = gateway_payments.create_payment_link(actor=desk, appointment_id=appointment.pk)
+    state = {**fake.load(link.gateway_link_id), "amount": 100}  # paid 1.00, not 1200.00
+    body, headers = fake.event(state, "payment_link.paid", now=timezone.now())
+    assert gateway_payments.receive_webhook(gateway="fake", body=body, headers=headers).outcome == (
+        "flagged"
+    )
+    client.force_login(desk)
+    page = client.get("/desk/queues/").content.decode()
+    assert f'id="flagged-{link.pk}"' in page and "but the link was for 1200.00" in page
+    # Paid properly after all, then the booking is cancelled: a refund to make.
+    state = fake.load(link.gateway_link_id)
+    body, headers = fake.event(state, "payment_link.paid", now=timezone.now())
+    gateway_payments.receive_webhook(gateway="fake", body=body, headers=headers)
+    act_on_appointment(actor=desk, appointment_id=appointment.pk, action="cancel", reason="x")
+    page = client.get("/desk/queues/").content.decode()
+    assert f'id="flagged-{link.pk}"' not in page and f'id="to-refund-{link.pk}"' in page

@@ -22,10 +22,11 @@ from scheduling.models import (
     Notification,
     NotificationStatus,
     Payment,
+    PaymentState,
     Trip,
     User,
 )
-from scheduling.services import attention, dispatch, notifications
+from scheduling.services import attention, dispatch, gateway_payments, notifications
 from scheduling.views.common import call_for_page, live_after
 from scheduling.views.desk.present import desk_only, labelled, masked_phone, word
 
@@ -144,6 +145,19 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         .order_by("created_at", "id"),
         limit,
     )
+    # Gateway payments a webhook or the sweep disagreed with, still open; and money still
+    # held for cancelled bookings, for a manager to refund (issue 15, docs/payments.md).
+    flagged, flagged_total = first_rows(
+        Payment.objects.flagged()
+        .filter(status=PaymentState.PENDING)
+        .select_related("appointment__client")
+        .order_by("-flagged_at", "-id"),
+        limit,
+    )
+    to_refund, to_refund_total = first_rows(
+        gateway_payments.to_refund().select_related("appointment__client").order_by("id"),
+        limit,
+    )
     # Left open two hours past its end (issue 13): the desk calls and acts for them.
     late = attention.overdue(now=now, limit=limit)
     late_total = (
@@ -161,6 +175,10 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         "overdue_total": late_total,
         "unverified": unverified,
         "unverified_total": unverified_total,
+        "flagged_payments": flagged,
+        "flagged_total": flagged_total,
+        "to_refund": to_refund,
+        "to_refund_total": to_refund_total,
         "pending": pending,
         "pending_total": pending_total,
         "rebook": labelled(rebook, "status"),
@@ -174,7 +192,9 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
         + rebook_total
         + trips_total
         + failed_total
-        + unverified_total,
+        + unverified_total
+        + flagged_total
+        + to_refund_total,
     }
 
 
