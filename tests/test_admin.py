@@ -42,6 +42,7 @@ from scheduling.services.gateway_payments import (
 from scheduling.services.operations import record_periodic_run
 from scheduling.services.payments import record_collection
 from scheduling.services.retention import prune
+from scheduling.services.series import Repeat, book_series
 from scheduling.services.trips import set_shift
 from tests import factories
 
@@ -65,6 +66,7 @@ READ_ONLY = {
     "PeriodicRun",
     "Refund",
     "WebhookEvent",
+    "Series",
 }
 
 
@@ -95,6 +97,15 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
     # "Any free therapist" records its decision (issue 13).
     other = book_any_therapist(
         actor=desk, client_id=client_record.pk, service_id=service.pk, start=tomorrow_at(15)
+    )
+    # A standing booking (issue 14).
+    book_series(
+        actor=desk,
+        client_id=client_record.pk,
+        service_id=service.pk,
+        therapist_id=therapist.pk,
+        start=tomorrow_at(17) + timedelta(days=1),
+        repeat=Repeat(every_weeks=2, count=2),
     )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
     # What every periodic task writes as it starts (the task_prerun hook), for /health/.
