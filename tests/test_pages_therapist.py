@@ -187,10 +187,9 @@ def busy_week(therapist, book):
 def test_page_and_region_queries_do_not_grow_with_rows(
     signed_in, busy_week, django_assert_max_num_queries
 ):
-    # session, user, stream position (the head and retention's mark), appointments
-    # (+ client, service), their trips (+ driver), the cash held to hand over: the same
-    # for 1 or 42 rows.
-    with django_assert_max_num_queries(7):
+    # session, user, stream position, appointments (+ client, service), their trips
+    # (+ driver), the cash held to hand over: the same for 1 or 42 rows.
+    with django_assert_max_num_queries(6):
         response = signed_in.get(PAGE)
     assert response.content.decode().count('class="appt card') == 42
     with django_assert_max_num_queries(5):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from scheduling.models import (
@@ -92,8 +92,10 @@ def live_start(user: User) -> int:
     see, and never below what retention has deleted. (A user with nothing visible above
     the mark would otherwise start at 0, be told the stream was pruned, reload, and start
     at 0 again for ever.) What the page shows is read after this, so it is current."""
-    newest = StreamEvent.objects.visible_to(user).order_by("-seq").values_list("seq", flat=True)
-    return max(newest.first() or 0, stream_floor())
+    newest = StreamEvent.objects.visible_to(user).aggregate(last=Max("seq"))["last"]
+    # Everything at or below the mark is deleted, so an event still there is above it:
+    # the mark is read only for someone with nothing left (one query for everyone else).
+    return newest if newest is not None else stream_floor()
 
 
 def stream_gone(*, user: User, after: int) -> dict[str, object] | None:
