@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from scheduling.domain import busy_range, local_day_bounds
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus
@@ -22,6 +24,17 @@ class PaymentStatus(models.TextChoices):
 class AppointmentQuerySet(models.QuerySet):
     def active(self) -> AppointmentQuerySet:
         return self.filter(status__in=ACTIVE_APPOINTMENT_STATUSES)
+
+    def with_paid(self) -> AppointmentQuerySet:
+        """Each appointment with `paid`: the money its payments brought in and the business
+        kept (`PaymentQuerySet.settled_total`, per row, in the same query)."""
+        from scheduling.models.payments import Payment
+
+        kept = Payment.objects.filter(appointment=OuterRef("pk")).kept_per_appointment()
+        money = models.DecimalField(max_digits=12, decimal_places=2)
+        return self.annotate(
+            paid=Coalesce(Subquery(kept, output_field=money), Value(Decimal("0.00")))
+        )
 
     def still_in_progress(self, *, before: datetime) -> AppointmentQuerySet:
         """In progress though they ended before `before` (services/attention.py)."""

@@ -36,6 +36,10 @@ SETTLED_STATES = (PaymentState.SUCCEEDED, PaymentState.PARTIALLY_REFUNDED)
 COLLECTED_METHODS = (PaymentMethod.CASH, PaymentMethod.EWALLET)
 
 
+# What a payment brought in and the business kept: its amount less what was refunded.
+KEPT = F("amount") - F("refunded_amount")
+
+
 class PaymentQuerySet(models.QuerySet):
     def settled(self) -> PaymentQuerySet:
         return self.filter(status__in=SETTLED_STATES)
@@ -46,8 +50,13 @@ class PaymentQuerySet(models.QuerySet):
 
     def settled_total(self) -> Decimal:
         """Money received and kept: settled payments less what was refunded of them."""
-        total = self.settled().aggregate(total=Sum(F("amount") - F("refunded_amount")))["total"]
+        total = self.settled().aggregate(total=Sum(KEPT))["total"]
         return total or Decimal("0")
+
+    def kept_per_appointment(self) -> PaymentQuerySet:
+        """`settled_total` per appointment, as a subquery's one column (`total`): filter
+        it to `appointment=OuterRef("pk")` (AppointmentQuerySet.with_paid)."""
+        return self.settled().values("appointment").annotate(total=Sum(KEPT)).values("total")
 
     def flagged(self) -> PaymentQuerySet:
         """Payments a webhook disagreed with: a person decides."""

@@ -18,17 +18,11 @@ from typing import Any
 
 from django.db.models import (
     Count,
-    DecimalField,
     Exists,
-    F,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
-    Sum,
-    Value,
 )
-from django.db.models.functions import Coalesce
 
 from scheduling.models import Appointment, Client, Notification, Payment, Transition
 from scheduling.services.payments import COLLECTABLE
@@ -122,17 +116,9 @@ def owed(client: Client) -> Owed:
     (`services.payments.COLLECTABLE`), its price less its settled payments less their
     refunds (`PaymentQuerySet.settled_total`'s sum, per appointment), never below zero
     (`services.payments.balance_of`'s rule), added up."""
-    money: DecimalField[Decimal, Decimal] = DecimalField(max_digits=12, decimal_places=2)
-    settled = (
-        Payment.objects.settled()
-        .filter(appointment=OuterRef("pk"))
-        .values("appointment")
-        .annotate(total=Sum(F("amount") - F("refunded_amount")))
-        .values("total")
-    )
     rows = (
         Appointment.objects.filter(client=client, status__in=COLLECTABLE)
-        .annotate(paid=Coalesce(Subquery(settled, output_field=money), Value(Decimal("0"))))
+        .with_paid()
         .values_list("price", "paid")
     )
     charged = paid = due = Decimal("0.00")

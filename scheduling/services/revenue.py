@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import F, Q, Sum
+from django.db.models.functions import TruncDate
 
 from scheduling.domain import business_zone
 from scheduling.models import Appointment, Payment, PaymentMethod, PaymentState, Refund
@@ -220,18 +220,11 @@ def _days(first_day: date, last_day: date) -> list[date]:
 
 def _owing(start: datetime, end: datetime) -> tuple[list[Owing], int, Decimal]:
     """Completed sessions in the range whose kept payments fall short of the price."""
-    kept = (
-        Payment.objects.filter(appointment=OuterRef("pk"), status__in=SETTLED_STATES)
-        .values("appointment")
-        .annotate(total=Sum(F("amount") - F("refunded_amount")))
-        .values("total")
-    )
-    money_field: DecimalField[Decimal, Decimal] = DecimalField(max_digits=12, decimal_places=2)
     rows = list(
         Appointment.objects.filter(
             status__in=OWING_STATUSES, start__gte=start, start__lt=end, price__gt=0
         )
-        .annotate(paid=Coalesce(Subquery(kept, output_field=money_field), Value(ZERO)))
+        .with_paid()
         .filter(paid__lt=F("price"))
         .annotate(due=F("price") - F("paid"))
         .order_by("-due", "start", "pk")
