@@ -203,6 +203,19 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(
         label="Reason", max_length=REASON_MAX, required=False, widget=forms.TextInput()
     )
+    # Cancelling an occurrence of a standing booking (services/series_scopes.py).
+    scope = forms.ChoiceField(
+        label="Which dates",
+        required=False,
+        initial="this",
+        choices=[
+            ("this", "This date only"),
+            ("following", "This date and the later ones"),
+            ("all", "Every date not yet done"),
+        ],
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose which dates from the list."},
+    )
 
     def __init__(self, *args, reason_required: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -151,7 +151,7 @@ def test_the_therapist_page_shows_weekly_3_of_8(client, therapist, series, time_
     time_machine.move_to(series.appointments[2].start - timedelta(days=1), tick=False)
     client.force_login(therapist)
     page = client.get("/therapist/").content.decode()
-    assert "Standing booking: <span class=\"series-label\">weekly, 3 of 8</span>" in page
+    assert 'Standing booking: <span class="series-label">weekly, 3 of 8</span>' in page
 
 
 def test_the_queues_list_the_series_first_occurrence_first(desk_client, series):
@@ -161,3 +161,39 @@ def test_the_queues_list_the_series_first_occurrence_first(desk_client, series):
     assert page.index(f'href="/desk/appointments/{first.pk}/"') < page.index(
         "answered with its series"
     )
+
+
+def test_the_desk_cancels_this_and_the_later_dates(desk_client, series):
+    third = series.appointments[2]
+    page = desk_client.get(f"/desk/appointments/{third.pk}/").content.decode()
+    assert "Which dates of the standing booking" in page
+    response = desk_client.post(
+        f"/desk/appointments/{third.pk}/cancel/",
+        {"cancel-reason": "Moving abroad", "cancel-scope": "following"},
+        follow=True,
+    )
+    assert "Cancelled 6 dates" in response.content.decode()
+    statuses = list(
+        Appointment.objects.filter(series=series.series)
+        .order_by("start")
+        .values_list("status", flat=True)
+    )
+    assert statuses == ["pending"] * 2 + ["cancelled"] * 6
+
+
+@pytest.mark.parametrize("scope", ["some", "x" * 3000, ""])
+def test_a_bad_cancel_scope_is_said_on_the_form(desk_client, series, scope):
+    first = series.appointments[0]
+    response = desk_client.post(
+        f"/desk/appointments/{first.pk}/cancel/",
+        {"cancel-reason": "No", "cancel-scope": scope},
+    )
+    assert response.status_code in (200, 302)
+    cancelled = Appointment.objects.filter(status="cancelled").count()
+    assert cancelled == (1 if scope == "" else 0)
+
+
+def test_a_single_booking_has_no_scope_choice(desk_client, book, tomorrow_at):
+    single = book(tomorrow_at(9))
+    page = desk_client.get(f"/desk/appointments/{single.pk}/").content.decode()
+    assert "Which dates of the standing booking" not in page

@@ -23,6 +23,7 @@ from scheduling.models import Appointment, Transition, Trip, TripStatus, User
 from scheduling.permissions import role
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.series import position
+from scheduling.services.series_scopes import cancel_appointments
 from scheduling.views.common import call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.control import reassign_context
@@ -227,16 +228,19 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     appointment = appointment_for(pk, request.user)
     form = ReasonForm(request.POST, prefix=action, reason_required=action == "cancel")
     if form.is_valid():
-        done = call_for_form(
-            form,
-            act_on_appointment,
-            actor=request.user,
-            appointment_id=appointment.pk,
-            action=action,
-            reason=form.cleaned_data["reason"],
+        fields = dict(
+            actor=request.user, appointment_id=appointment.pk, reason=form.cleaned_data["reason"]
         )
+        if action == "cancel":
+            scope = form.cleaned_data["scope"] or "this"
+            many = call_for_form(form, cancel_appointments, scope=scope, **fields)
+            done = many[0] if many else None
+        else:
+            many, done = None, call_for_form(form, act_on_appointment, action=action, **fields)
         if done is not None:
             label = {"cancel": "Cancelled", "no_show": "Marked as a no-show"}[action]
+            if many and len(many) > 1:
+                label = f"Cancelled {len(many)} dates"
             messages.success(request, f"{label}. {done.client.name} and the therapist are told.")
             return redirect("desk:appointment", pk=appointment.pk)
     return detail_page(request, appointment, {action: form})
