@@ -184,27 +184,9 @@ class ClientForm(forms.Form):
         )
 
 
-class RescheduleForm(StartOnDayMixin, forms.Form):
-    date = DayField(label="New day")
-    start = StartField(label="New start time")
-    reason = forms.CharField(
-        label="Reason (optional)",
-        required=False,
-        max_length=REASON_MAX,
-        widget=forms.TextInput(),
-    )
-
-    prefix = "reschedule"
-
-
-class ReasonForm(forms.Form):
-    """Cancel and no-show: the reason goes into the appointment's history."""
-
-    reason = forms.CharField(
-        label="Reason", max_length=REASON_MAX, required=False, widget=forms.TextInput()
-    )
-    # Cancelling an occurrence of a standing booking (services/series_scopes.py).
-    scope = forms.ChoiceField(
+def scope_field() -> forms.ChoiceField:
+    """Which dates of a standing booking an action takes (services/series_scopes.py)."""
+    return forms.ChoiceField(
         label="Which dates",
         required=False,
         initial="this",
@@ -216,6 +198,31 @@ class ReasonForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"invalid_choice": "Choose which dates from the list."},
     )
+
+
+class RescheduleForm(StartOnDayMixin, forms.Form):
+    date = DayField(label="New day")
+    start = StartField(label="New start time")
+    reason = forms.CharField(
+        label="Reason (optional)",
+        required=False,
+        max_length=REASON_MAX,
+        widget=forms.TextInput(),
+    )
+    # Moving a standing booking's dates together: each by as many days, to the new time.
+    scope = scope_field()
+
+    prefix = "reschedule"
+
+
+class ReasonForm(forms.Form):
+    """Cancel and no-show: the reason goes into the appointment's history."""
+
+    reason = forms.CharField(
+        label="Reason", max_length=REASON_MAX, required=False, widget=forms.TextInput()
+    )
+    # Cancelling an occurrence of a standing booking (services/series_scopes.py).
+    scope = scope_field()
 
     def __init__(self, *args, reason_required: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)

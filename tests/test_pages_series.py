@@ -197,3 +197,46 @@ def test_a_single_booking_has_no_scope_choice(desk_client, book, tomorrow_at):
     single = book(tomorrow_at(9))
     page = desk_client.get(f"/desk/appointments/{single.pk}/").content.decode()
     assert "Which dates of the standing booking" not in page
+
+
+def test_the_desk_moves_every_date_an_hour_later(desk_client, series, tomorrow_at):
+    second = series.appointments[1]
+    new = second.start + timedelta(hours=1)
+    response = desk_client.post(
+        f"/desk/appointments/{second.pk}/reschedule/",
+        {
+            "reschedule-date": timezone.localtime(new).date().isoformat(),
+            "reschedule-start": timezone.localtime(new).isoformat(),
+            "reschedule-scope": "all",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    starts = list(
+        Appointment.objects.filter(series=series.series)
+        .order_by("start")
+        .values_list("start", flat=True)
+    )
+    assert starts == [tomorrow_at(11) + timedelta(weeks=w) for w in range(8)]
+
+
+def test_a_move_that_clashes_once_moves_nothing_and_says_which(
+    desk_client, series, book, tomorrow_at
+):
+    book(tomorrow_at(13) + timedelta(weeks=5))
+    second = series.appointments[1]
+    new = second.start + timedelta(hours=1)
+    response = desk_client.post(
+        f"/desk/appointments/{second.pk}/reschedule/",
+        {
+            "reschedule-date": timezone.localtime(new).date().isoformat(),
+            "reschedule-start": timezone.localtime(new).isoformat(),
+            "reschedule-scope": "following",
+        },
+    )
+    assert response.status_code == 200
+    assert "Nothing was moved" in response.content.decode()
+    zone = timezone.get_current_timezone()
+    hours = {
+        a.start.astimezone(zone).hour for a in Appointment.objects.filter(series=series.series)
+    }
+    assert hours == {10}

@@ -13,12 +13,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from scheduling.errors import Conflict, DomainError
+from scheduling.errors import Conflict, DomainError, SeriesConflict
 from scheduling.forms import AppointmentForm, ClientForm, RescheduleForm
 from scheduling.models import Appointment, Client, Service, User
-from scheduling.services.appointments import create_appointment, reschedule_appointment
+from scheduling.services.appointments import create_appointment
 from scheduling.services.capacity import NO_DRIVER
 from scheduling.services.choosing import NOBODY_FREE, book_any_therapist
+from scheduling.services.series_scopes import reschedule_appointments
 from scheduling.views.common import form_errors_from
 from scheduling.views.desk.appointment import appointment_for, detail_page
 from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none, money
@@ -239,11 +240,21 @@ def reschedule(request: HttpRequest, pk: int) -> HttpResponse:
     form = RescheduleForm(request.POST)
     if form.is_valid():
         try:
-            moved = reschedule_appointment(
+            moved = reschedule_appointments(
                 actor=request.user,
                 appointment_id=appointment.pk,
                 start=form.cleaned_data["start"],
+                scope=form.cleaned_data["scope"] or "this",
                 reason=form.cleaned_data["reason"],
+            )[0]
+        except SeriesConflict as error:
+            form.add_error(
+                "start",
+                f"{error.message} Nothing was moved: "
+                + "; ".join(
+                    f"{timezone.localtime(f.start):%a %-d %b %H:%M}: {f.message}"
+                    for f in error.failures
+                ),
             )
         except Conflict as error:
             form.add_error("start", conflict_message(error, str(appointment.therapist))[0])
