@@ -525,6 +525,7 @@ class _Hub:
                 await self._look()
 
     async def _look(self) -> None:
+        await self._measure_lag()
         try:
             # Joined again each time: a restarted Redis has forgotten the group, and the
             # channels-redis membership expires after a day.
@@ -532,7 +533,6 @@ class _Hub:
             head = await _committed_head()
         except Exception:
             logger.exception("stream: cannot read the head of the stream")
-            await self._lag_without_transport()
             return
         upto = self.upto if self.upto is not None else head
         if head < upto:
@@ -549,11 +549,11 @@ class _Hub:
             for consumer in self.consumers():
                 consumer.resync_soon()
         self.owed = head
-        metrics.lag(head=head, handed=self.upto)
 
-    async def _lag_without_transport(self) -> None:
-        """The channel layer is down: events committed meanwhile are not arriving, and
-        the lag says so (until the next look makes good from the database)."""
+    async def _measure_lag(self) -> None:
+        """The stream lag for /metrics (observability/stream.py), from a head read of its
+        own before the channel layer is touched: while Redis is down or hanging, the
+        lag still grows with every commit."""
         with contextlib.suppress(Exception):
             metrics.lag(head=await _committed_head(), handed=self.upto)
 

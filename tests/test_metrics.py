@@ -151,6 +151,8 @@ def test_multi_process_mode_adds_every_process_up(token, tmp_path, monkeypatch):
     for _ in range(2):
         subprocess.run([sys.executable, "-c", WRITER], env=env, check=True, timeout=60)
     assert len(list(tmp_path.glob("counter_*.db"))) == 2
+    # A process with no socket reports no realtime gauges (no lag of 0 per worker).
+    assert list(tmp_path.glob("gauge_*.db")) == []
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     samples = scrape()
     runs = {"task": "scheduling.sweep.reminders", "outcome": "success"}

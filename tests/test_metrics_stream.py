@@ -99,15 +99,23 @@ class Socket:
 
 @pytest.fixture
 def sockets():
-    opened: list[Socket] = []
+    opened: list[tuple[Daphne, Socket]] = []
 
     def open_(daphne: Daphne, user) -> Socket:
-        opened.append(Socket(daphne, user))
-        return opened[-1]
+        opened.append((daphne, Socket(daphne, user)))
+        return opened[-1][1]
 
     yield open_
-    for socket in opened:
+    for _, socket in opened:
         socket.close()
+    # Until the server has let them go: the next test's database starts its sequence
+    # again, and a hub still holding this test's sockets would still hold its seqs.
+    for daphne in {daphne for daphne, _ in opened if daphne.process is not None}:
+        wait_until(
+            lambda daphne=daphne: {n for _, n in connections(scrape(), daphne)} <= {0.0},
+            timeout=10,
+            what="the closed sockets to leave the server",
+        )
 
 
 def scrape() -> dict[str, list]:

@@ -57,12 +57,27 @@ WS_EVENTS = Counter(
     "Stream events sent to sockets (a frame carries one or more), by realtime process.",
     ["pid"],
 )
-STREAM_LAG = Gauge(
-    "scheduling_stream_lag_events",
-    "Committed head of the stream minus the last seq this process's hub handed to its "
-    "sockets, measured every WATCH_SECONDS.",
-    multiprocess_mode="liveall",
-)
+_stream_lag: Gauge | None = None
+
+
+def stream_lag() -> Gauge:
+    """The stream lag gauge, made on first use. An unlabelled gauge writes its value the
+    moment it exists, so made at import it would give every gunicorn and Celery process
+    a lag of 0 of its own; made here it belongs to the realtime processes that measure
+    it (and, outside multi-process mode, to the one process there is, from the start)."""
+    global _stream_lag
+    if _stream_lag is None:
+        _stream_lag = Gauge(
+            "scheduling_stream_lag_events",
+            "Committed head of the stream minus the last seq this process's hub handed to "
+            "its sockets, measured every WATCH_SECONDS.",
+            multiprocess_mode="liveall",
+        )
+    return _stream_lag
+
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    stream_lag()
 
 QUEUES = ("dispatch", "notify", "default")
 

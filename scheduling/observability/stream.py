@@ -5,8 +5,8 @@ Called from the hot path (every frame), so nothing here touches the database or 
 network: a counter increment, or a gauge set, is a few dictionary and memory writes.
 
 Stream lag, per realtime process: the committed head of the stream (EventCounter's
-`last_seq`, read by the process hub every WATCH_SECONDS, which it does anyway to find a
-lost tail) minus the last seq up to which the hub has handed every event to its sockets
+`last_seq`, read by the process hub every WATCH_SECONDS, as it starts its look for a
+lost tail, before it touches the channel layer) minus the last seq up to which the hub has handed every event to its sockets
 (`_Hub.upto`), measured at that same moment. 0 while the process has no socket (it owes
 nobody anything) and before the first live event after it subscribed (its sockets read
 the database on connect). Events still in flight from their commit to this process count
@@ -22,10 +22,10 @@ import os
 from prometheus_client import multiprocess
 
 from scheduling.observability.metrics import (
-    STREAM_LAG,
     WS_CONNECTIONS,
     WS_EVENTS,
     WS_FRAMES,
+    stream_lag,
 )
 
 _pid: int | None = None
@@ -71,4 +71,4 @@ def ping_sent() -> None:
 def lag(*, head: int, handed: int | None) -> None:
     """Record the lag measured by the hub (`handed` None: nothing live has arrived yet,
     or the process has no socket)."""
-    STREAM_LAG.set(0 if handed is None else max(0, head - handed))
+    stream_lag().set(0 if handed is None else max(0, head - handed))
