@@ -6,20 +6,22 @@ network: a counter increment, or a gauge set, is a few dictionary and memory wri
 
 Stream lag, per realtime process: the committed head of the stream (EventCounter's
 `last_seq`, read by the process hub every WATCH_SECONDS, as it starts its look for a
-lost tail, before it touches the channel layer) minus the last seq up to which the hub has handed every event to its sockets
-(`_Hub.upto`), measured at that same moment. 0 while the process has no socket (it owes
-nobody anything) and before the first live event after it subscribed (its sockets read
-the database on connect). Events still in flight from their commit to this process count
-(milliseconds under normal load); while the channel layer is down, the lag grows with
-every commit and falls back to 0 once the hub has made good from the database.
+lost tail, before it touches the channel layer) minus the last seq up to which the hub
+has handed every event to its sockets (`_Hub.upto`), measured at that same moment. 0
+while the process has no socket (it owes nobody anything) and before the first live
+event after it subscribed (its sockets read the database on connect). Events still in
+flight from their commit to this process count (milliseconds under normal load); while
+the channel layer is down, the lag grows with every commit and falls back to 0 once the
+hub has made good from the database.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+from typing import Any
 
-from prometheus_client import multiprocess
+from prometheus_client import Counter, multiprocess
 
 from scheduling.observability.metrics import (
     WS_CONNECTIONS,
@@ -57,15 +59,27 @@ def socket_closed(*, desk: bool) -> None:
     WS_CONNECTIONS.labels("desk" if desk else "personal").dec()
 
 
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter, *labels: str) -> Any:
+    """metric.labels(*labels), looked up once (labels() takes a lock and builds keys)."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def events_sent(count: int) -> None:
     """One frame of `count` events went to a socket."""
     pid = _this_process()
-    WS_FRAMES.labels(pid, "events").inc()
-    WS_EVENTS.labels(pid).inc(count)
+    _child(WS_FRAMES, pid, "events").inc()
+    _child(WS_EVENTS, pid).inc(count)
 
 
 def ping_sent() -> None:
-    WS_FRAMES.labels(_this_process(), "ping").inc()
+    _child(WS_FRAMES, _this_process(), "ping").inc()
 
 
 def lag(*, head: int, handed: int | None) -> None:
