@@ -1125,10 +1125,9 @@ def test_detail_queries_do_not_grow_with_history(
             appointment=appointment,
             body="x",
         )
-    # 16, 3 for the payments panel (its rows, and balance_of's two reads), 2 for the
-    # manual dispatch panel (the decisions taken by hand, the drivers on shift), and 1 for
-    # the stream position's second read (retention's mark, 060bac2).
-    with django_assert_max_num_queries(22):
+    # 16, 3 for the payments panel (its rows, and balance_of's two reads), and 2 for the
+    # manual dispatch panel (the decisions taken by hand, the drivers on shift).
+    with django_assert_max_num_queries(21):
         many, response = queries_of(desk_client, url)
     assert many == few
     assert response.content.decode().count("entry ") == 200
