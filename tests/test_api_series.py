@@ -188,3 +188,28 @@ def test_a_therapist_accepts_the_series_once(api, weekly, therapist):
     response = api(therapist).post(f"/api/appointments/{first}/accept/", {}, format="json")
     assert response.status_code == 200
     assert set(Appointment.objects.values_list("status", flat=True)) == {"confirmed"}
+
+
+@pytest.mark.parametrize("role, code", [("therapist", 403), ("driver", 403), ("manager", 201)])
+def test_a_repeat_by_role(api, weekly, role, code):
+    from tests.factories import UserFactory
+
+    user = UserFactory(role=role, username=f"{role}-x")
+    response = api(user).post("/api/appointments/", weekly, format="json")
+    assert response.status_code == code
+    assert Series.objects.count() == (1 if code == 201 else 0)
+
+
+def test_a_repeat_anonymously_is_401(weekly):
+    response = APIClient().post("/api/appointments/", weekly, format="json")
+    assert response.status_code == 401 and not Series.objects.exists()
+
+
+@pytest.mark.parametrize("scope", ["following", "all"])
+def test_a_therapist_cannot_cancel_a_series(api, weekly, desk, therapist, scope):
+    ids = api(desk).post("/api/appointments/", weekly, format="json").json()["series"]
+    response = api(therapist).post(
+        f"/api/appointments/{ids['appointments'][0]}/cancel/", {"scope": scope}, format="json"
+    )
+    assert response.status_code == 403
+    assert not Appointment.objects.filter(status="cancelled").exists()
