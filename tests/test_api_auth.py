@@ -22,7 +22,10 @@ from scheduling.models import Client, User
 pytestmark = pytest.mark.django_db
 
 TOKEN_URL = "/api/auth/token/"
-PUBLIC = {"auth/token/", "schema/", "docs/"}
+# Gateways call their webhooks without our credentials: the signature is their
+# authentication (tests/test_payment_webhooks.py), so no token is asked for.
+WEBHOOKS = {f"payments/webhooks/{gateway}/" for gateway in ("fake", "paymongo", "razorpay")}
+PUBLIC = {"auth/token/", "schema/", "docs/", *WEBHOOKS}
 
 
 def anonymous() -> APIClient:
@@ -231,6 +234,9 @@ def test_public_routes_answer_without_credentials(db):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
     assert client.post(TOKEN_URL, {}, format="json").status_code == 400
+    for webhook in sorted(WEBHOOKS):
+        # Unsigned: refused for its signature, never for want of a login.
+        assert client.post(f"/api/{webhook}", {}, format="json").status_code == 400, webhook
 
 
 # --- sessions and CSRF ----------------------------------------------------------------------

@@ -230,7 +230,8 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
             "id": pk, "client": booking.client_id, "service": booking.service_id,
             "therapist": booking.therapist_id, "start": start.isoformat(),
             "end": end.isoformat(), "status": "pending", "address": booking.address,
-            "notes": "", "response_deadline": deadline.isoformat(), "trips": trips,
+            "notes": "", "response_deadline": deadline.isoformat(), "series": None,
+            "trips": trips,
         }  # fmt: skip
         cursor.execute(
             EVENT_SQL,
