@@ -343,3 +343,19 @@ def test_reschedule_following_is_all_or_nothing(book, eight, desk, tomorrow_at):
     ]
     after = {**all_counts(), "starts": sorted(Appointment.objects.values_list("start", flat=True))}
     assert after == before and blocker.pk
+
+
+@pytest.mark.django_db
+def test_reschedule_all_with_transport_replans_each_date(eight, desk, tomorrow_at):
+    factories.ensure_driver()
+    booking = book_series(
+        **{**eight, "repeat": Repeat(every_weeks=1, count=3)}, needs_transport=True
+    )
+    first = booking.appointments[0]
+    moved = reschedule_appointments(
+        actor=desk, appointment_id=first.pk, start=first.start + timedelta(weeks=1), scope="all"
+    )
+    assert [a.start for a in moved] == [tomorrow_at(10) + timedelta(weeks=w) for w in (1, 2, 3)]
+    for appointment in moved:
+        open_legs = appointment.trips.exclude(status="cancelled")
+        assert sorted(t.window_end for t in open_legs)[0] == appointment.start

@@ -7,11 +7,12 @@ occurrences and in what order, the rules stay where they are."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from scheduling.domain import local_date
 from scheduling.errors import (
     Conflict,
     InvalidTransition,
@@ -20,11 +21,13 @@ from scheduling.errors import (
     ValidationFailed,
 )
 from scheduling.models import Appointment, User
+from scheduling.services import capacity
 from scheduling.services.appointments import (
     _locked,
     act_on_appointment,
     reschedule_appointment,
 )
+from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable
 from scheduling.services.series import reason_of
 from scheduling.states import AppointmentStatus
 
@@ -79,6 +82,7 @@ def reschedule_appointments(
         chosen = _scoped(appointment_id, scope)
         anchor = _locked(appointment_id, lock=False).start
         targets = _moved(chosen, anchor, start)
+        _lock_ahead(chosen, targets)
         # Later first when moving later (and earlier first when moving earlier), so no
         # occurrence meets a neighbour that is about to move out of its way.
         later = start > anchor
@@ -146,3 +150,21 @@ def _moved(
         )
         for pk, old in chosen
     ]
+
+
+def _lock_ahead(chosen: list[tuple[int, datetime]], targets: list[tuple[int, datetime]]) -> None:
+    """Take every lock the moves will take, up front and in the one order every booking
+    writer uses (therapists' timetables by id, then capacity days by date): moving later
+    occurrences first would otherwise take the days in descending order and could
+    deadlock against a booking taking them ascending."""
+    rows = Appointment.objects.filter(pk__in=[pk for pk, _ in chosen])
+    therapists = sorted(set(rows.values_list("therapist_id", flat=True)))
+    for therapist_id in therapists:
+        lock_timetable(THERAPIST_TIMETABLE, therapist_id)
+    if rows.filter(needs_transport=True).exists():
+        days = {
+            local_date(when) + timedelta(days=shift)
+            for _, when in [*chosen, *targets]
+            for shift in (-1, 0, 1)
+        }
+        capacity.lock_days(days)
