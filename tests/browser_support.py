@@ -15,11 +15,15 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client as DjangoClient
+from django.utils import timezone
 
 from tests.conftest import IN_CI
 from tests.live_support import (
@@ -131,6 +135,36 @@ def site(browser_daphne, browser_redis, settings) -> Iterator[Site]:
     site = Site(browser_daphne)
     yield site
     site.close()
+
+
+@dataclass(frozen=True)
+class Booked:
+    """One pending booking for tomorrow at 10:00 and the people around it."""
+
+    desk: Any
+    ana: Any
+    maria: Any
+    appointment: Any
+
+
+def booked_tomorrow() -> Booked:
+    """Rita at the desk has booked Maria with Ana (Swedish massage) for tomorrow 10:00."""
+    from scheduling.services.appointments import create_appointment
+    from tests import factories
+
+    desk = factories.UserFactory(role="receptionist", username="rita", first_name="Rita")
+    massage = factories.ServiceFactory(name="Swedish massage", duration_minutes=60)
+    ana = factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
+    maria = factories.ClientFactory(name="Maria Santos", phone="+639171234567")
+    day = timezone.localdate() + timedelta(days=1)
+    appointment = create_appointment(
+        actor=desk,
+        client_id=maria.pk,
+        service_id=massage.pk,
+        therapist_id=ana.pk,
+        start=timezone.make_aware(datetime.combine(day, time(10))),
+    )
+    return Booked(desk=desk, ana=ana, maria=maria, appointment=appointment)
 
 
 # Per module: Playwright's sync API cannot run two at once in one thread, and

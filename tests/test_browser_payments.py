@@ -4,32 +4,17 @@ second browser context, and the desk's page shows Paid live, without a reload.""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
 
-from django.utils import timezone
-
 from scheduling.models import Payment, WebhookEvent
-from scheduling.services.appointments import create_appointment
-from tests import factories
-from tests.browser_support import browser_marks
+from tests.browser_support import booked_tomorrow, browser_marks
 
 pytestmark = browser_marks
 
 
 def test_the_desk_sends_a_link_the_client_pays_and_the_desk_sees_paid_live(site, chromium):
-    desk_user = factories.UserFactory(role="receptionist", username="rita", first_name="Rita")
-    massage = factories.ServiceFactory(name="Swedish massage", duration_minutes=60)
-    ana = factories.therapist(massage, username="ana", first_name="Ana")
-    maria = factories.ClientFactory(name="Maria Santos", phone="+639171234567")
-    day = timezone.localdate() + timedelta(days=1)
-    appointment = create_appointment(
-        actor=desk_user,
-        client_id=maria.pk,
-        service_id=massage.pk,
-        therapist_id=ana.pk,
-        start=timezone.make_aware(datetime.combine(day, time(10))),
-    )
+    booked = booked_tomorrow()
+    desk_user, appointment = booked.desk, booked.appointment
     desk = site.page(chromium, desk_user)
     desk.goto(site.url(f"/desk/appointments/{appointment.pk}/"))
     desk.get_by_role("button", name="Send payment link").click()

@@ -5,31 +5,16 @@ and the page shows Paid."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-
-from django.utils import timezone
-
 from scheduling.models import Payment
-from scheduling.services.appointments import act_on_appointment, create_appointment
-from tests import factories
-from tests.browser_support import browser_marks
+from scheduling.services.appointments import act_on_appointment
+from tests.browser_support import booked_tomorrow, browser_marks
 
 pytestmark = browser_marks
 
 
 def test_a_therapist_records_cash_and_the_desk_verifies_it(site, chromium):
-    desk_user = factories.UserFactory(role="receptionist", username="rita", first_name="Rita")
-    massage = factories.ServiceFactory(name="Swedish massage", duration_minutes=60)
-    ana = factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
-    maria = factories.ClientFactory(name="Maria Santos", phone="+639171234567")
-    day = timezone.localdate() + timedelta(days=1)
-    appointment = create_appointment(
-        actor=desk_user,
-        client_id=maria.pk,
-        service_id=massage.pk,
-        therapist_id=ana.pk,
-        start=timezone.make_aware(datetime.combine(day, time(10))),
-    )
+    booked = booked_tomorrow()
+    desk_user, ana, appointment = booked.desk, booked.ana, booked.appointment
     for action in ("accept", "start"):
         act_on_appointment(actor=ana, appointment_id=appointment.pk, action=action)
     price = f"{appointment.price:,.2f}"
