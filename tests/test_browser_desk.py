@@ -257,7 +257,15 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
     keys.press("Tab")  # address
     keys.press("Tab")  # notes
     keys.type("Keyboard booking")
-    keys.press("Tab")  # the submit button
+    # Then the Repeat section (left as it is: one booking), then the submit button.
+    stops = []
+    for _ in range(15):
+        keys.press("Tab")
+        stops.append(page.evaluate("document.activeElement.id || document.activeElement.innerText"))
+        if stops[-1] == "Book appointment":
+            break
+    assert stops[-1] == "Book appointment", stops
+    assert {"id_every_weeks", "id_count", "id_skip_conflicts"} <= set(stops), stops
     keys.press("Enter")
 
     page.wait_for_url(APPOINTMENT_PAGE)
