@@ -17,6 +17,7 @@ import time_machine
 from django.db import connection
 from django.test import Client as HttpClient
 
+from scheduling.errors import InvalidTransition, NotPermitted, ValidationFailed
 from scheduling.gateways import fake, paymongo
 from scheduling.models import Payment, Refund, StreamEvent, Transition, WebhookEvent
 from scheduling.services import gateway_payments
@@ -418,3 +419,53 @@ def test_ten_concurrent_deliveries_settle_one_payment(link, gateway):
     assert payment.status == "succeeded"
     assert WebhookEvent.objects.count() == 1
     assert Transition.objects.filter(action="gateway_paid").count() == 1
+
+
+# --- a person clears the flag -------------------------------------------------------------
+
+
+def test_a_manager_clears_a_flag_saying_how_and_the_money_stays_as_it_was(link, manager, desk):
+    payment = link("razorpay")
+    post("razorpay", *event("razorpay", "paid", amount=99900))  # another amount: flagged
+    payment.refresh_from_db()
+    assert payment.flagged_reason and list(gateway_payments.flagged_webhooks())
+
+    with pytest.raises(NotPermitted):
+        gateway_payments.resolve_flag(actor=desk, payment_id=payment.pk, note="called")
+    with pytest.raises(ValidationFailed) as blank:
+        gateway_payments.resolve_flag(actor=manager, payment_id=payment.pk, note="  ")
+    assert "note" in blank.value.errors
+    payments_before = list(Payment.objects.values_list("pk", "status", "amount"))
+    cleared = gateway_payments.resolve_flag(
+        actor=manager, payment_id=payment.pk, note="Client paid the rest in cash"
+    )
+    assert cleared.flagged_reason == "" and cleared.status == "pending"
+    assert not Payment.objects.flagged().exists()
+    assert not list(gateway_payments.flagged_webhooks())
+    assert WebhookEvent.objects.get().resolved_at == T0
+    logged = Transition.objects.filter(action="payment_flag_resolved").get()
+    assert logged.actor == manager and "Client paid the rest in cash" in logged.reason
+    # No payment written, removed or settled: the money is as the gateway left it.
+    assert list(Payment.objects.values_list("pk", "status", "amount")) == payments_before
+    with pytest.raises(InvalidTransition):  # once only
+        gateway_payments.resolve_flag(actor=manager, payment_id=payment.pk, note="again")
+
+
+def test_the_queues_page_clears_a_flag_for_a_manager_only(link, client, manager, desk):
+    payment = link("razorpay")
+    post("razorpay", *event("razorpay", "paid", currency="USD"))
+    url = f"/desk/payments/{payment.pk}/resolve/"
+    client.force_login(desk)
+    assert "How it was sorted out" not in client.get("/desk/queues/").content.decode()
+    refused = client.post(url, {"note": "done"}, follow=True)
+    assert "Only a manager clears a flagged payment." in refused.content.decode()
+    client.force_login(manager)
+    page = client.get("/desk/queues/").content.decode()
+    assert f'id="resolve-note-{payment.pk}"' in page
+    empty = client.post(url, {"note": ""}, follow=True)
+    assert "Say how it was sorted out" in empty.content.decode()
+    done = client.post(url, {"note": "Refunded at the gateway"}, follow=True)
+    assert done.status_code == 200 and "Cleared: 1,200.00 PHP link." in done.content.decode()
+    payment.refresh_from_db()
+    assert payment.flagged_reason == ""
+    assert client.post("/desk/payments/999999/resolve/", {"note": "x"}).status_code == 404

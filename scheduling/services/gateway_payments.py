@@ -536,6 +536,36 @@ def refund_data(refund: Refund) -> dict:
 # --- what needs a person -------------------------------------------------------------------
 
 
+def resolve_flag(
+    *, actor: User, payment_id: int, note: str, now: datetime | None = None
+) -> Payment:
+    """A manager has sorted out a payment the gateway's answer disagreed with (refunded the
+    client, recorded the money another way, or found it harmless): it leaves the desk's
+    list, the webhooks that flagged it are marked resolved, and the log keeps who and why.
+    The money itself is not touched: the payment stays as it is."""
+    now = now or timezone.now()
+    if role_of(actor) != states.MANAGER:
+        raise NotPermitted("Only a manager clears a flagged payment.")
+    note = (note or "").strip()
+    if not note:
+        raise ValidationFailed.on("note", "Say how it was sorted out (kept in the history).")
+    if len(note) > 300:
+        raise ValidationFailed.on("note", "The note has at most 300 characters.")
+    found = money._payment(payment_id, actor)
+    with transaction.atomic():
+        appointment, payment = _lock(found)
+        if not payment.flagged_reason:
+            raise InvalidTransition("This payment is not flagged.", payment.status)
+        was = payment.flagged_reason
+        payment.flagged_reason = ""
+        payment.save(update_fields=["flagged_reason", "updated_at"])
+        payment.webhook_events.filter(
+            outcome=WebhookOutcome.FLAGGED, resolved_at__isnull=True
+        ).update(resolved_at=now)
+        money._changed(appointment, payment, "payment_flag_resolved", actor, note=f"{was} / {note}")
+    return payment
+
+
 def to_refund():
     """Settled money on cancelled appointments, not yet given back: the manager's list."""
     return Payment.objects.to_refund()

@@ -212,9 +212,15 @@ def _check_within_balance(appointment: Appointment, money: Decimal) -> None:
 
 
 def _changed(
-    appointment: Appointment, payment: Payment, action: str, actor: User | None
+    appointment: Appointment,
+    payment: Payment,
+    action: str,
+    actor: User | None,
+    *,
+    note: str = "",
 ) -> Balance:
-    """Derive the appointment's status anew, log the change and put it on the stream."""
+    """Derive the appointment's status anew, log the change (with `note`, a person's words)
+    and put it on the stream."""
     balance = balance_of(appointment)
     previous = appointment.payment_status
     if balance.status != previous:
@@ -227,7 +233,7 @@ def _changed(
         to_status=balance.status,
         actor=actor,
         reason=f"{payment.get_method_display()} {payment.amount} {payment.currency} "
-        f"(payment {payment.pk}, {payment.status})",
+        f"(payment {payment.pk}, {payment.status})" + (f": {note}" if note else ""),
     )
     batch = EventBatch()
     batch.add(

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling.models import Appointment, Payment, PaymentState
 from scheduling.models.payments import COLLECTED_METHODS
+from scheduling.services.gateway_payments import resolve_flag
 from scheduling.services.payments import balance_of, verify_payment
 from scheduling.views.common import call_for_page
 from scheduling.views.desk.present import desk_only, money, word
@@ -108,3 +109,20 @@ def verify(request: HttpRequest, pk: int) -> HttpResponse:
     if request.POST.get("back") == "queues":
         return redirect("desk:queues")
     return redirect("desk:appointment", pk=payment.appointment_id)
+
+
+@desk_only
+@require_POST
+def resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    """A manager clears a flagged payment, saying how it was sorted out; back to the queues."""
+    payment = get_object_or_404(Payment.objects.visible_to(request.user), pk=pk)
+    done = call_for_page(
+        request,
+        resolve_flag,
+        actor=request.user,
+        payment_id=payment.pk,
+        note=request.POST.get("note", ""),
+    )
+    if done is not None:
+        messages.success(request, f"Cleared: {money(done.amount)} {done.currency} link.")
+    return redirect("desk:queues")

@@ -51,6 +51,7 @@ urlpatterns = [
         name="appointment_payments",
     ),
     path("payments/<int:pk>/verify/", payments.verify, name="verify_payment"),
+    path("payments/<int:pk>/resolve/", payments.resolve, name="resolve_payment_flag"),
     path("appointments/<int:pk>/payment-link/", payment_link.send_link, name="send_payment_link"),
     path("appointments/<int:pk>/times/", booking.reschedule_times, name="reschedule_times"),
     path("appointments/<int:pk>/reschedule/", booking.reschedule, name="reschedule"),
