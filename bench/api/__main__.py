@@ -137,6 +137,7 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "PAYMENT_GATEWAY": "fake",  # production settings ask for one by name
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
             "DEBUG": "false",

@@ -148,6 +148,7 @@ def bench_env(redis_url: str, log_level: str = "INFO") -> dict[str, str]:
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": redis_url,
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "PAYMENT_GATEWAY": "fake",  # production settings ask for one by name
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": log_level,

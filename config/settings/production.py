@@ -5,6 +5,9 @@ from config.settings.base import env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
+# Said out loud, never a default: the default "fake" sends clients links that no real
+# gateway will ever pay (docs/payments.md). A trial on fake links sets it to "fake".
+PAYMENT_GATEWAY = env("PAYMENT_GATEWAY")
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
