@@ -478,7 +478,9 @@ def test_a_failing_task_logs_its_failure_and_a_task_outside_a_request_gets_an_id
     try:
         with logs.bound("caller-1"), pytest.raises(RuntimeError):
             boom.delay()
-        outside = fine.delay().get()
+        # `.result`, not `.get()`: get() refuses to run once anything in this process has
+        # marked joins as blocking (Celery's own worker helpers do), which other tests may.
+        outside = fine.delay().result
     finally:
         for name in ("tests.logs.boom", "tests.logs.fine"):
             app.tasks.unregister(name)
