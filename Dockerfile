@@ -17,11 +17,18 @@ RUN pip install -r requirements.txt
 
 COPY . .
 
-# The key only satisfies production settings at build time; it is never used to sign.
-RUN SECRET_KEY=build-time-only-not-secret python manage.py collectstatic --noinput
+# The key and the gateway only satisfy production settings at build time; neither is used.
+RUN SECRET_KEY=build-time-only-not-secret PAYMENT_GATEWAY=fake \
+    python manage.py collectstatic --noinput
+
+# prometheus_client's multi-process files (PROMETHEUS_MULTIPROC_DIR in docker-compose.yml):
+# a volume mounted here starts owned by the app user.
+RUN mkdir /metrics && chown app /metrics
 
 USER app
 
 EXPOSE 8000 8001
 
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# No access log: the app writes one JSON line per request, naming the route, not the path
+# and query (which can carry a phone number or a name).
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
