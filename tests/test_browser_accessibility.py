@@ -65,6 +65,7 @@ NOT_PAGES = {
     "desk:send_payment_link": "form post from the appointment page",
     "desk:appointment_payments": "region of the appointment page (payments), fetched by htmx",
     "desk:verify_payment": "form post from the appointment and queues pages",
+    "desk:resolve_payment_flag": "form post from the queues page (a manager clears a flag)",
     "therapist:collect": "form post from the therapist's page",
     "driver:change_shift": "form post from the shift page",
     "driver:status": "region of the shift page, fetched by htmx",
