@@ -21,13 +21,17 @@ def _daphne_protocol(send) -> Any | None:
     """The Twisted protocol behind an ASGI `send`, when the server is daphne.
 
     Daphne hands the application `partial(server.handle_reply, protocol)`; Channels'
-    session middleware wraps it in a bound method that keeps it as `real_send`. Anything
-    else (another server, the test communicator) has no transport to watch."""
+    session middleware wraps it in a bound method that keeps it as `real_send`, and a
+    middleware of ours that wraps it in a function says so in `__wrapped__` (the session
+    log, observability/wslog.py). Anything else (another server, the test communicator)
+    has no transport to watch."""
     for _ in range(8):
         if isinstance(send, functools.partial):
             protocol = send.args[0] if send.args else None
             return protocol if hasattr(protocol, "registerProducer") else None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        send = getattr(send, "__wrapped__", None) or getattr(
+            getattr(send, "__self__", None), "real_send", None
+        )
         if send is None:
             return None
     return None

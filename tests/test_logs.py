@@ -489,3 +489,36 @@ def test_a_failing_task_logs_its_failure_and_a_task_outside_a_request_gets_an_id
     [ran] = captured.of("task", task="tests.logs.fine")
     assert ran["state"] == "success" and ran["request_id"] == outside
     assert HEX_ID.fullmatch(outside) and logs.current() is None
+
+
+def test_the_slow_client_watch_still_finds_daphnes_socket_through_the_session_log():
+    """The session log wraps `send`; the watch that bounds a slow client's buffer
+    (transport_watch) must still reach daphne's protocol beneath it, or no socket is ever
+    cut off (it was not, for a while: tests/test_live_daphne.py caught it)."""
+    import functools
+
+    from asgiref.sync import async_to_sync
+
+    from scheduling.observability.wslog import SessionLogMiddleware
+    from scheduling.transport_watch import _daphne_protocol
+
+    class Protocol:
+        def registerProducer(self, producer, streaming) -> None: ...
+
+    protocol = Protocol()
+
+    async def handle_reply(protocol, message) -> None: ...
+
+    seen = []
+
+    async def inner(scope, receive, send) -> None:
+        seen.append(send)
+
+    async def receive() -> dict:
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    daphne_send = functools.partial(handle_reply, protocol)
+    scope = {"type": "websocket", "path": "/ws/stream/", "headers": []}
+    async_to_sync(SessionLogMiddleware(inner))(scope, receive, daphne_send)
+    [wrapped] = seen
+    assert wrapped is not daphne_send and _daphne_protocol(wrapped) is protocol

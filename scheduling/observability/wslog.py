@@ -118,6 +118,10 @@ class SessionLogMiddleware:
                 session.code = message.get("code") or 1000
             await send(message)
 
+        # What it wraps, for the slow-client watch (scheduling/transport_watch.py), which
+        # follows `send` down to daphne's socket.
+        sending.__wrapped__ = send  # type: ignore[attr-defined]
+
         async def receiving() -> dict[str, Any]:
             message: dict[str, Any] = await receive()
             if message.get("type") == "websocket.disconnect" and session.code is None:
