@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from scheduling import states
+from scheduling.domain import local_date, local_day_bounds
 from scheduling.models import Appointment, DispatchDecision, DriverProfile, Leg, Trip, User
 from scheduling.permissions import role
 from scheduling.services import dispatch, manual_dispatch
@@ -147,14 +148,16 @@ def dispatch_context(appointment: Appointment, user: User) -> dict[str, Any]:
 
 
 def drivers_dispatch_context() -> dict[str, Any]:
-    """The drivers panel's manual dispatch (a desk-only page): the queued trips of the
-    coming day to give, and the assigned ones to take back."""
+    """The drivers panel's manual dispatch (a desk-only page): the queued trips of the rest
+    of today and of tomorrow (business days, so a look just after midnight still shows
+    tomorrow's morning) to give, and the assigned ones to take back."""
     now = timezone.now()
+    _, end_of_tomorrow = local_day_bounds(local_date(now) + timedelta(days=1))
     open_trips = list(
         Trip.objects.filter(
             status__in=(states.TripStatus.QUEUED, states.TripStatus.ASSIGNED),
             window_end__gt=now,
-            window_start__lt=now + timedelta(hours=24),
+            window_start__lt=end_of_tomorrow,
         )
         .select_related("appointment__client", "driver")
         .order_by("window_start", "id")[:50]
