@@ -43,11 +43,7 @@ run: install ## Embedded product on http://127.0.0.1:8000 (SQLite, no Redis), de
 PYTEST_WORKERS ?= auto
 # PYTEST_ARGS may narrow test-fast to nothing selected (pytest's exit status 5): not a failure.
 PYTEST_PASS = run_pass() { "$$@" || { status=$$?; [ $$status -eq 5 ] || exit $$status; }; }; run_pass
-FAST_TESTS := tests/test_domain.py tests/test_states.py tests/test_transitions.py \
-	tests/test_appointments.py tests/test_availability.py tests/test_travel_capacity.py \
-	tests/test_clients.py tests/test_dispatch.py tests/test_driver_queue.py \
-	tests/test_fleet.py tests/test_notifications.py tests/test_reports.py \
-	tests/test_api_*.py tests/test_pages_*.py
+FAST_TESTS := tests/domain tests/services tests/api tests/pages
 
 # The whole suite on PostgreSQL and Redis (when they answer; CI starts them), then, on the
 # embedded default that `make run` serves (SQLite, in-memory layers, eager Celery), every
@@ -85,7 +81,7 @@ test-clock: install ## The fast tests at Manila 23:50 and 00:10 on a month's las
 
 # The inner loop: the domain, services, API and pages tests on the embedded default, in
 # parallel. Leaves out everything marked postgres, redis, slow, browser or worker, and the
-# stream, worker-task, command, admin and docs tests; `make test` runs them all.
+# stream, worker, browser and ops folders; `make test` runs them all.
 test-fast: install ## Domain, services, API, pages on SQLite in parallel; no slow/browser/worker/postgres/redis, no stream
 	$(PYTEST_PASS) env SCHEDULING_TEST_EMBEDDED=1 $(PY) -m pytest -n $(PYTEST_WORKERS) \
 	  -m "not postgres and not redis and not slow and not browser and not worker" \

@@ -196,7 +196,7 @@ def free_starts(
     range lies in working time when it fits inside one piece of `schedule.working`, and it
     meets nothing held when its start is outside every open span (held.start - duration -
     buffer - travel, held.end + travel). So only the candidates inside the pieces are
-    visited, and the held spans, sorted and merged, are swept once. tests/test_domain.py
+    visited, and the held spans, sorted and merged, are swept once. tests/domain/test_domain.py
     checks it against `bookable` and a minute-by-minute oracle.
     """
     first, last = local_day_bounds(day, zone)

@@ -26,7 +26,7 @@ are at 10:30).
   trips only they can take; on the sizes a day has (tens of drivers, hundreds of trips)
   it rarely backtracks at all.
 
-tests/test_fleet.py checks it against a brute-force oracle that tries every assignment.
+tests/domain/test_fleet.py checks it against a brute-force oracle that tries every assignment.
 """
 
 from __future__ import annotations

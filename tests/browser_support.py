@@ -168,7 +168,7 @@ def booked_tomorrow() -> Booked:
 
 
 # Per module: Playwright's sync API cannot run two at once in one thread, and
-# tests/test_live_browser.py starts its own.
+# tests/browser/test_live_browser.py starts its own.
 @pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright

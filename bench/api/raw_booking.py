@@ -17,7 +17,7 @@ own decision work, which the ratio measures; the ceiling is the database's part.
 
 Left out on purpose, because they are not rows: the on-commit Redis publish of the event
 and the Celery message of each due notification (and, with transport, of the
-dispatcher). tests/test_bench_raw_booking.py proves the rows match
+dispatcher). tests/ops/test_bench_raw_booking.py proves the rows match
 `create_appointment`'s, table by table, with and without transport, so the ceilings
 cannot drift.
 """

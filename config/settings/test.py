@@ -99,7 +99,7 @@ TIME_ZONE = "Asia/Manila"
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 
-# tests/test_scale_out.py runs a real beat and then kills it: with this set, every
+# tests/worker/test_scale_out.py runs a real beat and then kills it: with this set, every
 # periodic task runs (and expires) every that many seconds, in each process of the stack
 # (beat, workers, web: /health/ reads the same schedule), so "beat silent" shows within
 # seconds instead of minutes.

@@ -13,7 +13,7 @@ Shown, in one run (the processes take most of the time to start, so they start o
 - bookings and shift changes through either web process reach the desk's sockets on
   both realtime processes, each event once, in order, with no gap;
 - FIFO holds across both workers: every driver is given trips in the order the
-  reference model (tests/test_worker_dispatch.py) says, and the dispatcher's decision
+  reference model (tests/worker/test_worker_dispatch.py) says, and the dispatcher's decision
   rows say the same (the chosen driver is the first in the queue they recorded);
 - a realtime process killed with SIGKILL: its clients reconnect to the other one and
   catch up, no gap, no duplicate;
@@ -47,7 +47,7 @@ from tests.live_support import (
     wait_for_quiet_database,
     wait_until,
 )
-from tests.test_worker_dispatch import HORIZON_MINUTES, Driver, Model
+from tests.worker.test_worker_dispatch import HORIZON_MINUTES, Driver, Model
 from tests.worker_support import Beat, Worker, needs_worker, settle
 
 pytestmark = [*needs_worker, pytest.mark.slow]

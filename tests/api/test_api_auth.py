@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 TOKEN_URL = "/api/auth/token/"
 # Gateways call their webhooks without our credentials: the signature is their
-# authentication (tests/test_payment_webhooks.py), so no token is asked for.
+# authentication (tests/services/test_payment_webhooks.py), so no token is asked for.
 WEBHOOKS = {f"payments/webhooks/{gateway}/" for gateway in ("fake", "paymongo", "razorpay")}
 PUBLIC = {"auth/token/", "schema/", "docs/", *WEBHOOKS}
 

@@ -2,7 +2,7 @@
 process, publishing to the test broker) and the worker's runs of its dispatch and
 delivery tasks, the retries those runs enqueue, and the stream events the worker
 publishes, all log with one id, as JSON lines on the worker's stdout, with nothing
-personal in them. (tests/test_logs.py covers the rest in-process.)"""
+personal in them. (tests/ops/test_logs.py covers the rest in-process.)"""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from scheduling.services.choosing import (
 )
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
-from tests.test_api_concurrency import api_client, overlapping_pairs, run_together
+from tests.api.test_api_concurrency import api_client, overlapping_pairs, run_together
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)  # a Wednesday

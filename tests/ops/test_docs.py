@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README_MAX_LINES = 250
 OUTSIDE = ("../shared", "shared folder")
 

@@ -1,7 +1,7 @@
 """The state machines as data: `scheduling.states`, without the database.
 
 The business rules are written out below as literals (from DESIGN.md, section 3), so a
-wrong table fails here instead of being compared with itself. `tests.test_transitions`
+wrong table fails here instead of being compared with itself. `tests.services.test_transitions`
 uses the same literals to drive the services.
 """
 

@@ -21,7 +21,7 @@ from config.celery import app
 from tests.conftest import IN_CI
 from tests.factories import api
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
 CONFIG = DEPLOY / "prometheus" / "prometheus.yml"

@@ -1,6 +1,6 @@
 """The websocket consumer through Channels' communicator, on the in-memory layer: who may
 connect, what each role receives, batching, the buffer bound, catch-up and gaps.
-(tests/test_live_daphne.py runs the same stream on daphne and Redis.)"""
+(tests/stream/test_live_daphne.py runs the same stream on daphne and Redis.)"""
 
 from __future__ import annotations
 

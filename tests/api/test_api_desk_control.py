@@ -1,5 +1,5 @@
-"""The desk-control API additions of issue 13 that are not reassign (tests/test_reassign.py)
-or "any therapist" (tests/test_choosing.py): the appointment list's client filter."""
+"""The desk-control API additions of issue 13 that are not reassign (tests/services/test_reassign.py)
+or "any therapist" (tests/services/test_choosing.py): the appointment list's client filter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from scheduling.services.appointments import create_appointment
 from tests import factories
-from tests.test_api_concurrency import api_client
+from tests.api.test_api_concurrency import api_client
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)

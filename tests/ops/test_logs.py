@@ -494,7 +494,7 @@ def test_a_failing_task_logs_its_failure_and_a_task_outside_a_request_gets_an_id
 def test_the_slow_client_watch_still_finds_daphnes_socket_through_the_session_log():
     """The session log wraps `send`; the watch that bounds a slow client's buffer
     (transport_watch) must still reach daphne's protocol beneath it, or no socket is ever
-    cut off (it was not, for a while: tests/test_live_daphne.py caught it)."""
+    cut off (it was not, for a while: tests/stream/test_live_daphne.py caught it)."""
     import functools
 
     from asgiref.sync import async_to_sync

@@ -11,7 +11,7 @@ from scheduling.models import Appointment, Series, Transition
 from scheduling.services.series import Repeat, book_series
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
-from tests.test_concurrency import OVERLAPPING_APPOINTMENTS, run_rounds
+from tests.services.test_concurrency import OVERLAPPING_APPOINTMENTS, run_rounds
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

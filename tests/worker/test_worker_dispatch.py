@@ -19,7 +19,7 @@ from scheduling.services.dispatch import TRIP_WAITING
 from scheduling.services.trips import act_on_trip, set_shift
 from scheduling.states import BUSY_TRIP_STATUSES
 from tests import factories
-from tests.test_concurrency import OVERLAPPING_TRIPS, pairs
+from tests.services.test_concurrency import OVERLAPPING_TRIPS, pairs
 from tests.worker_support import (
     Worker,
     bookings,

@@ -394,7 +394,7 @@ def test_pass_query_count_does_not_grow_with_the_queue(
 def test_concurrent_passes_assign_each_driver_once_in_fifo_order(
     desk, service, client_record, tomorrow_at
 ):
-    from tests.test_concurrency import Worker, join_all
+    from tests.services.test_concurrency import Worker, join_all
 
     drivers = []
     for m in range(8):

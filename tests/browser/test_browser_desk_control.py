@@ -14,7 +14,7 @@ from scheduling.models import Appointment, AppointmentStatus, Client, TherapistC
 from scheduling.services.appointments import act_on_appointment
 from tests import factories
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
-from tests.test_browser_desk import at, book, open_new_form, settled, slot_id, tomorrow
+from tests.browser.test_browser_desk import at, book, open_new_form, settled, slot_id, tomorrow
 
 pytestmark = browser_marks
 

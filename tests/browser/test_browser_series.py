@@ -13,7 +13,7 @@ from scheduling.models import Appointment, Series
 from scheduling.services.appointments import create_appointment
 from tests import factories
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
-from tests.test_browser_accessibility import AXE, AXE_TAGS, axe_violations
+from tests.browser.test_browser_accessibility import AXE, AXE_TAGS, axe_violations
 
 pytestmark = browser_marks
 

@@ -28,7 +28,7 @@ from scheduling.models import (
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.reassign import APPOINTMENT_REMOVED, reassign
 from tests import factories
-from tests.test_api_concurrency import api_client
+from tests.api.test_api_concurrency import api_client
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)

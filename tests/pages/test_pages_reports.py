@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from scheduling.services.reports import default_range
 from tests import factories
-from tests.test_reports import Book, local, may_data
+from tests.services.test_reports import Book, local, may_data
 
 pytestmark = pytest.mark.django_db
 

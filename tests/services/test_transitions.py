@@ -1,6 +1,6 @@
 """Every allowed and every forbidden status change, by role, through the services.
 
-Expected outcomes come from the business rules written out in `tests.test_states`, never
+Expected outcomes come from the business rules written out in `tests.domain.test_states`, never
 from `scheduling.states`, so a wrong table fails here. A success writes the new status,
 exactly one Transition row and the stream event; a refusal writes nothing at all.
 """
@@ -38,7 +38,7 @@ from scheduling.services.appointments import (
 )
 from scheduling.services.trips import act_on_trip, assign_trip, set_shift
 from tests import factories
-from tests.test_states import (
+from tests.domain.test_states import (
     APPOINTMENT_EXPECTED,
     APPOINTMENT_STATUSES,
     ROLES,

@@ -17,7 +17,7 @@ from scheduling.services.reports import default_range
 from scheduling.services.trips import act_on_trip, assign_trip
 from tests import factories
 from tests.browser_support import browser_marks
-from tests.test_reports import Book
+from tests.services.test_reports import Book
 
 pytestmark = browser_marks
 
