@@ -10,7 +10,7 @@ the transition log records both the person who acted and the one they acted for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import models
@@ -167,6 +167,16 @@ def may(rules: dict[str, Rule], action: str, *, current: str, role: str, on_beha
     if rule is None or current not in rule.sources:
         return False
     return role in (rule.proxies if on_behalf else rule.roles)
+
+
+def offered(
+    rules: dict[str, Rule], actions: Iterable[str], *, current: str, role: str | None
+) -> list[str]:
+    """Of the `actions` a page can show, those `role` may take from `current`, in order.
+    The desk, therapist and driver pages all ask this (one rule, one place)."""
+    if role is None:
+        return []
+    return [a for a in actions if may(rules, a, current=current, role=role, on_behalf=False)]
 
 
 def _a(noun: str) -> str:

@@ -87,12 +87,8 @@ class TripCard:
 
 def allowed_actions(status: str) -> list[tuple[str, str]]:
     """The page's actions that the state machine lets a driver take from `status`."""
-    return [
-        (action, ACTION_TEXT[action])
-        for action in OFFERED_ACTIONS
-        if states.DRIVER in states.TRIP_RULES[action].roles
-        and status in states.TRIP_RULES[action].sources
-    ]
+    actions = states.offered(states.TRIP_RULES, OFFERED_ACTIONS, current=status, role=states.DRIVER)
+    return [(action, ACTION_TEXT[action]) for action in actions]
 
 
 def trip_cards(user, forms_by_id: dict[int, TripActionForm]) -> list[TripCard]:

@@ -152,12 +152,9 @@ class DayGroup:
 
 def allowed_actions(status: str) -> list[str]:
     """The page's actions that the state machine lets a therapist take from `status`."""
-    return [
-        action
-        for action in OFFERED_ACTIONS
-        if states.THERAPIST in states.APPOINTMENT_RULES[action].roles
-        and status in states.APPOINTMENT_RULES[action].sources
-    ]
+    return states.offered(
+        states.APPOINTMENT_RULES, OFFERED_ACTIONS, current=status, role=states.THERAPIST
+    )
 
 
 def latest_legs(trips: list[Trip]) -> dict[str, Trip]:

@@ -323,3 +323,22 @@ def test_the_desk_refused_its_own_accept_is_told_to_act_on_behalf():
         states.check_role(
             APPOINTMENT_RULES, "accept", role=THERAPIST, noun="appointment", on_behalf=True
         )
+
+
+def test_offered_keeps_the_pages_order_and_only_what_the_role_may_take_now():
+    actions = ["cancel", "accept", "start", "reject"]
+    shown = states.offered(
+        states.APPOINTMENT_RULES,
+        actions,
+        current=states.AppointmentStatus.PENDING,
+        role=states.THERAPIST,
+    )
+    assert shown == [
+        a
+        for a in actions
+        if states.may(
+            states.APPOINTMENT_RULES, a, current="pending", role="therapist", on_behalf=False
+        )
+    ]
+    assert "accept" in shown and "start" not in shown
+    assert states.offered(states.APPOINTMENT_RULES, actions, current="pending", role=None) == []

@@ -54,12 +54,9 @@ class TripLine:
 
 def allowed_actions(appointment: Appointment, actor_role: str | None) -> list[str]:
     """The page's actions that the rules table allows from the current status."""
-    return [
-        action
-        for action in PAGE_ACTIONS
-        if actor_role in states.APPOINTMENT_RULES[action].roles
-        and appointment.status in states.APPOINTMENT_RULES[action].sources
-    ]
+    return states.offered(
+        states.APPOINTMENT_RULES, PAGE_ACTIONS, current=appointment.status, role=actor_role
+    )
 
 
 @dataclass
