@@ -1,7 +1,7 @@
 """The admin's read-only pages of records the services write: the transition log, the
-stream, idempotency keys, standing bookings, dispatch and therapist-choice decisions, notifications,
-payments and the periodic tasks' last runs. Registered on the managers' site when
-scheduling/admin.py imports this module."""
+stream, idempotency keys, standing bookings, visits, dispatch and therapist-choice
+decisions, notifications, payments and the periodic tasks' last runs. Registered on the
+managers' site when scheduling/admin.py imports this module."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from scheduling.models import (
     StreamRetention,
     TherapistChoice,
     Transition,
+    Visit,
 )
 
 # --- logs and the stream ---------------------------------------------------------------------
@@ -101,6 +102,17 @@ class SeriesAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "first_start", "every_weeks", "count", "until", "created_by")
     list_select_related = ("created_by",)
     date_hierarchy = "first_start"
+
+
+@admin.register(Visit, site=site)
+class VisitAdmin(ReadOnlyModelAdmin):
+    """Couples and group visits (services/visits.py): booked and cancelled through the desk
+    and the API, so that every session meets the booking checks, all or nothing."""
+
+    list_display = ("id", "start", "client", "needs_transport", "created_by")
+    list_select_related = ("client", "created_by")
+    search_fields = ("=id", "client__name")
+    date_hierarchy = "start"
 
 
 @admin.register(TherapistChoice, site=site)

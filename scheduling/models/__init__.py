@@ -28,6 +28,7 @@ from scheduling.models.people import (
 from scheduling.models.retention import StreamRetention
 from scheduling.models.series import Series
 from scheduling.models.trips import Leg, Trip
+from scheduling.models.visits import Visit
 from scheduling.states import AppointmentStatus, TripStatus
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "TripStatus",
     "User",
     "Vehicle",
+    "Visit",
     "WebhookEvent",
     "WebhookOutcome",
     "WorkingHours",

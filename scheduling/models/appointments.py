@@ -118,6 +118,14 @@ class Appointment(models.Model):
         blank=True,
         related_name="appointments",
     )
+    # A session of a couples or group visit (models/visits.py), else null.
+    visit = models.ForeignKey(
+        "scheduling.Visit",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sessions",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )

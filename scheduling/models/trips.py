@@ -43,6 +43,14 @@ class Trip(models.Model):
     appointment = models.ForeignKey(
         "scheduling.Appointment", on_delete=models.PROTECT, related_name="trips"
     )
+    # A visit's shared trip (models/visits.py): `appointment` is then its lead session.
+    visit = models.ForeignKey(
+        "scheduling.Visit",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trips",
+    )
     leg = models.CharField(max_length=8, choices=Leg.choices)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()

@@ -28,6 +28,7 @@ from scheduling.models import (
     Transition,
     Trip,
     User,
+    Visit,
     WorkingHours,
 )
 from scheduling.services.appointments import act_on_appointment, create_appointment
@@ -67,6 +68,7 @@ READ_ONLY = {
     "Refund",
     "WebhookEvent",
     "Series",
+    "Visit",
 }
 
 
@@ -107,6 +109,8 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         start=tomorrow_at(17) + timedelta(days=1),
         repeat=Repeat(every_weeks=2, count=2),
     )
+    # A couples visit (issue 14); booked through services/visits.py once it lands.
+    Visit.objects.create(client=client_record, start=tomorrow_at(19), created_by=desk)
     prune(batch=10)  # nothing old yet: it only writes its stream mark
     # What every periodic task writes as it starts (the task_prerun hook), for /health/.
     record_periodic_run(task="scheduling.sweep.prune", now=timezone.now())
