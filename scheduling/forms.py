@@ -16,16 +16,14 @@ from django import forms
 from django.utils import timezone
 
 from scheduling.domain import local_date
+from scheduling.limits import FIRST_YEAR, LAST_YEAR, NAME_MAX, PHONE_MAX, TEXT_MAX
 from scheduling.models import ServiceArea
 from scheduling.services.travel import default_minutes
 
 # The days the desk can page through or book on. Not a booking rule (the services keep
 # those): outside this range date arithmetic itself breaks (9999-12-31 has no next day).
-FIRST_DAY = date(2000, 1, 1)
-LAST_DAY = date(2999, 12, 31)
-ADDRESS_MAX = 500
-NOTES_MAX = 2000
-REASON_MAX = 500
+FIRST_DAY = date(FIRST_YEAR, 1, 1)
+LAST_DAY = date(LAST_YEAR, 12, 31)
 
 
 def sensible_day(value: date) -> date:
@@ -103,14 +101,14 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
     address = forms.CharField(
         label="Address",
         required=False,
-        max_length=ADDRESS_MAX,
+        max_length=TEXT_MAX,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Where the session takes place. Left empty, the client's address is used.",
     )
     notes = forms.CharField(
         label="Notes for the therapist",
         required=False,
-        max_length=NOTES_MAX,
+        max_length=TEXT_MAX,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     needs_transport = forms.BooleanField(
@@ -149,17 +147,17 @@ class AppointmentForm(StartOnDayMixin, forms.Form):
 class ClientForm(forms.Form):
     """A new client, added from the booking form. The service checks name and phone."""
 
-    name = forms.CharField(label="Name", max_length=200, required=False)
+    name = forms.CharField(label="Name", max_length=NAME_MAX, required=False)
     phone = forms.CharField(
         label="Phone",
-        max_length=32,
+        max_length=PHONE_MAX,
         required=False,
         help_text="Local (0917 123 4567) or international (+63 917 123 4567).",
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
     )
     address = forms.CharField(
         label="Home address",
-        max_length=ADDRESS_MAX,
+        max_length=TEXT_MAX,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
@@ -206,7 +204,7 @@ class RescheduleForm(StartOnDayMixin, forms.Form):
     reason = forms.CharField(
         label="Reason (optional)",
         required=False,
-        max_length=REASON_MAX,
+        max_length=TEXT_MAX,
         widget=forms.TextInput(),
     )
     # Moving a standing booking's dates together: each by as many days, to the new time.
@@ -219,7 +217,7 @@ class ReasonForm(forms.Form):
     """Cancel and no-show: the reason goes into the appointment's history."""
 
     reason = forms.CharField(
-        label="Reason", max_length=REASON_MAX, required=False, widget=forms.TextInput()
+        label="Reason", max_length=TEXT_MAX, required=False, widget=forms.TextInput()
     )
     # Cancelling an occurrence of a standing booking (services/series_scopes.py).
     scope = scope_field()

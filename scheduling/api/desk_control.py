@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from scheduling.api import serializers as s
 from scheduling.api.schema import ERRORS
+from scheduling.limits import TEXT_MAX
 from scheduling.services.reassign import reassign
 
 
@@ -22,7 +23,7 @@ class ReassignInput(serializers.Serializer):
         required=False, help_text="A new start; omitted, the appointment keeps its time."
     )
     reason = serializers.CharField(
-        max_length=s.TEXT_LIMIT, help_text="Why (kept in the appointment's history)."
+        max_length=TEXT_MAX, help_text="Why (kept in the appointment's history)."
     )
 
 

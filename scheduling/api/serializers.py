@@ -10,12 +10,18 @@ from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from scheduling.events import shaped_for
+from scheduling.limits import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    NAME_MAX,
+    PHONE_MAX,
+    SEARCH_MAX,
+    TEXT_MAX,
+    YEARS_TEXT,
+)
 from scheduling.models import Appointment, Client, Service, Trip, User
 
-# Years outside these are typos, and near 1 or 9999 date arithmetic overflows.
-YEARS = (2000, 2999)
-# Long enough for any real address or note; a megabyte of text is an attack or a bug.
-TEXT_LIMIT = 2000
+YEARS = (FIRST_YEAR, LAST_YEAR)
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -23,7 +29,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
     default_error_messages = {
         "naive": "Give the time with its UTC offset, e.g. 2030-05-01T14:00:00+08:00.",
-        "out_of_range": "Give a year between 2000 and 2999.",
+        "out_of_range": f"Give {YEARS_TEXT}.",
     }
 
     def to_internal_value(self, value):
@@ -42,7 +48,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 class DayField(serializers.DateField):
     """A calendar day the business could work on (and that date arithmetic survives)."""
 
-    default_error_messages = {"out_of_range": "Give a year between 2000 and 2999."}
+    default_error_messages = {"out_of_range": f"Give {YEARS_TEXT}."}
 
     def to_internal_value(self, value):
         day = super().to_internal_value(value)
@@ -60,7 +66,7 @@ def ident(**kwargs) -> serializers.IntegerField:
 
 
 def text(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=TEXT_LIMIT, allow_blank=True, **kwargs)
+    return serializers.CharField(max_length=TEXT_MAX, allow_blank=True, **kwargs)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -234,8 +240,8 @@ class TokenSerializer(serializers.Serializer):
 
 
 class ClientInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    phone = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=NAME_MAX)
+    phone = serializers.CharField(max_length=PHONE_MAX)
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     address = text(required=False)
     area = ident(required=False, allow_null=True, help_text="Service area (sets the travel time).")
@@ -368,7 +374,7 @@ class StaffQuery(serializers.Serializer):
 
 
 class ClientQuery(serializers.Serializer):
-    q = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    q = serializers.CharField(max_length=SEARCH_MAX, required=False, allow_blank=True)
 
 
 class LoginInput(serializers.Serializer):

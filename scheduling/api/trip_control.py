@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from scheduling.api import serializers as s
 from scheduling.api.schema import ERRORS
 from scheduling.errors import NotPermitted
+from scheduling.limits import TEXT_MAX
 from scheduling.services import manual_dispatch
 from scheduling.states import DESK
 
@@ -22,13 +23,13 @@ from scheduling.states import DESK
 class AssignInput(serializers.Serializer):
     driver = s.ident(help_text="The driver who takes the trip: on shift, fit, free.")
     reason = serializers.CharField(
-        max_length=s.TEXT_LIMIT, help_text="Why (kept in the trip's dispatch decisions)."
+        max_length=TEXT_MAX, help_text="Why (kept in the trip's dispatch decisions)."
     )
 
 
 class UnassignInput(serializers.Serializer):
     reason = serializers.CharField(
-        max_length=s.TEXT_LIMIT, help_text="Why (kept in the trip's dispatch decisions)."
+        max_length=TEXT_MAX, help_text="Why (kept in the trip's dispatch decisions)."
     )
 
 

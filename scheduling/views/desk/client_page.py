@@ -16,7 +16,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from scheduling.forms import ADDRESS_MAX, NOTES_MAX, id_field
+from scheduling.forms import id_field
+from scheduling.limits import NAME_MAX, PHONE_MAX, TEXT_MAX
 from scheduling.models import Appointment, Channel, Client, ServiceArea, User
 from scheduling.services import client_history
 from scheduling.services.clients import update_client
@@ -33,10 +34,10 @@ class ClientEditForm(forms.Form):
     service checks the name, the phone (and that no one else has it), the area and the
     preferences."""
 
-    name = forms.CharField(label="Name", max_length=200, required=False)
+    name = forms.CharField(label="Name", max_length=NAME_MAX, required=False)
     phone = forms.CharField(
         label="Phone",
-        max_length=32,
+        max_length=PHONE_MAX,
         required=False,
         help_text="Local (0917 123 4567) or international (+63 917 123 4567).",
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
@@ -49,14 +50,14 @@ class ClientEditForm(forms.Form):
     )
     address = forms.CharField(
         label="Home address",
-        max_length=ADDRESS_MAX,
+        max_length=TEXT_MAX,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     area = id_field("Area", "an area from the list", required=False)
     notes = forms.CharField(
         label="Notes",
-        max_length=NOTES_MAX,
+        max_length=TEXT_MAX,
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
     )

@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from scheduling.forms import REASON_MAX, id_field
+from scheduling.forms import id_field
+from scheduling.limits import TEXT_MAX
 from scheduling.models import Appointment, User
 from scheduling.services.choosing import choose_therapist
 from scheduling.services.reassign import reassign
@@ -22,7 +23,7 @@ from scheduling.views.desk.present import desk_only
 
 class ReassignForm(forms.Form):
     therapist = id_field("Give it to", "a therapist")
-    reason = forms.CharField(label="Reason", max_length=REASON_MAX, widget=forms.TextInput())
+    reason = forms.CharField(label="Reason", max_length=TEXT_MAX, widget=forms.TextInput())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, prefix="reassign", **kwargs)
