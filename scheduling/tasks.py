@@ -17,9 +17,9 @@ from scheduling.services import (
     attention,
     dispatch,
     gateway_payments,
-    notifications,
     retention,
 )
+from scheduling.services.notifications import delivery, outbox, sweeps
 
 NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
@@ -55,17 +55,17 @@ def run_dispatch() -> int:
     **DATABASE_RETRY,
 )
 def deliver_notification(notification_id: int) -> str:
-    return notifications.deliver(notification_id=notification_id)
+    return delivery.deliver(notification_id=notification_id)
 
 
 @shared_task(name="scheduling.sweep.notifications", **SIDE_EFFECTING)
 def sweep_notifications() -> dict[str, int]:
-    return notifications.requeue_stale()
+    return sweeps.requeue_stale()
 
 
 @shared_task(name="scheduling.sweep.reminders", **SIDE_EFFECTING)
 def queue_reminders() -> int:
-    return len(notifications.queue_reminders())
+    return len(outbox.queue_reminders())
 
 
 @shared_task(name="scheduling.sweep.expire_overdue", **SIDE_EFFECTING)

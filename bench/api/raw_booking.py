@@ -37,11 +37,12 @@ from django.views.decorators.csrf import csrf_exempt
 from scheduling import states
 from scheduling.domain import Interval
 from scheduling.models import Appointment, Client, Service, User
-from scheduling.services import capacity, notifications
+from scheduling.services import capacity
 from scheduling.services.common import THERAPIST_TIMETABLE, minutes
+from scheduling.services.notifications import outbox
 from scheduling.services.travel import travel_for
 
-KIND = notifications.BOOKING_CREATED
+KIND = outbox.BOOKING_CREATED
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def prepare(
     context = {"appointment": appointment, "client": client, "therapist": therapist,
                "service": service, "trip": None, "driver": None}  # fmt: skip
     messages = []
-    for audience in notifications.AUDIENCES[KIND]:
-        is_client = audience == notifications.Audience.CLIENT
-        address = notifications._address(  # the product's own channel choice
+    for audience in outbox.AUDIENCES[KIND]:
+        is_client = audience == outbox.Audience.CLIENT
+        address = outbox._address(  # the product's own channel choice
             client=client if is_client else None, user=None if is_client else therapist
         )
         if address is None:
@@ -107,7 +108,7 @@ def prepare(
                 recipient=client.pk if is_client else therapist.pk,
                 client_id=client.pk if is_client else None,
                 user_id=None if is_client else therapist.pk,
-                body=notifications.render(KIND, audience, context),
+                body=outbox.render(KIND, audience, context),
             )
         )
     return Booking(
@@ -218,7 +219,7 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
                 "address": booking.address, "price": booking.price, "now": now,
                 "travel": int(booking.travel.total_seconds() // 60), "area": booking.area_id,
                 "busy_from": start - booking.travel, "busy_until": blocked + booking.travel,
-                "new": states.NEW, "kind": KIND, "subject": notifications.SUBJECTS[KIND],
+                "new": states.NEW, "kind": KIND, "subject": outbox.SUBJECTS[KIND],
                 "messages": json.dumps(messages), "transport": booking.transport,
             },
         )  # fmt: skip

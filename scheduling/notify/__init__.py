@@ -9,7 +9,7 @@ A backend hands one message to the outside world and says how it went:
 
 `dedupes_by_key` says whether the provider recognises a repeated `Message.key` and answers
 with the first message instead of sending again. Only then may a send whose outcome is
-unknown be repeated (see scheduling/services/notifications.py).
+unknown be repeated (see scheduling/services/notifications/sweeps.py).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services import capacity, notifications
+from scheduling.services import capacity
 from scheduling.services import trips as trip_services
 from scheduling.services.common import (
     THERAPIST_TIMETABLE,
@@ -41,6 +41,7 @@ from scheduling.services.common import (
     role_of,
     violates,
 )
+from scheduling.services.notifications import outbox
 from scheduling.services.travel import Travel, travel_for, travel_of
 from scheduling.services.working_time import day_schedules
 from scheduling.states import APPOINTMENT_RULES, NEW, AppointmentStatus
@@ -109,7 +110,7 @@ def create_appointment(
                 capacity.check_carriable(_legs(appointment), now=now)
             transition = _log(appointment, "create", NEW, appointment.status, actor)
             trips = trip_services.create_trips_for(appointment) if needs_transport else []
-            notifications.appointment_changed(appointment, transition)
+            outbox.appointment_changed(appointment, transition)
             batch = EventBatch()
             batch.appointment(events.APPOINTMENT_CREATED, appointment, trips)
             batch.flush()
@@ -173,7 +174,7 @@ def reschedule_appointment(
         )
         batch, trips = replan(appointment, start=start, now=now, why="rescheduled")
         transition = _log(appointment, "reschedule", previous, appointment.status, actor, reason)
-        notifications.appointment_changed(appointment, transition)
+        outbox.appointment_changed(appointment, transition)
         batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
         batch.flush()
     return appointment
@@ -288,7 +289,7 @@ def _change_status(
     if target in CANCELS_TRANSPORT:
         trip_services.cancel_open_trips(appointment, batch=batch, reason=f"appointment {target}")
     transition = _log(appointment, action, previous, target, actor, reason, on_behalf_of)
-    notifications.appointment_changed(appointment, transition)
+    outbox.appointment_changed(appointment, transition)
     batch.appointment(
         events.APPOINTMENT_UPDATED,
         appointment,

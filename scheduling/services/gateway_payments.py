@@ -50,9 +50,9 @@ from scheduling.models import (
     WebhookOutcome,
 )
 from scheduling.models.payments import SETTLED_STATES
-from scheduling.services import notifications
 from scheduling.services import payments as money
 from scheduling.services.common import local_text, role_of
+from scheduling.services.notifications import outbox
 from scheduling.states import AppointmentStatus
 
 # A link is sent for a booking that is going ahead or has happened.
@@ -134,7 +134,7 @@ def create_payment_link(
             link_url=link.url,
             link_expires_at=link.expires_at or expires,
         )
-        notifications.payment_link_sent(
+        outbox.payment_link_sent(
             appointment,
             payment_id=payment.pk,
             url=link.url,

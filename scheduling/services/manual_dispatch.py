@@ -34,8 +34,9 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services import capacity, dispatch, notifications, trips
+from scheduling.services import capacity, dispatch, trips
 from scheduling.services.common import DRIVER_TIMETABLE, lock_timetable, role_of
+from scheduling.services.notifications import outbox
 from scheduling.states import TRIP_RULES
 
 REASON_LIMIT = 2000
@@ -166,9 +167,7 @@ def _retire_assignment_messages(
     """The driver's "you have a trip" message for a trip taken back: not sent if still
     waiting, and its key freed (a message's key names its cause, here the trip), so that
     giving the trip again, even to the same driver, messages them afresh."""
-    rows = Notification.objects.filter(
-        trip=trip, user_id=driver_id, kind=notifications.TRIP_ASSIGNED
-    )
+    rows = Notification.objects.filter(trip=trip, user_id=driver_id, kind=outbox.TRIP_ASSIGNED)
     rows.filter(status=NotificationStatus.PENDING).update(
         status=NotificationStatus.CANCELLED, updated_at=now
     )

@@ -14,9 +14,9 @@ from django.utils import timezone
 from scheduling import events, states
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, User
-from scheduling.services import notifications
 from scheduling.services.appointments import _locked, _log, _therapist_for, replan
 from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable, role_of
+from scheduling.services.notifications import outbox
 from scheduling.states import APPOINTMENT_RULES
 
 # The one event the old therapist gets: which appointment left their day, nothing else.
@@ -86,8 +86,8 @@ def _notify(
     they had, and the service: no client details); the client hears when the time
     changed."""
     # Reminders written for the old therapist or time are void; the scan writes new ones.
-    notifications.cancel_pending_reminders(appointment)
-    write = notifications._write  # the one place messages are built and keyed
+    outbox.cancel_pending_reminders(appointment)
+    write = outbox._write  # the one place messages are built and keyed
     write(REASSIGNED, appointment=appointment, cause=cause, send_after=now, now=now)
     if before.therapist_id != appointment.therapist_id:
         write(UNASSIGNED, appointment=before, cause=cause, send_after=now, now=now)

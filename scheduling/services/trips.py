@@ -12,7 +12,7 @@ from scheduling import background, events, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
 from scheduling.events import EventBatch
 from scheduling.models import Appointment, DriverProfile, Transition, Trip, User
-from scheduling.services import capacity, notifications
+from scheduling.services import capacity
 from scheduling.services.common import (
     DRIVER_TIMETABLE,
     local_text,
@@ -20,6 +20,7 @@ from scheduling.services.common import (
     role_of,
     violates,
 )
+from scheduling.services.notifications import outbox
 from scheduling.states import NEW, TRIP_RULES, TripStatus
 
 OVERLAP_CONSTRAINT = "trip_driver_no_overlap"
@@ -94,7 +95,7 @@ class Assignments:
     events: EventBatch = field(default_factory=EventBatch)
     log: list[Transition] = field(default_factory=list)
     out_of_queue: list[int] = field(default_factory=list)
-    messages: notifications.Outbox = field(default_factory=notifications.Outbox)
+    messages: outbox.Outbox = field(default_factory=outbox.Outbox)
 
     def flush(self) -> None:
         Transition.objects.bulk_create(self.log)
@@ -148,7 +149,7 @@ def assign_locked(
         trip.driver_waiting_since = None
         raise
     writes.out_of_queue.append(profile.user_id)
-    notifications.trip_assigned(trip, profile.user, now=now, outbox=writes.messages)
+    outbox.trip_assigned(trip, profile.user, now=now, outbox=writes.messages)
     writes.events.trip(events.TRIP_ASSIGNED, trip, therapist_id=trip.appointment.therapist_id)
 
 

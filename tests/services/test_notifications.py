@@ -1,4 +1,4 @@
-"""Notifications (scheduling/services/notifications.py), in process.
+"""Notifications (scheduling/services/notifications/), in process.
 
 Writing with the cause, reminders by scan, delivery claims, retries and sweeps. The
 provider is the fake one (in-process store here); the real-worker tests are in
@@ -21,20 +21,15 @@ from scheduling.models import (
 )
 from scheduling.notify import Message, OutcomeUnknown
 from scheduling.notify.fake import Behaviour, store
-from scheduling.services import notifications
 from scheduling.services.appointments import (
     act_on_appointment,
     create_appointment,
     reschedule_appointment,
 )
 from scheduling.services.dispatch import run_pass
-from scheduling.services.notifications import (
-    NOTIFICATION_FAILED,
-    deliver,
-    queue_reminders,
-    requeue_stale,
-    retry_failed,
-)
+from scheduling.services.notifications.delivery import NOTIFICATION_FAILED, backoff, deliver
+from scheduling.services.notifications.outbox import queue_reminders
+from scheduling.services.notifications.sweeps import requeue_stale, retry_failed
 from scheduling.services.trips import set_shift
 from tests import factories
 
@@ -351,7 +346,7 @@ def test_transient_failure_backs_off_and_retries(
 
 def test_backoff_doubles_up_to_the_cap_with_jitter(provider):
     for attempts, ceiling in [(1, 10), (2, 20), (3, 40), (4, 60), (9, 60)]:
-        delays = [notifications.backoff(attempts) for _ in range(50)]
+        delays = [backoff(attempts) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
 

@@ -16,7 +16,8 @@ from django.db.models import Count
 
 from scheduling.models import Notification, StreamEvent
 from scheduling.notify.fake import Behaviour, store
-from scheduling.services.notifications import NOTIFICATION_FAILED, requeue_stale
+from scheduling.services.notifications.delivery import NOTIFICATION_FAILED
+from scheduling.services.notifications.sweeps import requeue_stale
 from tests.worker_support import (
     RedisServer,
     Worker,

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from scheduling.services.notifications import retry_failed
+from scheduling.services.notifications.sweeps import retry_failed
 
 
 def moment(text: str) -> datetime:

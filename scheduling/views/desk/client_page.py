@@ -21,7 +21,7 @@ from scheduling.limits import NAME_MAX, PHONE_MAX, TEXT_MAX
 from scheduling.models import Appointment, Channel, Client, ServiceArea, User
 from scheduling.services import client_history
 from scheduling.services.clients import update_client
-from scheduling.services.notifications import SUBJECTS
+from scheduling.services.notifications.outbox import SUBJECTS
 from scheduling.services.travel import default_minutes
 from scheduling.views.common import call_for_form
 from scheduling.views.desk.present import desk_only, labelled, money, national_phone, word

@@ -26,7 +26,8 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services import attention, dispatch, gateway_payments, notifications
+from scheduling.services import attention, dispatch, gateway_payments
+from scheduling.services.notifications import outbox, sweeps
 from scheduling.views.common import call_for_page, live_after
 from scheduling.views.desk.present import desk_only, labelled, masked_phone, word
 
@@ -101,7 +102,7 @@ def failed_lines(rows: list[Notification]) -> list[FailedLine]:
     return [
         FailedLine(
             notification=n,
-            what=notifications.SUBJECTS.get(n.kind, word(n.kind)),
+            what=outbox.SUBJECTS.get(n.kind, word(n.kind)),
             channel=word(n.channel),
             recipient=f"{word(n.audience)} {n.client or n.user}",
             to=n.to if "@" in n.to else masked_phone(n.to),
@@ -221,7 +222,7 @@ def attention_fragment(request: HttpRequest) -> HttpResponse:
 @desk_only
 @require_POST
 def retry_notification(request: HttpRequest, pk: int) -> HttpResponse:
-    done = call_for_page(request, notifications.retry_notification, notification_id=pk)
+    done = call_for_page(request, sweeps.retry_notification, notification_id=pk)
     if done is not None:
         messages.success(request, "The message will be sent again.")
     if request.htmx:
