@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import F, Q
 
@@ -17,9 +17,25 @@ class Role(models.TextChoices):
     MANAGER = states.MANAGER
 
 
+class UserQuerySet(models.QuerySet):
+    def therapists(self, *, performing: object = None) -> UserQuerySet:
+        """Therapists who can be booked: active ones; with `performing` (a service or its
+        id), only those who perform it. Every "which therapists" question starts here."""
+        therapists = self.filter(role=Role.THERAPIST, is_active=True)
+        if performing is not None:
+            therapists = therapists.filter(therapist_profile__services=performing)
+        return therapists
+
+
+class StaffManager(UserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
 class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.RECEPTIONIST)
     phone = models.CharField(max_length=20, blank=True, help_text="E.164")
+
+    objects = StaffManager()
 
     @property
     def effective_role(self) -> str:

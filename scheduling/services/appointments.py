@@ -385,7 +385,8 @@ def _therapist_for(therapist_id: int, service: Service) -> User:
     )
     try:
         therapist = (
-            User.objects.filter(pk=therapist_id, role="therapist", is_active=True)
+            User.objects.therapists()
+            .filter(pk=therapist_id)
             .annotate(performs=Exists(performs))
             .first()
         )

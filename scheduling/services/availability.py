@@ -66,9 +66,7 @@ def availability(
     `moving` is an appointment being rescheduled: the time it holds now is free for it
     (rescheduling releases it), as the reschedule service's own check treats it."""
     therapists = list(
-        User.objects.filter(
-            role="therapist", is_active=True, therapist_profile__services=service
-        ).order_by("first_name", "last_name", "id")
+        User.objects.therapists(performing=service).order_by("first_name", "last_name", "id")
     )
     if therapist_id is not None:
         therapists = [t for t in therapists if t.pk == therapist_id]

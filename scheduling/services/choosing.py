@@ -97,7 +97,7 @@ def choose_therapist(
     _place(probe, start, travel)
     held = Interval(probe.busy_from, probe.busy_until)
     session = Interval(probe.start, probe.blocked_until)
-    therapists = list(User.objects.filter(role="therapist", is_active=True).order_by("id"))
+    therapists = list(User.objects.therapists().order_by("id"))
     qualified = set(
         service.therapists.filter(user__in=therapists).values_list("user_id", flat=True)
     )

@@ -83,7 +83,7 @@ def _is_therapist(value: object) -> bool:
     """An id (a JSON integer) of an active therapist: "any therapist" offers them first."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
         return False
-    return User.objects.filter(pk=value, role="therapist", is_active=True).exists()
+    return User.objects.therapists().filter(pk=value).exists()
 
 
 def _clean_name(name: str) -> str:

@@ -86,9 +86,7 @@ class ClientEditForm(forms.Form):
         self.fields["area"].widget = forms.Select(
             choices=[("", f"Not known: the default travel ({default_minutes()} min)"), *areas]
         )
-        therapists = User.objects.filter(role="therapist", is_active=True).order_by(
-            "first_name", "last_name", "id"
-        )
+        therapists = User.objects.therapists().order_by("first_name", "last_name", "id")
         self.fields["therapist"].widget = forms.Select(
             choices=[("", "No preference"), *((t.pk, str(t)) for t in therapists)]
         )
