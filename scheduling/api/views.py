@@ -209,10 +209,7 @@ class AvailabilityView(APIView):
                 {"service": [f"There is no service with id {query['service']}."]}
             )
         therapist_id = query.get("therapist")
-        if (
-            therapist_id
-            and not User.objects.filter(pk=therapist_id, role="therapist", is_active=True).exists()
-        ):
+        if therapist_id and not User.objects.therapists().filter(pk=therapist_id).exists():
             raise DRFValidationError(
                 {"therapist": [f"There is no therapist with id {therapist_id}."]}
             )

@@ -6,6 +6,12 @@ from django.db import models
 from django.db.models import Q
 
 
+class ServiceQuerySet(models.QuerySet):
+    def bookable(self) -> ServiceQuerySet:
+        """The services the desk may still book (a retired one keeps its history)."""
+        return self.filter(active=True)
+
+
 class Service(models.Model):
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
@@ -14,6 +20,8 @@ class Service(models.Model):
     # Travel and clean-up after the session, during which the therapist is not bookable.
     buffer_minutes = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True)
+
+    objects = ServiceQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

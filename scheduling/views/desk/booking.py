@@ -31,7 +31,7 @@ from scheduling.views.desk.times import times_panel
 def service_choices() -> list[tuple[int, str]]:
     return [
         (s.pk, f"{s.name} · {s.duration_minutes} min · {money(s.price)}")
-        for s in Service.objects.filter(active=True).order_by("name")
+        for s in Service.objects.bookable().order_by("name")
     ]
 
 

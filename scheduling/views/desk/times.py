@@ -172,9 +172,7 @@ def times_panel(
     reschedule moves (its own time is free for it; its travel and transport stay)."""
     panel = TimesPanel(day=day, chosen_start=chosen_start or "", needs_transport=needs_transport)
     service_pk = int_or_none(service_id)
-    panel.service = (
-        Service.objects.filter(pk=service_pk, active=True).first() if service_pk else None
-    )
+    panel.service = Service.objects.bookable().filter(pk=service_pk).first() if service_pk else None
     panel.therapist_id = int_or_none(therapist_id)
     if moving is not None:
         panel.moving = True
