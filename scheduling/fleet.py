@@ -35,7 +35,6 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 
 from scheduling.domain import Interval, subtract
 
@@ -84,7 +83,7 @@ class _Search:
         self.able = [frozenset(d.id for d in drivers) for drivers in self.eligible]
 
     def run(self) -> dict[Hashable, int] | None:
-        quick = self._greedy()
+        quick = self._greedy() or self._best_fit()
         if quick is not None:
             return quick
         chosen: dict[Hashable, int] = {}
@@ -112,6 +111,30 @@ class _Search:
                 return None
             driving_until[driver.id] = trip.window.end
             chosen[trip.key] = driver.id
+        return chosen
+
+    def _best_fit(self) -> dict[Hashable, int] | None:
+        """A second quick descent: each trip to the driver free for it who was driving
+        until latest (the least idle time left unused before it; ties in the search's
+        order), which packs the drivers' days tight where the first descent's order
+        leaves gaps nobody can fill. None when it gets stuck."""
+        driving_until: dict[int, datetime] = {}
+        chosen: dict[Hashable, int] = {}
+        for trip, drivers in zip(self.trips, self.eligible, strict=True):
+            start = trip.window.start
+            best: Driver | None = None
+            best_until: datetime | None = None
+            for d in drivers:
+                until = driving_until.get(d.id)
+                if until is None:
+                    if best is None:
+                        best = d
+                elif until <= start and (best_until is None or until > best_until):
+                    best, best_until = d, until
+            if best is None:
+                return None
+            driving_until[best.id] = trip.window.end
+            chosen[trip.key] = best.id
         return chosen
 
     def _place(
@@ -178,7 +201,17 @@ class _Search:
 
 def has_matching(choices: Sequence[frozenset[Hashable]]) -> bool:
     """Each entry can be given a different element of its set (augmenting paths)."""
-    owner: dict[Hashable, int] = {}
+    return extends_matching(choices, {})
+
+
+def extends_matching(choices: Sequence[frozenset[Hashable]], owner: dict[Hashable, int]) -> bool:
+    """`has_matching`, starting from `owner`: a matching already known for some entries
+    (element -> entry, each element in its entry's set, no entry twice). Only the entries
+    it leaves out are augmented, which decides the same question: an entry with no
+    augmenting path from one matching has none from any later one (Kuhn), so all entries
+    are matched in the end exactly when a matching of all of them exists. `owner` is
+    changed in place."""
+    matched = set(owner.values())
 
     def give(k: int, seen: set[Hashable]) -> bool:
         for d in choices[k]:
@@ -190,7 +223,7 @@ def has_matching(choices: Sequence[frozenset[Hashable]]) -> bool:
                 return True
         return False
 
-    return all(give(k, set()) for k in range(len(choices)))
+    return all(give(k, set()) for k in range(len(choices)) if k not in matched)
 
 
 def components(trips: Iterable[OpenTrip]) -> list[list[OpenTrip]]:
@@ -222,6 +255,30 @@ def assign(
     drivers = tuple(drivers)
     for group in components(trips):
         found = _solved(drivers, tuple(group), hint or {})
+        if found is None:
+            return None
+        chosen.update(found)
+    return chosen
+
+
+def assign_quickly(
+    drivers: Sequence[Driver],
+    trips: Iterable[OpenTrip],
+    *,
+    hint: dict[Hashable, int] | None = None,
+) -> dict[Hashable, int] | None:
+    """`assign`'s quick descents only (no search): an assignment when one of them finds
+    it, None when neither does, which proves nothing (use `assign` to know)."""
+    chosen: dict[Hashable, int] = {}
+    for group in components(trips):
+        eligible = []
+        for trip in group:
+            able = eligible_drivers(drivers, trip, hinted=(hint or {}).get(trip.key))
+            if not able:
+                return None
+            eligible.append(able)
+        search = _Search(group, eligible)
+        found = search._greedy() or search._best_fit()
         if found is None:
             return None
         chosen.update(found)
@@ -262,24 +319,37 @@ def _assign_component(
 ) -> dict[Hashable, int] | None:
     eligible = []
     for trip in trips:
-        able = [d for d in drivers if d.can_take(trip)]
+        able = eligible_drivers(drivers, trip, hinted=hint.get(trip.key))
         if not able:
             return None
-        hinted = hint.get(trip.key)
-        able.sort(key=partial(_preference, trip=trip, hinted=hinted))
         eligible.append(able)
     return _Search(trips, eligible).run()
 
 
-def _preference(
-    driver: Driver, *, trip: OpenTrip, hinted: int | None
-) -> tuple[bool, datetime, int]:
-    """The hinted driver first, then whose free piece around the trip ends soonest."""
-    return (driver.id != hinted, _piece_end(driver, trip), driver.id)
+def eligible_drivers(
+    drivers: Sequence[Driver], trip: OpenTrip, *, hinted: int | None = None
+) -> list[Driver]:
+    """The drivers who could take `trip` on their own, in the search's order of
+    preference: the hinted driver first, then whose free piece around the trip ends
+    soonest (which keeps drivers on long hours for the trips only they can take), then by
+    id. One pass over each driver's pieces (the search's hottest loop, so written out)."""
+    start, end, passengers = trip.window.start, trip.window.end, trip.passengers
+    ranked: list[tuple[bool, datetime, int, Driver]] = []
+    for driver in drivers:
+        if passengers != 1 and not driver.fits(passengers):
+            continue
+        if passengers == 1 and driver.seats < 1:
+            continue
+        for piece in driver.free:
+            if piece.start <= start and end <= piece.end:
+                ranked.append((driver.id != hinted, piece.end, driver.id, driver))
+                break
+    ranked.sort(key=_rank)
+    return [entry[3] for entry in ranked]
 
 
-def _piece_end(driver: Driver, trip: OpenTrip) -> datetime:
-    return next(p.end for p in driver.free if p.contains(trip.window))
+def _rank(entry: tuple[bool, datetime, int, Driver]) -> tuple[bool, datetime, int]:
+    return entry[0], entry[1], entry[2]
 
 
 def _order(trip: OpenTrip) -> tuple[datetime, datetime, str]:

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import TypeVar
 
 from django.db import connection
@@ -26,8 +27,16 @@ from django.utils import timezone
 from scheduling import states
 from scheduling.domain import Interval, local_date, local_day_bounds
 from scheduling.errors import Conflict, ConflictingItem
-from scheduling.fleet import Driver, OpenTrip, assign, components, has_matching
-from scheduling.models import DriverProfile, Leg, Trip, TripStatus, Vehicle
+from scheduling.fleet import (
+    Driver,
+    OpenTrip,
+    assign,
+    assign_quickly,
+    components,
+    eligible_drivers,
+    extends_matching,
+)
+from scheduling.models import DriverProfile, Leg, Trip, TripStatus, User, Vehicle
 from scheduling.services.working_time import day_schedules
 
 K = TypeVar("K", bound=Hashable)
@@ -75,6 +84,7 @@ class Fleet:
     _solved: bool = field(default=False, init=False)
     _by_driver: dict[int, list[OpenTrip]] | None = field(default=None, init=False)
     _eligible: dict[OpenTrip, frozenset[Hashable]] = field(default_factory=dict, init=False)
+    _ordered_able: dict[OpenTrip, list[Driver]] = field(default_factory=dict, init=False)
     _components: list[list[OpenTrip]] | None = field(default=None, init=False)
     _drivers_tok: int | None = field(default=None, init=False)
     _group_toks: list[int] | None = field(default=None, init=False)
@@ -101,7 +111,9 @@ class Fleet:
             return baseline is not None
         if not self._enough_drivers_at_every_moment(extra):
             return False
-        if baseline is not None and self._room_by_moving(extra):
+        if baseline is not None and (
+            self._room_by_moving(extra) or self._chained(extra) or self._repaired(extra)
+        ):
             return True
         return assign(self.drivers, self._affected(extra), hint=baseline) is not None
 
@@ -310,25 +322,96 @@ class Fleet:
 
     def _enough_drivers_at_every_moment(self, extra: list[OpenTrip]) -> bool:
         """Necessary: at each moment a new leg is under way, the trips under way then can
-        go to different drivers who could take them. False proves no assignment exists."""
+        go to different drivers who could take them. False proves no assignment exists.
+
+        The day's assignment already matches the waiting trips under way at any moment
+        to different drivers (they overlap there, so it gives them different drivers),
+        so only the new legs are augmented from it (`extends_matching`)."""
         moments = {leg.window.start for leg in extra}
         moments |= {
             t.window.start
             for t in self.waiting
             if any(leg.window.start <= t.window.start < leg.window.end for leg in extra)
         }
-        trips = [*self.waiting, *extra]
+        baseline = self.baseline()
         for moment in moments:
-            under_way = [t for t in trips if t.window.start <= moment < t.window.end]
-            if not has_matching([self._able(t) for t in under_way]):
+            under_way = [t for t in self.waiting if t.window.start <= moment < t.window.end]
+            owner: dict[Hashable, int] = {}
+            if baseline is not None:
+                owner = {baseline[t.key]: k for k, t in enumerate(under_way)}
+            under_way += [t for t in extra if t.window.start <= moment < t.window.end]
+            if not extends_matching([self._able(t) for t in under_way], owner):
                 return False
         return True
+
+    def _chained(self, extra: list[OpenTrip]) -> bool:
+        """Quick sufficient check, deeper than `_room_by_moving`: each new leg goes to a
+        driver free for it at the end of a chain of moves, each move giving a trip to a
+        driver whose only clashing trip moves on in turn (an augmenting path over the
+        day's assignment, found breadth first, no driver in it twice)."""
+        held = {d: list(trips) for d, trips in self._held().items()}
+        return all(self._chain(leg, held) for leg in extra)
+
+    def _chain(self, leg: OpenTrip, held: dict[int, list[OpenTrip]]) -> bool:
+        # Each node: a trip to place, the node whose trip takes its place, the driver
+        # holding it now (None for the new leg, which nobody holds).
+        nodes: list[tuple[OpenTrip, int, int | None]] = [(leg, -1, None)]
+        used: set[int] = set()
+        k = 0
+        while k < len(nodes):
+            trip = nodes[k][0]
+            for driver in self._ordered(trip):
+                if driver.id in used:
+                    continue
+                clashing = [t for t in held.get(driver.id, ()) if t.window.overlaps(trip.window)]
+                if not clashing:
+                    held.setdefault(driver.id, []).append(trip)
+                    while k > 0:  # each trip of the chain into its successor's place
+                        moved, parent, holder = nodes[k]
+                        assert holder is not None
+                        held[holder].remove(moved)
+                        held[holder].append(nodes[parent][0])
+                        k = parent
+                    return True
+                if len(clashing) == 1:
+                    used.add(driver.id)
+                    nodes.append((clashing[0], k, driver.id))
+            k += 1
+        return False
+
+    def _repaired(self, extra: list[OpenTrip]) -> bool:
+        """Quick sufficient check: the day's assignment kept outside a span of time around
+        the new legs, the trips within it assigned afresh with them (an exact search, but
+        quickly: `fleet.assign_quickly`, the drivers' time outside the span taken by the
+        trips they keep). Wider spans in turn."""
+        held = self._held()
+        first = min(t.window.start for t in extra)
+        last = max(t.window.end for t in extra)
+        for margin in REPAIR_MARGINS:
+            span = Interval(first - margin, last + margin)
+            inside = [t for t in self.waiting if t.window.overlaps(span)]
+            if len(inside) == len(self.waiting):
+                return False  # no smaller than the whole search, which follows
+            keys = {t.key for t in inside}
+            drivers = [
+                d.without([t.window for t in held.get(d.id, ()) if t.key not in keys])
+                for d in self.drivers
+            ]
+            if assign_quickly(drivers, [*inside, *extra], hint=self._baseline) is not None:
+                return True
+        return False
+
+    def _ordered(self, trip: OpenTrip) -> list[Driver]:
+        found = self._ordered_able.get(trip)
+        if found is None:
+            found = self._ordered_able[trip] = eligible_drivers(self.drivers, trip)
+        return found
 
     def _able(self, trip: OpenTrip) -> frozenset[Hashable]:
         # Keyed by the whole trip: new legs of different starts share a key.
         found = self._eligible.get(trip)
         if found is None:
-            found = frozenset(d.id for d in self.drivers if d.can_take(trip))
+            found = frozenset(d.id for d in self._ordered(trip))
             self._eligible[trip] = found
         return found
 
@@ -352,6 +435,9 @@ def _touching(spans: list[tuple[datetime, datetime]], window: Interval) -> froze
         touched.add(i)
     return frozenset(touched)
 
+
+# How far around new legs `Fleet._repaired` re-solves the day, in turn.
+REPAIR_MARGINS = (timedelta(hours=1), timedelta(hours=2), timedelta(hours=4))
 
 # Availability's answers kept per process (see Fleet.carried), least recently used dropped.
 LEG_ANSWERS_KEPT = 8192
@@ -408,24 +494,16 @@ def load_fleet(
     start, _ = local_day_bounds(min(days))
     _, end = local_day_bounds(max(days))
     start = max(start, now)
-    profiles = list(
-        DriverProfile.objects.filter(user__is_active=True, user__role=states.DRIVER)
-        .order_by("user_id")
-        .values_list("user_id", "seats", "vehicle")
-    )
+    read = _fleet_rows_postgres if connection.vendor == "postgresql" else _fleet_rows_orm
+    profiles, trips = read(start, end, excluding_appointment)
     ids = [user_id for user_id, _, _ in profiles]
     working: dict[int, list[Interval]] = {i: [] for i in ids}
     for day in days:
         for staff_id, schedule in day_schedules(ids, day).items():
             working[staff_id].extend(schedule.working)
-    trips = Trip.objects.open().overlapping(start, end).order_by()
-    if excluding_appointment is not None:
-        trips = trips.exclude(appointment_id=excluding_appointment)
     held: dict[int, list[Interval]] = {}
     waiting = []
-    for trip_id, driver_id, status, w_start, w_end, passengers in trips.values_list(
-        "pk", "driver_id", "status", "window_start", "window_end", "passengers"
-    ):
+    for trip_id, driver_id, status, w_start, w_end, passengers in trips:
         if status == TripStatus.QUEUED:
             waiting.append(OpenTrip(trip_id, Interval(w_start, w_end), passengers))
         elif driver_id is not None:
@@ -437,6 +515,75 @@ def load_fleet(
         for user_id, seats, vehicle in profiles
     ]
     return Fleet(drivers, waiting)
+
+
+# What `load_fleet` reads: each active driver's (user id, seats, vehicle) by user id, and
+# each open trip meeting the span, (id, driver id, status, window start, window end,
+# passengers), in no particular order.
+ProfileRow = tuple[int, int, str]
+TripRow = tuple[int, int | None, str, datetime, datetime, int]
+
+
+def _fleet_rows_orm(
+    start: datetime, end: datetime, excluding_appointment: int | None
+) -> tuple[list[ProfileRow], list[TripRow]]:
+    """The drivers and the open trips meeting [start, end): two queries."""
+    profiles = list(
+        DriverProfile.objects.filter(user__is_active=True, user__role=states.DRIVER)
+        .order_by("user_id")
+        .values_list("user_id", "seats", "vehicle")
+    )
+    trips = Trip.objects.open().overlapping(start, end).order_by()
+    if excluding_appointment is not None:
+        trips = trips.exclude(appointment_id=excluding_appointment)
+    rows = trips.values_list(
+        "pk", "driver_id", "status", "window_start", "window_end", "passengers"
+    )
+    return profiles, list(rows)
+
+
+def _fleet_rows_postgres(
+    start: datetime, end: datetime, excluding_appointment: int | None
+) -> tuple[list[ProfileRow], list[TripRow]]:
+    """`_fleet_rows_orm` in one hand-written statement: availability with transport and
+    every booking with transport read it, and the ORM cost about three times the CPU of
+    this to build and read its two queries (tests/services/test_capacity_speed.py holds
+    the two to the same rows)."""
+    profiles: list[ProfileRow] = []
+    trips: list[TripRow] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _fleet_sql(),
+            [
+                states.DRIVER,
+                list(states.OPEN_TRIP_STATUSES),
+                end,
+                start,
+                excluding_appointment,
+                excluding_appointment,
+            ],
+        )
+        for kind, key, number, text, driver_id, w_start, w_end in cursor.fetchall():
+            if kind == 0:
+                profiles.append((key, number, text))
+            else:
+                trips.append((key, driver_id, text, w_start, w_end, number))
+    profiles.sort()
+    return profiles, trips
+
+
+@cache
+def _fleet_sql() -> str:
+    quote = connection.ops.quote_name
+    profile, user, trip = (quote(m._meta.db_table) for m in (DriverProfile, User, Trip))
+    return (
+        "SELECT 0, p.user_id, p.seats, p.vehicle::text, NULL::integer, NULL::timestamptz, "
+        f"NULL::timestamptz FROM {profile} p JOIN {user} u ON u.id = p.user_id "
+        "WHERE u.is_active AND u.role = %s "
+        "UNION ALL SELECT 1, t.id, t.passengers, t.status::text, t.driver_id, t.window_start, "
+        f"t.window_end FROM {trip} t WHERE t.status = ANY(%s) AND t.window_start < %s "
+        "AND t.window_end > %s AND (%s::integer IS NULL OR t.appointment_id <> %s)"
+    )
 
 
 def refusal(

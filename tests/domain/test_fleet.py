@@ -156,3 +156,109 @@ def test_availability_asks_each_leg_alone_with_the_same_answers(raw_drivers, raw
             assert (n in accepted) == alone.carries(legs)
             affected = alone._affected([leg.as_trip() for leg in legs])
             assert (n in accepted) == oracle(drivers, affected)
+
+
+def test_cars_carry_couples_and_motorcycles_carry_one():
+    # Two couples (2 passengers) and a group of 4 at once, one single after: the
+    # motorcycles can take only the single, the 2-seat car one couple, the 4-seat van
+    # either couple or the group but not both at once.
+    bike = Driver(1, (span(0, 600),), seats=1, car=False)
+    small = Driver(2, (span(0, 600),), seats=2, car=True)
+    van = Driver(3, (span(0, 600),), seats=4, car=True)
+    couples = [OpenTrip("c1", span(0, 45), 2), OpenTrip("c2", span(10, 55), 2)]
+    single = OpenTrip("s", span(20, 65))
+    found = assign([bike, small, van], [*couples, single])
+    assert found is not None and found["s"] == 1
+    assert {found["c1"], found["c2"]} == {2, 3}
+    group = OpenTrip("g", span(30, 75), 4)
+    assert not carried([bike, small, van], [*couples, single, group])
+    assert assign([bike, small, van], [couples[0], single, group]) == {"c1": 2, "s": 1, "g": 3}
+    # A motorcycle with seats on paper still carries one.
+    assert not carried([Driver(4, (span(0, 600),), seats=3, car=False)], [couples[0]])
+
+
+fleet_strategy = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(0, 20), st.integers(1, 14)), min_size=1, max_size=2),
+        st.integers(1, 4),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _drivers(raw) -> list[Driver]:
+    return [
+        Driver(
+            i, tuple(sorted({span(s * 10, (s + n) * 10) for s, n in pieces})), seats=seats, car=car
+        ).without([])
+        for i, (pieces, seats, car) in enumerate(raw)
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fleet_strategy,
+    st.lists(st.tuples(st.integers(0, 24), st.integers(1, 6), st.integers(1, 4)), max_size=5),
+    st.tuples(st.integers(0, 20), st.integers(1, 4), st.integers(0, 4), st.integers(1, 4)),
+)
+def test_every_quick_answer_agrees_with_brute_force(raw_drivers, raw_trips, asked):
+    """Each shortcut `Fleet.carries` takes before its search is sound on its own: the
+    quick yeses (beside the day's assignment, one move, a chain of moves, the quick
+    descents) only where an assignment exists, the quick no (a moment with too few
+    drivers) only where none does; and the whole answer is the oracle's. Trips of 1-4
+    passengers, cars and motorcycles of 1-4 seats."""
+    from scheduling.fleet import assign_quickly
+    from scheduling.services.capacity import Fleet, NewLeg
+
+    drivers = _drivers(raw_drivers)
+    waiting = [
+        OpenTrip(i, span(s * 10, (s + n) * 10), passengers=p)
+        for i, (s, n, p) in enumerate(raw_trips)
+    ]
+    s, length, gap, passengers = asked
+    legs = [
+        NewLeg("dropoff", span(s * 10, (s + length) * 10), passengers),
+        NewLeg("pickup", span((s + length + gap) * 10, (s + 2 * length + gap) * 10), passengers),
+    ]
+    fleet = Fleet(drivers, waiting)
+    extra = [leg.as_trip() for leg in legs]
+    truth = oracle(drivers, fleet._affected(extra))
+    assert fleet.carries(legs) == truth
+    assert (Fleet(drivers, waiting).refusal(legs) is None) == truth
+    if fleet.baseline() is None:
+        assert not oracle(drivers, waiting)
+        return
+    assert valid(drivers, waiting, fleet.baseline())
+    for quick in (fleet._fits_beside, fleet._room_by_moving, fleet._chained):
+        if quick(list(extra)):
+            assert truth, quick.__name__
+    if not fleet._enough_drivers_at_every_moment(list(extra)):
+        assert not truth
+    quickly = assign_quickly(drivers, [*waiting, *extra], hint=fleet.baseline())
+    if quickly is not None:
+        assert truth and valid(drivers, [*waiting, *extra], quickly)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.frozensets(st.integers(0, 5), max_size=4), min_size=1, max_size=7),
+    st.data(),
+)
+def test_a_matching_extended_from_a_partial_one_decides_the_same(choices, data):
+    """`extends_matching` from any valid partial matching answers as `has_matching` does
+    from nothing (what the moment check relies on when it starts from the day's
+    assignment)."""
+    from scheduling.fleet import extends_matching, has_matching
+
+    owner: dict[int, int] = {}
+    for k, options in enumerate(choices):
+        free = sorted(options - set(owner))
+        if free and data.draw(st.booleans()):
+            owner[data.draw(st.sampled_from(free))] = k
+    brute = any(
+        len(set(pick)) == len(pick) for pick in itertools.product(*[sorted(c) for c in choices])
+    )
+    assert has_matching(choices) == brute
+    assert extends_matching(choices, dict(owner)) == brute
