@@ -13,8 +13,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from scheduling.observability.wslog import SessionLogMiddleware  # noqa: E402
-from scheduling.routing import websocket_urlpatterns  # noqa: E402
-from scheduling.ws_auth import TokenOrSessionAuth  # noqa: E402
+from scheduling.realtime.routing import websocket_urlpatterns  # noqa: E402
+from scheduling.realtime.ws_auth import TokenOrSessionAuth  # noqa: E402
 
 # Django and the app are loaded: move those objects out of the cyclic collector's way.
 # A full collection otherwise walks all of them again each time, a pause every socket of

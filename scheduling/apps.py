@@ -7,8 +7,9 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from scheduling import revocation  # noqa: F401  (connects its signal receivers)
-        from scheduling.observability import periodic, tasks  # noqa: F401  (the same)
+        # Imported for their signal receivers.
+        from scheduling.observability import periodic, tasks  # noqa: F401
+        from scheduling.realtime import revocation  # noqa: F401
 
         # The embedded default has no beat: its development server runs the schedule.
         if getattr(settings, "EMBEDDED_SWEEPS", False):

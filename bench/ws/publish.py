@@ -26,7 +26,7 @@ def main() -> None:
     django.setup()
     from django.db import transaction
 
-    from scheduling.events import EventBatch
+    from scheduling.realtime.events import EventBatch
 
     recipients = [int(r) for r in args.recipients.split(",")]
     stamps: dict[int, float] = {}

@@ -142,7 +142,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [redis_db_url(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))]},
         },
-        # The live stream (scheduling/consumers.py): Redis pub/sub pushes each event to
+        # The live stream (scheduling/realtime/consumers.py): Redis pub/sub pushes each event to
         # every realtime process with no round trip per message (the core layer above
         # takes four). It delivers at most once, which the stream makes good from the
         # database. Pub/sub ignores database numbers, so the prefix carries it.

@@ -6,8 +6,8 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
-from scheduling.events import committed_head_sql
 from scheduling.models import User
+from scheduling.realtime.events import committed_head_sql
 
 
 @cache

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.celery import app as celery_app
-from scheduling.events import STREAM_LAYER
+from scheduling.realtime.events import STREAM_LAYER
 from scheduling.services import operations
 
 WORKER_PING_SECONDS = 1.0

@@ -36,7 +36,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 
-from scheduling.events import committed_head
+from scheduling.realtime.events import committed_head
 
 logger = logging.getLogger(__name__)
 SHARED_PREFIX = "apipage"

@@ -21,8 +21,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, Trip
+from scheduling.realtime.events import shaped_for
 
 # The columns behind AppointmentSerializer's fields (`trips` is read separately).
 APPOINTMENT_COLUMNS = (

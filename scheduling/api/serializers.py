@@ -9,7 +9,6 @@ from django.utils import timezone
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from scheduling.events import shaped_for
 from scheduling.limits import (
     FIRST_YEAR,
     LAST_YEAR,
@@ -20,6 +19,7 @@ from scheduling.limits import (
     YEARS_TEXT,
 )
 from scheduling.models import Appointment, Client, Service, Trip, User
+from scheduling.realtime.events import shaped_for
 
 YEARS = (FIRST_YEAR, LAST_YEAR)
 

@@ -33,9 +33,9 @@ from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
 from scheduling.api.trip_control import TripControlMixin
 from scheduling.clientaddr import client_address
-from scheduling.events import shaped_for
 from scheduling.models import Appointment, Client, DriverProfile, Service, StreamEvent, Trip, User
 from scheduling.permissions import IsDesk, IsDeskOrDriver, IsDriver, IsManager
+from scheduling.realtime.events import shaped_for
 from scheduling.services import appointments as appointment_services
 from scheduling.services import dispatch as dispatch_services
 from scheduling.services import trips as trip_services

@@ -215,7 +215,7 @@ def _periodic() -> Iterator[Metric]:
 
 
 def _stream_head() -> Metric:
-    from scheduling.events import committed_head
+    from scheduling.realtime.events import committed_head
 
     return GaugeMetricFamily(
         "scheduling_stream_committed_seq",

@@ -7,7 +7,7 @@ network: a counter increment, or a gauge set, is a few dictionary and memory wri
 Stream lag, per realtime process: the committed head of the stream (EventCounter's
 `last_seq`, read by the process hub every WATCH_SECONDS, as it starts its look for a
 lost tail, before it touches the channel layer) minus the last seq up to which the hub
-has handed every event to its sockets (`_Hub.upto`), measured at that same moment. 0
+has handed every event to its sockets (`Hub.upto`), measured at that same moment. 0
 while the process has no socket (it owes nobody anything) and before the first live
 event after it subscribed (its sockets read the database on connect). Events still in
 flight from their commit to this process count (milliseconds under normal load); while

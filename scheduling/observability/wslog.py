@@ -118,7 +118,7 @@ class SessionLogMiddleware:
                 session.code = message.get("code") or 1000
             await send(message)
 
-        # What it wraps, for the slow-client watch (scheduling/transport_watch.py), which
+        # What it wraps, for the slow-client watch (scheduling/realtime/transport_watch.py), which
         # follows `send` down to daphne's socket.
         sending.__wrapped__ = send  # type: ignore[attr-defined]
 

@@ -8,7 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from scheduling import events, states
+from scheduling import states
 from scheduling.domain import Interval, busy_range, is_on_step, local_date
 from scheduling.errors import (
     Conflict,
@@ -18,7 +18,6 @@ from scheduling.errors import (
     NotPermitted,
     ValidationFailed,
 )
-from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
     Client,
@@ -29,6 +28,8 @@ from scheduling.models import (
     Trip,
     User,
 )
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity
 from scheduling.services import trips as trip_services
 from scheduling.services.common import (

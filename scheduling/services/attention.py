@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import events
-from scheduling.events import EventBatch
 from scheduling.models import Appointment, StreamEvent, Trip
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 
 # How long after its end an appointment may stay in progress, a trip stay open.
 OVERDUE_AFTER = timedelta(hours=2)

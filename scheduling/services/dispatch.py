@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from scheduling import background, events, states
+from scheduling import background, states
 from scheduling.domain import Interval, local_date
 from scheduling.errors import (
     Conflict,
@@ -40,7 +40,6 @@ from scheduling.errors import (
     NotPermitted,
     ValidationFailed,
 )
-from scheduling.events import EventBatch
 from scheduling.fleet import vehicle_fits
 from scheduling.models import (
     Appointment,
@@ -56,6 +55,8 @@ from scheduling.models import (
     User,
     Vehicle,
 )
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity
 from scheduling.services.common import role_of
 from scheduling.services.trips import Assignments, assign_locked

@@ -21,10 +21,9 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from scheduling import background, events, states
+from scheduling import background, states
 from scheduling.domain import Interval, local_date
 from scheduling.errors import Conflict, NotPermitted, ValidationFailed
-from scheduling.events import EventBatch
 from scheduling.models import (
     DispatchDecision,
     DispatchOutcome,
@@ -34,6 +33,8 @@ from scheduling.models import (
     Trip,
     User,
 )
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity, dispatch, trips
 from scheduling.services.common import DRIVER_TIMETABLE, lock_timetable, role_of
 from scheduling.services.notifications import outbox

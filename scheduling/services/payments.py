@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from scheduling import states
 from scheduling.errors import InvalidTransition, NotFound, NotPermitted, ValidationFailed
-from scheduling.events import EventBatch
 from scheduling.models import (
     Appointment,
     Payment,
@@ -27,6 +26,7 @@ from scheduling.models import (
     User,
 )
 from scheduling.models.payments import COLLECTED_METHODS, SETTLED_STATES
+from scheduling.realtime.events import EventBatch
 from scheduling.services.common import role_of
 from scheduling.states import AppointmentStatus
 

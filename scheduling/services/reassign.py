@@ -11,9 +11,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import events, states
+from scheduling import states
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, User
+from scheduling.realtime import events
 from scheduling.services.appointments import _locked, _log, _therapist_for, replan
 from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable, role_of
 from scheduling.services.notifications import outbox

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scheduling import background, events, states
+from scheduling import background, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
-from scheduling.events import EventBatch
 from scheduling.models import Appointment, DriverProfile, Transition, Trip, User
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity
 from scheduling.services.common import (
     DRIVER_TIMETABLE,

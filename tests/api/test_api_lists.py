@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from scheduling.events import EventBatch
 from scheduling.models import Appointment, StreamEvent
+from scheduling.realtime.events import EventBatch
 from scheduling.services.appointments import create_appointment
 from scheduling.services.trips import assign_trip, set_shift
 from tests import factories

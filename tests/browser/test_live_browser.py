@@ -12,8 +12,8 @@ import pytest
 from django.db import transaction
 from django.test import Client as DjangoClient
 
-from scheduling.events import EventBatch
 from scheduling.models import StreamEvent
+from scheduling.realtime.events import EventBatch
 from tests.conftest import IN_CI
 from tests.live_support import (
     Daphne,

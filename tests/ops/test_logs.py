@@ -25,9 +25,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config.asgi import application
-from scheduling.events import EventBatch
 from scheduling.models import Appointment, Notification, Trip
 from scheduling.observability import logs
+from scheduling.realtime.events import EventBatch
 from tests import factories
 
 MANILA = ZoneInfo("Asia/Manila")
@@ -500,7 +500,7 @@ def test_the_slow_client_watch_still_finds_daphnes_socket_through_the_session_lo
     from asgiref.sync import async_to_sync
 
     from scheduling.observability.wslog import SessionLogMiddleware
-    from scheduling.transport_watch import _daphne_protocol
+    from scheduling.realtime.transport_watch import _daphne_protocol
 
     class Protocol:
         def registerProducer(self, producer, streaming) -> None: ...

@@ -207,7 +207,7 @@ def test_beat_health_is_health_checks_rule_per_task(token):
 
 
 def test_the_stream_head_is_the_committed_seq(token, book, tomorrow_at):
-    from scheduling.events import committed_head
+    from scheduling.realtime.events import committed_head
 
     book(tomorrow_at(10))
     assert committed_head() > 0

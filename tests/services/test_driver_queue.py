@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from scheduling.events import DRIVER_QUEUE
 from scheduling.models import StreamEvent
+from scheduling.realtime.events import DRIVER_QUEUE
 from scheduling.services.dispatch import driver_queue
 from scheduling.services.trips import set_shift
 from tests import factories

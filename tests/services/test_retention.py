@@ -23,7 +23,6 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
-from scheduling.events import EventBatch
 from scheduling.models import (
     DispatchDecision,
     EventCounter,
@@ -36,6 +35,7 @@ from scheduling.models import (
     WebhookEvent,
     WebhookOutcome,
 )
+from scheduling.realtime.events import EventBatch
 from scheduling.services.appointments import create_appointment
 from scheduling.services.retention import prune, stream_floor
 from tests import factories

@@ -15,9 +15,9 @@ from django.test import Client as DjangoClient
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
-from scheduling.consumers import _Hub
-from scheduling.events import DRIVER_QUEUE, STREAM_GROUP, EventBatch, _allocate, shaped_for
 from scheduling.models import StreamEvent, StreamEventRecipient, Trip
+from scheduling.realtime.events import DRIVER_QUEUE, STREAM_GROUP, EventBatch, _allocate, shaped_for
+from scheduling.realtime.hub import Hub
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.trips import assign_trip
 from tests import factories
@@ -332,7 +332,7 @@ def test_clients_only_listen_and_disconnect_leaves_the_hub_and_the_group(therapi
         assert (await ws.connect())[0]
         await ws.send_to(text_data='{"subscribe": "stream.desk"}')  # ignored
         assert await ws.receive_nothing(timeout=0.2)
-        hub = _Hub.current()
+        hub = Hub.current()
         layer = channel_layers["default"]
         assert set(hub.by_user) == {therapist.pk} and not hub.desk
         assert len(layer.groups.get(STREAM_GROUP, {})) == 1  # the process, not the socket

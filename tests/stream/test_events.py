@@ -7,9 +7,9 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from scheduling import events
-from scheduling.events import EventBatch
 from scheduling.models import StreamEvent, StreamEventRecipient
+from scheduling.realtime import events
+from scheduling.realtime.events import EventBatch
 
 
 def record(kind: str) -> int:

@@ -15,8 +15,8 @@ import redis
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from scheduling.events import STREAM_GROUP, EventBatch
 from scheduling.models import StreamEvent
+from scheduling.realtime.events import STREAM_GROUP, EventBatch
 from tests import factories
 from tests.live_support import (
     Daphne,

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from scheduling.events import EventBatch, committed_head
+from scheduling.realtime.events import EventBatch, committed_head
 from tests.live_support import (
     Daphne,
     RedisServer,

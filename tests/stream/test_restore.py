@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from scheduling.events import EventBatch
 from scheduling.models import EventCounter, StreamEvent, StreamEventRecipient
+from scheduling.realtime.events import EventBatch
 from tests.live_support import (
     Daphne,
     Listener,

@@ -23,7 +23,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from scheduling import background
-from scheduling.events import EventBatch
 from scheduling.models import Notification, NotificationStatus
 from scheduling.notify import (
     Message,
@@ -32,6 +31,7 @@ from scheduling.notify import (
     TransientError,
     backend_for,
 )
+from scheduling.realtime.events import EventBatch
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scheduling.consumers import StreamConsumer
+from scheduling.realtime.consumers import StreamConsumer
 
 websocket_urlpatterns = [
     path("ws/stream/", StreamConsumer.as_asgi()),

@@ -289,7 +289,7 @@ def _mark_saved(rows: list[StreamEvent]) -> None:
 
 # Every event is sent once, to one group that each realtime process joins (once, not per
 # socket); the process hands it to its desk sockets and to the sockets of the users it
-# names (scheduling/consumers.py).
+# names (scheduling/realtime/consumers.py).
 STREAM_GROUP = "stream.events"
 # The channel layer alias the stream travels on (settings: Redis pub/sub in the full
 # stack); without one of its own, the default layer.

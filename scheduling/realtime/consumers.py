@@ -1,11 +1,11 @@
 """The one websocket: a scoped stream of events per user, gap-free and batched.
 
 Each event is published once, on commit, to one channels-redis group (events.STREAM_GROUP).
-Each realtime process joins that group once, through its `_Hub`, which hands every event
-to the process's desk sockets and to the sockets of the users the event names. Sockets
-themselves hold no channel-layer membership: a thousand desk sockets cost one Redis
-message per event per process, not a thousand, and a Redis restart is dealt with in one
-place.
+Each realtime process joins that group once, through its hub (`hub.Hub`), which hands
+every event to the process's desk sockets and to the sockets of the users the event
+names. Sockets themselves hold no channel-layer membership: a thousand desk sockets cost
+one Redis message per event per process, not a thousand, and a Redis restart is dealt
+with in one place (the hub).
 
 On connect the server picks the stream from the role (the desk stream, or the user's
 own), registers the socket with the hub (joining the group first if needed), then replays
@@ -13,18 +13,8 @@ from the database what the client missed after `?after=`, then forwards live eve
 Every event carries its `seq`; anything at or below what was already sent is dropped, and
 a live event whose `prev` is newer than what was sent means something is missing, which
 is read back from the database before going on.
-
-Redis is the transport and the database the record. What Redis can lose:
-- an event in the middle: the hub sees a hole in the sequence (seqs have no holes, and
-  sequence order is commit order). Commits published by different processes may arrive
-  out of order, so it waits REORDER_SECONDS for the hole to fill, then reads it from the
-  database, once for the process, and hands it on in its place. (Failing that, each
-  socket sees a `prev` it never sent and reads the database itself.)
-- the tail (the last events of a burst, or all that was published while Redis restarted):
-  nothing later reveals it, so the hub compares the committed head of the stream with
-  what arrived, every WATCH_SECONDS, and when an event committed at the previous look has
-  still not arrived, every socket of the process reads its stream from the database
-  (and the hub joins the group again: a restarted Redis has forgotten it).
+Redis is the transport and the database the record; what Redis can lose and how it is
+found again is the hub's business (hub.py).
 
 A client that cannot keep up is closed with 4008 and comes back with its last seq. The
 bound is real under daphne: the consumer watches the socket's Twisted write buffer
@@ -39,25 +29,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
-from scheduling import revocation
-from scheduling.events import STREAM_GROUP, committed_head, shaped_for, stream_layer
-from scheduling.models import StreamEvent, StreamEventRecipient
+from scheduling.models import StreamEvent
 from scheduling.observability import stream as metrics
 from scheduling.observability import wslog
+from scheduling.realtime import revocation
+from scheduling.realtime.events import shaped_for
+from scheduling.realtime.hub import Hub, stream_setting
+from scheduling.realtime.transport_watch import PAUSED, STOPPED, TransportWatch
 from scheduling.services.retention import live_start, stream_gone
-from scheduling.transport_watch import PAUSED, STOPPED, TransportWatch
 
 logger = logging.getLogger(__name__)
 
@@ -67,26 +53,6 @@ UNAUTHENTICATED = 4401
 TOO_SLOW = 4008
 STREAM_PRUNED = 4410  # `after` is older than what retention keeps: reload
 CATCH_UP_CHUNK = 500
-DEFAULTS = {"WATCH_SECONDS": 1.0, "REORDER_SECONDS": 0.02}
-# A hole larger than this is not read by the hub: each socket reads its own stream.
-FILL_LIMIT = 1000
-
-
-_settings: dict[str, float] = {}
-
-
-def stream_setting(name: str) -> float:
-    # Read on every event for every socket: Django's lazy settings object is too slow
-    # for that (a tenth of the process's time under load), so the values are kept here.
-    if not _settings:
-        _settings.update({**DEFAULTS, **settings.LIVE_STREAM})
-    return _settings[name]
-
-
-@receiver(setting_changed)
-def _forget_settings(*, setting: str, **kwargs) -> None:
-    if setting == "LIVE_STREAM":
-        _settings.clear()
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -125,7 +91,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # other order would lose it. Until last_queued is known, live events wait in the
         # inbox (the lock is held).
         async with self.lock:
-            self.hub = await _Hub.get()
+            self.hub = await Hub.get()
             await self.hub.join(self)
             await self.accept()
             self.transport_watch = TransportWatch.attach(self.base_send, self._writable_changed)
@@ -148,7 +114,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """Clients only listen; whatever they send is ignored."""
 
     def revoke_if(self, message: dict) -> None:
-        """The login behind this socket ended (scheduling/revocation.py): log in again."""
+        """The login behind this socket ended (scheduling/realtime/revocation.py): log in again."""
         if self.closing or not revocation.matches(
             message, session_key=self.session_key, token=self.token
         ):
@@ -350,227 +316,3 @@ def _after(query: dict[str, list[str]]) -> int | None:
         return max(0, int(values[0]))
     except ValueError:
         return None
-
-
-# --- the process hub ------------------------------------------------------------------------
-
-
-class _Hub:
-    """One per event loop (so one per daphne process): the only member of STREAM_GROUP
-    here. Puts events back in sequence order, hands each to the sockets it is for, and
-    watches for what the channel layer lost (module docstring)."""
-
-    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __init__(self, layer) -> None:
-        self.layer = layer
-        self.desk: set[StreamConsumer] = set()
-        self.by_user: dict[int, set[StreamConsumer]] = {}
-        self.channel: str | None = None
-        self.subscribed = False
-        self.membership = asyncio.Lock()
-        self.upto: int | None = None  # every seq up to here was handed on
-        self.held: dict[int, dict] = {}  # arrived early, waiting for a hole to fill
-        self.hole_since: float | None = None
-        self.owed = 0
-        self.tasks: list[asyncio.Task] = []
-
-    @classmethod
-    async def get(cls) -> _Hub:
-        loop = asyncio.get_running_loop()
-        hub = cls._by_loop.get(loop)
-        if hub is None:
-            hub = cls._by_loop[loop] = cls(stream_layer())
-        return hub
-
-    @classmethod
-    def current(cls) -> _Hub | None:
-        return cls._by_loop.get(asyncio.get_running_loop())
-
-    def consumers(self) -> list[StreamConsumer]:
-        return [*self.desk, *(c for group in self.by_user.values() for c in group)]
-
-    async def join(self, consumer: StreamConsumer) -> None:
-        if consumer.desk:
-            self.desk.add(consumer)
-        else:
-            self.by_user.setdefault(consumer.user.pk, set()).add(consumer)
-        metrics.socket_opened(desk=consumer.desk)
-        async with self.membership:
-            if not self.subscribed:
-                if self.channel is None:
-                    self.channel = await self.layer.new_channel()
-                    # The process's, not the joining socket's: its request id is not
-                    # theirs to log with.
-                    self.tasks = [
-                        asyncio.create_task(self._receive(), context=wslog.unbound()),
-                        asyncio.create_task(self._watch(), context=wslog.unbound()),
-                    ]
-                await self.layer.group_add(STREAM_GROUP, self.channel)
-                self.subscribed = True
-
-    async def leave(self, consumer: StreamConsumer) -> None:
-        mine = self.by_user.get(consumer.user.pk, set())
-        if consumer in self.desk or consumer in mine:
-            metrics.socket_closed(desk=consumer.desk)
-        self.desk.discard(consumer)
-        mine.discard(consumer)
-        if not mine:
-            self.by_user.pop(consumer.user.pk, None)
-        async with self.membership:
-            # The last socket gone: the process leaves the group and gets nothing more.
-            if self.subscribed and not self.desk and not self.by_user:
-                self.subscribed = False
-                self.upto, self.held, self.hole_since, self.owed = None, {}, None, 0
-                metrics.lag(head=0, handed=None)
-                await self.layer.group_discard(STREAM_GROUP, self.channel)
-
-    # --- in order ---------------------------------------------------------------------
-
-    def _arrived(self, message: dict) -> None:
-        seq = message["seq"]
-        if self.upto is None or seq <= self.upto:
-            # The first event here, or one that went around a hole filled from the
-            # database (or a database that was emptied): straight on; each socket drops
-            # what it has.
-            if self.upto is None:
-                self.upto = seq
-            self._hand_on(message)
-            return
-        self.held[seq] = message
-        self._release()
-
-    def _release(self) -> None:
-        while self.upto + 1 in self.held:
-            self.upto += 1
-            self._hand_on(self.held.pop(self.upto))
-        if not self.held:
-            self.hole_since = None
-        elif self.hole_since is None:
-            self.hole_since = time.monotonic()
-            asyncio.get_running_loop().call_later(
-                stream_setting("REORDER_SECONDS"), self._fill_soon, self.hole_since
-            )
-
-    def _fill_soon(self, since: float) -> None:
-        if self.hole_since == since and self.held:
-            self.fill_task = asyncio.create_task(self._fill(since))
-
-    async def _fill(self, since: float) -> None:
-        """A hole that did not fill by itself: its events are committed (sequence order is
-        commit order), so they are read from the database, once for the process, and
-        handed on in their place."""
-        first, last = self.upto + 1, min(self.held) - 1
-        rows: list[dict] = []
-        if last - first < FILL_LIMIT:
-            try:
-                rows = await _read_range(first, last)
-            except Exception:
-                logger.exception("stream: cannot read events %d-%d", first, last)
-        if self.hole_since != since:
-            return  # filled meanwhile by the layer
-        for message in rows:
-            if message["seq"] == self.upto + 1:
-                self.upto += 1
-                self._hand_on(message)
-        if self.upto + 1 not in self.held:
-            # Still missing (too many, or unreadable): hand on what was held; each socket
-            # finds the gap through `prev` and reads the database itself, and a personal
-            # stream that had a missing event learns of it only from its next: read now.
-            logger.warning("stream: events %d-%d could not be filled", self.upto + 1, last)
-            for seq in sorted(self.held):
-                self._hand_on(self.held.pop(seq))
-                self.upto = seq
-            for consumer in (c for group in self.by_user.values() for c in group):
-                consumer.resync_soon()
-        self.hole_since = None
-        self._release()
-
-    def _hand_on(self, message: dict) -> None:
-        seq, kind, data = message["seq"], message["event"], message["data"]
-        for consumer in list(self.desk):
-            consumer.offer(seq, message["prev"], kind, data)
-        for user_id, prev in message["to"]:
-            for consumer in list(self.by_user.get(user_id, ())):
-                consumer.offer(seq, prev, kind, data)
-
-    async def _receive(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("stream: channel layer receive failed")
-                await asyncio.sleep(stream_setting("WATCH_SECONDS"))
-                continue
-            if message.get("type") == "stream.event":
-                self._arrived(message)
-            elif message.get("type") == revocation.REVOKE:
-                self._revoke(message)
-
-    def _revoke(self, message: dict) -> None:
-        user_id = message.get("user")
-        sockets = [c for c in self.desk if c.user.pk == user_id]
-        sockets += self.by_user.get(user_id, ())
-        for consumer in sockets:
-            consumer.revoke_if(message)
-
-    # --- the lost tail -------------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(stream_setting("WATCH_SECONDS"))
-            if self.subscribed:
-                await self._look()
-
-    async def _look(self) -> None:
-        await self._measure_lag()
-        try:
-            # Joined again each time: a restarted Redis has forgotten the group, and the
-            # channels-redis membership expires after a day.
-            await self.layer.group_add(STREAM_GROUP, self.channel)
-            head = await _committed_head()
-        except Exception:
-            logger.exception("stream: cannot read the head of the stream")
-            return
-        upto = self.upto if self.upto is not None else head
-        if head < upto:
-            self.upto = upto = head  # the table was emptied (a restored or test database)
-        if self.owed > upto and not self.held:
-            logger.warning(
-                "stream: events %d-%d committed but not delivered by the channel layer; "
-                "%d sockets read them from the database",
-                upto + 1,
-                self.owed,
-                len(self.consumers()),
-            )
-            self.upto = self.owed
-            for consumer in self.consumers():
-                consumer.resync_soon()
-        self.owed = head
-
-    async def _measure_lag(self) -> None:
-        """The stream lag for /metrics (observability/stream.py), from a head read of its
-        own before the channel layer is touched: while Redis is down or hanging, the
-        lag still grows with every commit."""
-        with contextlib.suppress(Exception):
-            metrics.lag(head=await _committed_head(), handed=self.upto)
-
-
-@database_sync_to_async
-def _read_range(first: int, last: int) -> list[dict]:
-    """Events first..last as the hub hands them on. `prev` -1 says "in order": the hub
-    has every event before these."""
-    to: dict[int, list[list[int]]] = {}
-    recipients = StreamEventRecipient.objects.filter(event_id__gte=first, event_id__lte=last)
-    for event_id, user_id in recipients.values_list("event_id", "user_id"):
-        to.setdefault(event_id, []).append([user_id, -1])
-    rows = StreamEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
-    return [
-        {"seq": seq, "prev": -1, "event": kind, "data": data, "to": to.get(seq, [])}
-        for seq, kind, data in rows.values_list("seq", "type", "data")
-    ]
-
-
-_committed_head = database_sync_to_async(committed_head)

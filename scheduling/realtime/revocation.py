@@ -16,8 +16,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token
 
-from scheduling import events
 from scheduling.models import User
+from scheduling.realtime import events
 
 REVOKE = "stream.revoke"
 

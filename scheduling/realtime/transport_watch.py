@@ -1,5 +1,5 @@
 """The slow-client bound under daphne: a Twisted push producer on the socket's transport
-tells the consumer when the client stops reading (scheduling/consumers.py)."""
+tells the consumer when the client stops reading (scheduling/realtime/consumers.py)."""
 
 from __future__ import annotations
 
