@@ -22,6 +22,7 @@ serves every trip exactly as a pass that had started later would.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,7 +41,7 @@ from scheduling.errors import (
     NotPermitted,
     ValidationFailed,
 )
-from scheduling.fleet import vehicle_fits
+from scheduling.fleet import components, vehicle_fits
 from scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -148,13 +149,13 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
         queue = _lock_queue(list(driver_queue()))
         busy = _busy_windows([c.driver_id for c in queue], since=trips[0].window_start)
         previous = last_decisions([t.pk for t in trips])
-        fleet = capacity.load_fleet(days, now=now)
+        fleet = _Groups(capacity.load_fleet(days, now=now))
         writes = Assignments()
         decisions = []
         for trip in trips:
             decision = _decide(trip, queue, busy, fleet, now=now, writes=writes)
             if decision.driver_id is not None:
-                fleet = fleet.given(trip.pk, decision.driver_id)
+                fleet.given(trip.pk, decision.driver_id)
             if decision.outcome == DispatchOutcome.NO_DRIVER and _same(
                 decision, previous.get(trip.pk)
             ):
@@ -171,11 +172,67 @@ def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
     return decisions
 
 
+class _Groups:
+    """The drivers' day as the pass asks it `needed_later`: one `capacity.Fleet` per group
+    of waiting trips chained by overlapping windows, and for each group its spare drivers.
+
+    Whether giving a trip to a driver strands another can only depend on the trips of its
+    own group (`Fleet.strands` says so), and giving a driver a trip changes nothing for
+    the other groups (no trip of theirs overlaps it, so the driver can take exactly what
+    they could before). Asked of the whole day instead, every assignment that upset the
+    day's solved assignment made the next question solve every group again for every
+    driver: a pass over hundreds of trips spent nearly all its time there
+    (`python -m bench.worker.profile`).
+
+    A group's spare drivers are those free for the whole of it (one free piece covers
+    from its first start to its last end) whose vehicle carries any of its trips, less
+    every driver given one of its trips in this pass. Each of them can take any one of its
+    trips, so when there are at least as many spare drivers besides the one asked about
+    as other trips waiting in the group, each of those trips can have a driver of its own
+    whatever this driver does: nothing is stranded, and the answer needs no search. It is
+    the answer `Fleet.strands` gives (tests/services/test_dispatch.py compares them)."""
+
+    def __init__(self, fleet: capacity.Fleet) -> None:
+        self.of_trip: dict[Hashable, capacity.Fleet] = {}
+        self.spare_of: dict[Hashable, set[int]] = {}
+        for group in components(fleet.waiting):
+            part = capacity.Fleet(fleet.drivers, group)
+            span = Interval(group[0].window.start, max(t.window.end for t in group))
+            passengers = max(t.passengers for t in group)
+            spare = {
+                d.id
+                for d in fleet.drivers
+                if d.fits(passengers) and any(p.contains(span) for p in d.free)
+            }
+            for t in group:
+                self.of_trip[t.key] = part
+                self.spare_of[t.key] = spare
+
+    def strands(self, trip_id: int, driver_id: int) -> bool:
+        part = self.of_trip.get(trip_id)
+        if part is None:
+            return False  # not waiting in the fleet's days (its window is over)
+        spare = self.spare_of[trip_id]
+        others = len(part.waiting) - 1
+        if len(spare) - (driver_id in spare) >= others:
+            return False
+        return part.strands(trip_id, driver_id)
+
+    def given(self, trip_id: int, driver_id: int) -> None:
+        part = self.of_trip.pop(trip_id, None)
+        if part is None:
+            return
+        # Less free now within the group: no longer sure to take any of its trips.
+        self.spare_of.pop(trip_id).discard(driver_id)
+        after = part.given(trip_id, driver_id)
+        self.of_trip.update((t.key, after) for t in after.waiting)
+
+
 def _decide(
     trip: Trip,
     queue: list[Candidate],
     busy: dict[int, list[tuple[datetime, datetime]]],
-    fleet: capacity.Fleet,
+    fleet: _Groups,
     *,
     now: datetime,
     writes: Assignments,
