@@ -70,15 +70,16 @@ def ms(triple: tuple[float, float, float]) -> str:
 
 def configure_environment(args: argparse.Namespace) -> None:
     """Everything is read from the environment, by this process and by the workers."""
-    redis_base = urlunsplit(urlsplit(args.redis_url)._replace(path=f"/{REDIS_DB}"))
+    db = str(args.redis_db)
+    redis_base = urlunsplit(urlsplit(args.redis_url)._replace(path=f"/{db}"))
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.worker.settings",
             "DATABASE_URL": args.database_url,
             "REDIS_URL": redis_base,
-            "REDIS_BROKER_DB": REDIS_DB,
-            "REDIS_CACHE_DB": REDIS_DB,
-            "REDIS_CHANNELS_DB": REDIS_DB,
+            "REDIS_BROKER_DB": db,
+            "REDIS_CACHE_DB": db,
+            "REDIS_CHANNELS_DB": db,
             "FAKE_PROVIDER_URL": redis_base,
             "NOTIFY_SMS_BACKEND": FAKE,
             "NOTIFY_WHATSAPP_BACKEND": FAKE,
@@ -647,6 +648,13 @@ def main() -> None:
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=int(os.environ.get("BENCH_REDIS_DB", REDIS_DB)),
+        help=f"Redis database for the broker and the fake provider (default {REDIS_DB}; "
+        "it is flushed)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--concurrency",
