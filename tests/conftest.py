@@ -13,6 +13,7 @@ from django.utils import timezone
 from scheduling.api.pagecache import forget_pages
 from scheduling.services.appointments import create_appointment
 from tests import factories
+from tests.races import statement_time_limited
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Fixtures of the browser tests: site (daphne serving pages and websocket), chromium.
@@ -150,3 +151,19 @@ def tomorrow_at():
         return timezone.make_aware(datetime(day.year, day.month, day.day, hour, minute))
 
     return at
+
+
+@pytest.fixture
+def statement_timeout():
+    """Every connection the test opens, in any thread, gives up on a stuck statement (and
+    fails the test) rather than holding locks past the test and blocking the table flush
+    (the race tests: tests/races.py)."""
+    with statement_time_limited():
+        yield
+
+
+@pytest.fixture
+def may(service) -> factories.Book:
+    """May 2030 as the reports count it (tests.factories.may_data): every edge that could
+    be counted wrongly."""
+    return factories.may_data(service)

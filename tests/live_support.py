@@ -35,8 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout`."""
+def wait_until(
+    condition: Callable[[], object], *, timeout: float, what: str, every: float = 0.02
+) -> object:
+    """Poll `condition` every `every` seconds until it returns something truthy, and
+    return that; after `timeout`, fail the test (AssertionError) saying `what`. The one
+    poll of the live, browser and worker tests (tests/worker_support.py uses it too)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -44,7 +48,7 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str) ->
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 def _accepts(port: int) -> bool:

@@ -16,8 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +28,7 @@ from django.db import connection
 
 from config.celery import app
 from tests.conftest import IN_CI
+from tests.live_support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("dispatch", "notify", "default")
@@ -60,18 +60,6 @@ def database_url() -> str:
 
 def broker_url() -> str:
     return settings.CELERY_BROKER_URL
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str, every=0.05):
-    """Poll `condition` until it is truthy; fail the test, saying `what`, at `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 class Worker:

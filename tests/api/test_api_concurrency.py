@@ -9,77 +9,26 @@ overlapping active appointments. Outcomes and invariants are asserted, never tim
 from __future__ import annotations
 
 import json
-import threading
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 
 import pytest
-from django.db import connection
-from django.db.backends.signals import connection_created
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduling.models import Appointment, StreamEvent, Transition, Trip
-from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
+from tests.races import overlapping_appointments, run_together
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("statement_timeout", "generous_rate_limit"),
+]
 
 THREADS = 20
 ROUNDS = 5
-WAIT_SECONDS = 60
-
-OVERLAPPING_APPOINTMENTS = """
-    SELECT a.id, b.id
-    FROM scheduling_appointment a
-    JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
-    WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
-      AND tstzrange(a.busy_from, a.busy_until, '[)') && tstzrange(b.busy_from, b.busy_until, '[)')
-"""
-
-
-@pytest.fixture(autouse=True)
-def generous_rate_limit(settings):
-    """A hundred bookings by one user in seconds: not what the rate limit is about."""
-    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "appointment_create": (10_000, 60)}
-
-
-@pytest.fixture(autouse=True)
-def statement_timeout():
-    """Every connection a worker opens gives up on a stuck statement (and fails the test)
-    rather than holding locks past the test and blocking the table flush."""
-
-    def limit(sender, connection, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout = '30s'")
-
-    connection_created.connect(limit, weak=False)
-    yield
-    connection_created.disconnect(limit)
-
-
-def run_together(calls: list) -> list:
-    """calls[i]() in thread i, all released at once; each result or raised exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=WAIT_SECONDS)
-            results[i] = calls[i]()
-        except Exception as exc:  # asserted on by the caller
-            results[i] = exc
-        finally:
-            connection.close()  # connections are per thread; do not leave one open
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * WAIT_SECONDS)
-    stuck = [t.name for t in threads if t.is_alive()]
-    assert not stuck, f"threads still running (deadlock?): {stuck}"
-    return results
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -88,18 +37,6 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
 
 def future_day(offset: int) -> date:
     return timezone.localdate() + timedelta(days=2 + offset)
-
-
-def overlapping_pairs() -> list[tuple[int, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute(OVERLAPPING_APPOINTMENTS, {"active": list(ACTIVE_APPOINTMENT_STATUSES)})
-        return cursor.fetchall()
-
-
-def api_client(user) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.force_authenticate(user)
-    return client
 
 
 def poster(client: APIClient, body: dict):
@@ -121,7 +58,10 @@ def test_concurrent_overlapping_creates_one_201_rest_409(
     # overlap each other. A driver works every day, so the bookings with transport race
     # for the therapist only.
     factories.driver()
-    clients = [api_client(desk if i % 2 else manager) for i in range(THREADS)]
+    clients = [
+        factories.api(desk if i % 2 else manager, raise_request_exception=False)
+        for i in range(THREADS)
+    ]
     for r in range(ROUNDS):
         day = future_day(r)
         calls = [
@@ -163,7 +103,7 @@ def test_concurrent_overlapping_creates_one_201_rest_409(
                 winner["busy_until"]
             )
 
-    assert overlapping_pairs() == []
+    assert overlapping_appointments() == []
     # The losers left nothing behind: one row, one log entry, one event per round.
     assert Appointment.objects.count() == ROUNDS
     assert Transition.objects.filter(appointment__isnull=False).count() == ROUNDS
@@ -176,7 +116,7 @@ def test_concurrent_creates_for_different_therapists_all_succeed(desk, service, 
     """The guard is per therapist: the same time for twenty therapists is twenty bookings,
     while a second wave at overlapping times for the same twenty is refused entirely."""
     therapists = [factories.therapist(service) for _ in range(THREADS)]
-    clients = [api_client(desk) for _ in range(THREADS)]
+    clients = [factories.api(desk, raise_request_exception=False) for _ in range(THREADS)]
     day = future_day(0)
 
     def wave(minute: int) -> list:
@@ -201,7 +141,7 @@ def test_concurrent_creates_for_different_therapists_all_succeed(desk, service, 
     assert [status for status, _ in second] == [409] * THREADS, second
     for (_, won), (_, lost) in zip(first, second, strict=True):
         assert [c["appointment"] for c in lost["conflicts"]] == [won["id"]]
-    assert overlapping_pairs() == []
+    assert overlapping_appointments() == []
     assert Appointment.objects.count() == THREADS
 
 
@@ -213,7 +153,7 @@ def test_bookings_for_free_therapists_racing_for_the_last_driver_one_wins(
     5xx), and the driver is asked to carry no two legs at once. Repeated on fresh days."""
     factories.driver()
     therapists = [factories.therapist(service) for _ in range(10)]
-    clients = [api_client(desk) for _ in therapists]
+    clients = [factories.api(desk, raise_request_exception=False) for _ in therapists]
     for r in range(ROUNDS):
         day = future_day(r)
         results = run_together(

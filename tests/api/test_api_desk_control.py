@@ -1,5 +1,6 @@
-"""The desk-control API additions of issue 13 that are not reassign (tests/services/test_reassign.py)
-or "any therapist" (tests/services/test_choosing.py): the appointment list's client filter."""
+"""The desk-control API additions of issue 13 that are not reassign
+(tests/services/test_reassign.py) or "any therapist" (tests/services/test_choosing.py): the
+appointment list's client filter."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from django.utils import timezone
 
 from scheduling.services.appointments import create_appointment
 from tests import factories
-from tests.api.test_api_concurrency import api_client
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)
@@ -37,7 +37,7 @@ def test_the_list_filters_by_client_within_the_callers_scope(desk, service, ther
         ).pk
 
     def ids(user, **query) -> list[int]:
-        response = api_client(user).get("/api/appointments/", query)
+        response = factories.api(user).get("/api/appointments/", query)
         assert response.status_code == 200, response.content
         return [a["id"] for a in response.json()["results"]]
 
@@ -46,5 +46,5 @@ def test_the_list_filters_by_client_within_the_callers_scope(desk, service, ther
     assert ids(therapist, client=maria.pk) == [booked[(maria.pk, 9)]]  # their own only
     assert ids(desk, client=10**9) == []
     for bad in ("abc", "0", "-1"):
-        response = api_client(desk).get("/api/appointments/", {"client": bad})
+        response = factories.api(desk).get("/api/appointments/", {"client": bad})
         assert response.status_code == 400 and "client" in response.json()["errors"]

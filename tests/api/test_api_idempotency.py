@@ -8,18 +8,16 @@ concurrent duplicates (real threads, real PostgreSQL) create exactly one appoint
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.backends.signals import connection_created
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from scheduling.models import Appointment, IdempotencyKey, StreamEvent, Transition
 from tests import factories
+from tests.races import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -268,50 +266,6 @@ def test_keys_are_kept_24_hours_then_pruned(desk, booking, settings):
 
 THREADS = 20
 ROUNDS = 4
-WAIT_SECONDS = 60
-
-
-@pytest.fixture
-def generous_rate_limit(settings):
-    """Eighty bookings by one user in seconds: not what the rate limit is about."""
-    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "appointment_create": (10_000, 60)}
-
-
-@pytest.fixture
-def statement_timeout():
-    """Every connection a thread opens gives up on a stuck statement (and fails the test)
-    instead of holding locks past the test and blocking the table flush."""
-
-    def limit(sender, connection, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout = '30s'")
-
-    connection_created.connect(limit, weak=False)
-    yield
-    connection_created.disconnect(limit)
-
-
-def post_together(calls) -> list:
-    """Run each call in its own thread (and connection), released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=WAIT_SECONDS)
-            results[i] = calls[i]()
-        except Exception as exc:  # asserted on by the caller
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * WAIT_SECONDS)
-    assert not any(t.is_alive() for t in threads), "threads still running (deadlock?)"
-    return results
 
 
 @pytest.mark.postgres
@@ -337,7 +291,7 @@ def test_concurrent_duplicates_create_one_appointment(
             response = post(clients[i], body, key)
             return response.status_code, response.content, response.get(REPLAYED)
 
-        results = post_together([lambda i=i: send(i) for i in range(THREADS)])
+        results = run_together([lambda i=i: send(i) for i in range(THREADS)])
         errors = [res for res in results if isinstance(res, BaseException)]
         assert not errors, errors
         statuses = [status for status, _, _ in results]
@@ -377,7 +331,7 @@ def test_concurrent_same_key_from_different_users_is_independent(
         response = post(client, body, "same-key")
         return response.status_code, response.get(REPLAYED)
 
-    results = post_together([lambda i=i: send(i) for i in range(THREADS)])
+    results = run_together([lambda i=i: send(i) for i in range(THREADS)])
     assert results == [(201, None)] * THREADS, results
     assert Appointment.objects.count() == THREADS
     assert IdempotencyKey.objects.filter(key="same-key").count() == THREADS

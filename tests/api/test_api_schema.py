@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from scheduling.api import health
-from tests.api.test_api_matrix import (
+from tests.api.matrix import (
     EXPECTED,
     PASSWORD,
     ROLES,

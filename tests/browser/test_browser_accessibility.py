@@ -18,13 +18,12 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.gateway_payments import create_payment_link
 from scheduling.services.payments import record_collection
 from tests import factories
+
+# AXE_TAGS for tests/browser/test_browser_visits.py, written meanwhile, which imports it from
+# here: it is to import it from tests/browser/conftest.py, then this goes.
+from tests.browser.conftest import AXE, AXE_TAGS, axe_violations  # noqa: F401
 from tests.browser_support import VIEWPORTS, browser_marks
 from tests.conftest import IN_CI
-from tests.live_support import BASE_DIR
-
-AXE = BASE_DIR / "var" / "node" / "node_modules" / "axe-core" / "axe.min.js"
-# WCAG 2.1 A and AA, and axe's best practices (landmarks, headings, labels and the like).
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 # URL name -> (who looks at it, path; "{appointment}" is the one booked below).
 PAGES: dict[str, tuple[str, str]] = {
@@ -147,22 +146,6 @@ def people(desk, manager, service, therapist, client_record):
         "appointment": appointment,
         "pay": link.gateway_link_id.removeprefix("plink_"),
     }
-
-
-def axe_violations(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
-    )
-    return [
-        {
-            "id": v["id"],
-            "impact": v["impact"],
-            "help": v["help"],
-            "nodes": [n["target"] for n in v["nodes"][:5]],
-        }
-        for v in result["violations"]
-    ]
 
 
 def marked(*marks):

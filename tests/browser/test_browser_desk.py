@@ -6,10 +6,9 @@ page at desktop and phone widths (var/screenshots/desk-*.png)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 
 import pytest
-from django.utils import timezone
 
 from scheduling.models import (
     Appointment,
@@ -20,67 +19,20 @@ from scheduling.models import (
     Trip,
     WorkingHours,
 )
-from scheduling.services.appointments import act_on_appointment, create_appointment
+from scheduling.services.appointments import act_on_appointment
 from scheduling.services.trips import set_shift
 from tests import factories
+from tests.browser.conftest import at, book, open_new_form, settled, slot_id, tomorrow
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
 from tests.live_support import wait_until
 
 pytestmark = browser_marks
 
 
-def tomorrow():
-    return timezone.localdate() + timedelta(days=1)
-
-
-def at(day, hour: int, minute: int = 0) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
-
-
 @pytest.fixture
 def desk_user(db):
     return factories.UserFactory(
         role="receptionist", username="rita", first_name="Rita", last_name="Santos"
-    )
-
-
-@pytest.fixture
-def massage(db):
-    return factories.ServiceFactory(name="Swedish massage", duration_minutes=60, buffer_minutes=15)
-
-
-@pytest.fixture
-def ana(massage):
-    return factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
-
-
-@pytest.fixture
-def maria(db):
-    return factories.ClientFactory(
-        name="Maria Santos", phone="+639171234567", address="12 Acacia St, Makati"
-    )
-
-
-def book(actor, client, service, therapist, start, **extra) -> Appointment:
-    return create_appointment(
-        actor=actor,
-        client_id=client.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=start,
-        **extra,
-    )
-
-
-def slot_id(start: datetime) -> str:
-    return f"#start-{timezone.localtime(start):%H%M}"
-
-
-def settled(page) -> None:
-    """Until htmx has swapped and set up what it fetched: an event on an element htmx has
-    not yet processed would be lost (no person is that fast; a test is)."""
-    page.wait_for_function(
-        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
     )
 
 
@@ -91,13 +43,6 @@ def all_day_driver(vehicle: str = "motorcycle", seats: int = 1, **fields):
     DriverProfile.objects.create(user=user, vehicle=vehicle, seats=seats)
     factories.add_hours(user, time(0), time(23, 59))
     return user
-
-
-def open_new_form(site, chromium, user, **query):
-    page = site.page(chromium, user)
-    params = "&".join(f"{k}={v}" for k, v in {"date": tomorrow().isoformat(), **query}.items())
-    page.goto(site.url(f"/desk/appointments/new/?{params}"))
-    return page
 
 
 # --- booking -------------------------------------------------------------------------------

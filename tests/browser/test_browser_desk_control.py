@@ -13,8 +13,8 @@ import pytest
 from scheduling.models import Appointment, AppointmentStatus, Client, TherapistChoice
 from scheduling.services.appointments import act_on_appointment
 from tests import factories
+from tests.browser.conftest import at, book, open_new_form, settled, slot_id, tomorrow
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
-from tests.browser.test_browser_desk import at, book, open_new_form, settled, slot_id, tomorrow
 
 pytestmark = browser_marks
 
@@ -27,25 +27,8 @@ def desk_user(db):
 
 
 @pytest.fixture
-def massage(db):
-    return factories.ServiceFactory(name="Swedish massage", duration_minutes=60, buffer_minutes=15)
-
-
-@pytest.fixture
-def ana(massage):
-    return factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
-
-
-@pytest.fixture
 def bea(massage):
     return factories.therapist(massage, username="bea", first_name="Bea", last_name="Lim")
-
-
-@pytest.fixture
-def maria(db):
-    return factories.ClientFactory(
-        name="Maria Santos", phone="+639171234567", address="12 Acacia St, Makati"
-    )
 
 
 def test_reassigning_moves_it_between_the_therapists_pages_live(

@@ -12,12 +12,12 @@ import pytest
 from django.utils import timezone
 
 from scheduling.models import DriverProfile, Trip
+from scheduling.selectors.reports import default_range
 from scheduling.services.appointments import act_on_appointment, create_appointment
-from scheduling.services.reports import default_range
 from scheduling.services.trips import act_on_trip, assign_trip
 from tests import factories
 from tests.browser_support import browser_marks
-from tests.services.test_reports import Book
+from tests.factories import Book
 
 pytestmark = browser_marks
 

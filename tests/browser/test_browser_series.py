@@ -4,7 +4,7 @@ weeks are booked with "Book the free dates" (issue 14)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -12,24 +12,10 @@ from django.utils import timezone
 from scheduling.models import Appointment, Series
 from scheduling.services.appointments import create_appointment
 from tests import factories
+from tests.browser.conftest import AXE, AXE_TAGS, at, axe_violations, settled, tomorrow
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
-from tests.browser.test_browser_accessibility import AXE, AXE_TAGS, axe_violations
 
 pytestmark = browser_marks
-
-
-def tomorrow():
-    return timezone.localdate() + timedelta(days=1)
-
-
-def at(day, hour: int, minute: int = 0) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
-
-
-def settled(page) -> None:
-    page.wait_for_function(
-        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
-    )
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from scheduling.models import Appointment, DriverProfile, Trip
 from tests import factories
+from tests.browser.conftest import settled
 from tests.browser_support import APPOINTMENT_PAGE, browser_marks
 from tests.live_support import Daphne
 
@@ -34,13 +35,6 @@ def browser_daphne(browser_redis, django_db_setup, django_db_blocker):
 def tomorrow_at(hour: int) -> datetime:
     day = timezone.localdate() + timedelta(days=1)
     return timezone.make_aware(datetime.combine(day, time(hour)))
-
-
-def settled(page) -> None:
-    """Until htmx has swapped in what it fetched (a test clicks faster than a person)."""
-    page.wait_for_function(
-        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
-    )
 
 
 def test_a_booking_travels_from_the_desk_to_the_therapist_and_the_driver_live(site, chromium):

@@ -1,8 +1,8 @@
 """The state machines as data: `scheduling.states`, without the database.
 
-The business rules are written out below as literals (from DESIGN.md, section 3), so a
-wrong table fails here instead of being compared with itself. `tests.services.test_transitions`
-uses the same literals to drive the services.
+The business rules are written out as literals (tests/business_rules.py, from
+docs/design.md), so a wrong table fails here instead of being compared with itself;
+tests/services/test_transitions.py drives the services with the same literals.
 """
 
 from __future__ import annotations
@@ -23,33 +23,15 @@ from scheduling.states import (
     Rule,
     TripStatus,
 )
+from tests.business_rules import (
+    APPOINTMENT_EXPECTED,
+    APPOINTMENT_STATUSES,
+    DESK,
+    ROLES,
+    TRIP_EXPECTED,
+    TRIP_STATUSES,
+)
 
-DESK = {"receptionist", "manager"}
-ROLES = ("receptionist", "therapist", "driver", "manager", "system")
-
-# What the business wants: action -> (from statuses, to status, roles). NEW ("") is the
-# "from" of something being created.
-APPOINTMENT_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
-    "create": ({""}, "pending", DESK),
-    "accept": ({"pending"}, "confirmed", {"therapist"}),
-    "reject": ({"pending"}, "rejected", {"therapist"}),
-    "start": ({"confirmed"}, "in_progress", {"therapist"}),
-    "complete": ({"in_progress"}, "completed", {"therapist"}),
-    "cancel": ({"pending", "confirmed"}, "cancelled", DESK),
-    "no_show": ({"confirmed"}, "no_show", {"therapist", *DESK}),
-    "expire": ({"pending"}, "expired", {"system"}),
-    "reschedule": ({"pending", "confirmed"}, "pending", DESK),
-    "reassign": ({"pending", "confirmed"}, "pending", DESK),
-}
-TRIP_EXPECTED: dict[str, tuple[set[str], str, set[str]]] = {
-    # The dispatcher, or the desk by hand (issue 13); the desk also takes it back.
-    "assign": ({"queued"}, "assigned", {"system", *DESK}),
-    "unassign": ({"assigned"}, "queued", DESK),
-    "depart": ({"assigned"}, "en_route", {"driver"}),
-    "arrive": ({"en_route"}, "arrived", {"driver"}),
-    "complete": ({"arrived"}, "done", {"driver"}),
-    "cancel": ({"queued", "assigned", "en_route", "arrived"}, "cancelled", {*DESK, "system"}),
-}
 # Acting for staff (issue 13): the actions the desk may take on a therapist's or a
 # driver's behalf, confirmed by phone. Nobody else acts for anyone.
 APPOINTMENT_PROXIES = {
@@ -62,9 +44,6 @@ APPOINTMENT_PROXIES = {
 TRIP_PROXIES = {"depart": DESK, "arrive": DESK, "complete": DESK}
 APPOINTMENT_TERMINAL = {"completed", "rejected", "cancelled", "expired", "no_show"}
 TRIP_TERMINAL = {"done", "cancelled"}
-
-APPOINTMENT_STATUSES = [s.value for s in AppointmentStatus]
-TRIP_STATUSES = [s.value for s in TripStatus]
 
 MACHINES = {
     "appointment": (APPOINTMENT_RULES, APPOINTMENT_EXPECTED, APPOINTMENT_STATUSES),

@@ -10,20 +10,15 @@ import re
 import pytest
 from django.utils import timezone
 
-from scheduling.services.reports import default_range
+from scheduling.selectors.reports import default_range
 from tests import factories
-from tests.services.test_reports import Book, local, may_data
+from tests.factories import Book, local
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/reports/"
 CSV = "/reports/export.csv"
 MAY_QUERY = {"from": "2030-05-01", "to": "2030-05-31"}
-
-
-@pytest.fixture
-def may(service) -> Book:
-    return may_data(service)
 
 
 @pytest.fixture

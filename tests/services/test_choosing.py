@@ -29,7 +29,7 @@ from scheduling.services.choosing import (
 )
 from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
-from tests.api.test_api_concurrency import api_client, overlapping_pairs, run_together
+from tests.races import overlapping_appointments, run_together
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)  # a Wednesday
@@ -272,7 +272,7 @@ def _order(therapist, client, start) -> tuple:
 
 
 def post(user, body):
-    response = api_client(user).post("/api/appointments/", body, format="json")
+    response = factories.api(user).post("/api/appointments/", body, format="json")
     return response.status_code, json.loads(response.content)
 
 
@@ -313,7 +313,7 @@ def test_twenty_simultaneous_any_therapist_bookings_with_five_free_give_five(
     settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "appointment_create": (10_000, 60)}
     people = [factories.therapist(service) for _ in range(5)]
     body = {"client": client_record.pk, "service": service.pk, "start": at(10).isoformat()}
-    clients = [api_client(desk) for _ in range(20)]
+    clients = [factories.api(desk, raise_request_exception=False) for _ in range(20)]
 
     def poster(client):
         def call():
@@ -332,7 +332,7 @@ def test_twenty_simultaneous_any_therapist_bookings_with_five_free_give_five(
     assert sorted(b["therapist"] for b in wins) == sorted(p.pk for p in people)
     assert {b["reason"] for b in refused} == {"no_therapist"}
     assert TherapistChoice.objects.count() == 5
-    assert overlapping_pairs() == []
+    assert overlapping_appointments() == []
 
 
 def test_only_the_desk_books_any_therapist(service, client_record, staff):

@@ -7,183 +7,33 @@ timings: the exclusion constraints, not the pre-checks, are the guarantee (DESIG
 
 from __future__ import annotations
 
-import threading
-import time as clock
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from scheduling.errors import Conflict
 from scheduling.models import Appointment, Client, Service, StreamEvent, Transition, Trip, User
 from scheduling.services.appointments import create_appointment
 from scheduling.services.trips import assign_trip
-from scheduling.states import ACTIVE_APPOINTMENT_STATUSES, BUSY_TRIP_STATUSES
 from tests import factories
+from tests.races import (
+    Racer,
+    hold,
+    overlapping_appointments,
+    overlapping_trips,
+    release_when_blocked,
+    run_rounds,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 30
 ROUNDS = 20
-# Generous: a round takes well under a second. A deadlock or a lost wake-up fails the
-# test after this long instead of hanging the suite.
-WAIT_SECONDS = 60
-# Per worker connection, so a statement stuck on a lock errors out (and fails the test)
-# rather than outliving the test and blocking pytest-django's table flush.
-STATEMENT_TIMEOUT = "30s"
-
-OVERLAPPING_APPOINTMENTS = """
-    SELECT a.id, b.id
-    FROM scheduling_appointment a
-    JOIN scheduling_appointment b ON a.therapist_id = b.therapist_id AND a.id < b.id
-    WHERE a.status = ANY(%(active)s) AND b.status = ANY(%(active)s)
-      AND tstzrange(a.busy_from, a.busy_until, '[)') && tstzrange(b.busy_from, b.busy_until, '[)')
-"""
-OVERLAPPING_TRIPS = """
-    SELECT a.id, b.id
-    FROM scheduling_trip a
-    JOIN scheduling_trip b ON a.driver_id = b.driver_id AND a.id < b.id
-    WHERE a.status = ANY(%(busy)s) AND b.status = ANY(%(busy)s)
-      AND tstzrange(a.window_start, a.window_end, '[)')
-          && tstzrange(b.window_start, b.window_end, '[)')
-"""
-
-
-# --- harness ------------------------------------------------------------------------------
-
-
-def limit_statement_time() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
-
-
-def run_rounds(calls: list[list[Callable[[], object]]]) -> list[list[object]]:
-    """Run calls[round][i] in thread i; every round's calls start together.
-
-    Returns each call's result or the exception it raised. The threads persist across
-    rounds (one connection each), and a round starts only when every thread is done with
-    the previous one, so rounds do not overlap.
-    """
-    width = len(calls[0])
-    barrier = threading.Barrier(width)
-    outcomes: list[list[object]] = [[None] * width for _ in calls]
-    harness_errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            limit_statement_time()
-            for r, row in enumerate(calls):
-                barrier.wait(timeout=WAIT_SECONDS)
-                try:
-                    outcomes[r][i] = row[i]()
-                except Exception as exc:  # collected and asserted on by the caller
-                    outcomes[r][i] = exc
-        except BaseException as exc:  # a broken barrier or a failed SET: the harness failed
-            harness_errors.append(exc)
-            barrier.abort()
-        finally:
-            # Connections are per thread; an open one would outlive the test.
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(width)]
-    for thread in threads:
-        thread.start()
-    join_all(threads)
-    assert not harness_errors, harness_errors
-    return outcomes
-
-
-def join_all(threads: list[threading.Thread]) -> None:
-    deadline = clock.monotonic() + 2 * WAIT_SECONDS
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - clock.monotonic()))
-    stuck = [t.name for t in threads if t.is_alive()]
-    assert not stuck, f"threads still running (deadlock?): {stuck}"
-
-
-class Worker(threading.Thread):
-    """One call in its own thread and connection; `outcome` is its result or exception."""
-
-    def __init__(self, call: Callable[[], object]) -> None:
-        super().__init__(daemon=True)
-        self.call = call
-        self.outcome: object = None
-
-    def run(self) -> None:
-        try:
-            limit_statement_time()
-            self.outcome = self.call()
-        except Exception as exc:  # asserted on by the test
-            self.outcome = exc
-        finally:
-            connection.close()
-
-
-class Holder(Worker):
-    """Runs its call in a transaction it keeps open until `release` is set, then commits
-    (or rolls back): its rows stay invisible to other transactions' pre-checks meanwhile."""
-
-    def __init__(self, call: Callable[[], object], *, commit: bool = True) -> None:
-        super().__init__(call)
-        self.commit = commit
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    def run(self) -> None:
-        try:
-            limit_statement_time()
-            with transaction.atomic():
-                self.outcome = self.call()
-                self.holding.set()
-                self.release.wait(WAIT_SECONDS)
-                if not self.commit:
-                    transaction.set_rollback(True)
-        except Exception as exc:
-            self.outcome = exc
-        finally:
-            self.holding.set()
-            connection.close()
-
-
-def hold(call: Callable[[], object], kind: type, *, commit: bool = True) -> Holder:
-    holder = Holder(call, commit=commit)
-    holder.start()
-    assert holder.holding.wait(WAIT_SECONDS)
-    assert isinstance(holder.outcome, kind), holder.outcome
-    return holder
-
-
-def release_when_blocked(holder: Holder, rivals: list[Worker], statement: str = "") -> None:
-    """Start the rivals; once all of them wait on a lock (inside `statement`, when given),
-    let the holder finish, and wait for everyone."""
-    for rival in rivals:
-        rival.start()
-    try:
-        wait_until_blocked(statement, rivals)
-    finally:
-        holder.release.set()
-    join_all([holder, *rivals])
-
-
-def wait_until_blocked(statement: str, rivals: list[Worker]) -> None:
-    deadline = clock.monotonic() + WAIT_SECONDS
-    while clock.monotonic() < deadline and all(r.is_alive() for r in rivals):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """SELECT count(*) FROM pg_stat_activity
-                   WHERE datname = current_database() AND pid <> pg_backend_pid()
-                     AND wait_event_type = 'Lock' AND query LIKE %s""",
-                [statement + "%"],
-            )
-            if cursor.fetchone()[0] == len(rivals):
-                return
-        clock.sleep(0.01)
-    outcomes = [r.outcome for r in rivals]
-    pytest.fail(f"rivals never all waited on a lock (in {statement!r}): {outcomes!r}")
 
 
 def split(outcomes: list[object], kind: type) -> tuple[list, list[Conflict], list[object]]:
@@ -201,12 +51,6 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
 def future_day(offset: int) -> date:
     # From the day after tomorrow on: far enough that `now` never passes a start.
     return timezone.localdate() + timedelta(days=2 + offset)
-
-
-def pairs(sql: str, **params: object) -> list[tuple[int, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
 
 
 INSERT_APPOINTMENT = 'INSERT INTO "scheduling_appointment"'
@@ -311,7 +155,7 @@ def test_concurrent_overlapping_bookings_one_wins_rest_conflict(
         # However they were refused, the desk is told which appointment is in the way.
         assert all([c.appointment_id for c in e.conflicts] == [wins[0].pk] for e in conflicts)
 
-    assert pairs(OVERLAPPING_APPOINTMENTS, active=list(ACTIVE_APPOINTMENT_STATUSES)) == []
+    assert overlapping_appointments() == []
     # The losers left nothing behind: one row, one log entry, one event per round.
     assert Appointment.objects.count() == ROUNDS
     assert Transition.objects.filter(appointment__isnull=False).count() == ROUNDS
@@ -339,7 +183,7 @@ def test_exclusion_constraint_alone_refuses_overlapping_appointments(
         insert(local(day, 16, 30), travel_minutes=45)
     assert refused.value.__cause__.diag.constraint_name == "appt_therapist_no_overlap"
     insert(local(day, 16, 45), travel_minutes=45)
-    assert pairs(OVERLAPPING_APPOINTMENTS, active=list(ACTIVE_APPOINTMENT_STATUSES)) == []
+    assert overlapping_appointments() == []
 
 
 def test_booking_past_the_precheck_is_refused_by_the_constraint_as_conflict(
@@ -355,7 +199,7 @@ def test_booking_past_the_precheck_is_refused_by_the_constraint_as_conflict(
     """
     day = future_day(0)
     holder = hold(partial(insert, local(day, 10)), Appointment)
-    rival = Worker(partial(book, local(day, 10, 30)))
+    rival = Racer(partial(book, local(day, 10, 30)))
     release_when_blocked(holder, [rival], INSERT_APPOINTMENT)
 
     assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
@@ -368,7 +212,7 @@ def test_booking_queued_behind_an_open_booking_gets_conflict_naming_it(
 ) -> None:
     day = future_day(0)
     holder = hold(partial(book, local(day, 10)), Appointment)
-    rival = Worker(partial(book, local(day, 10, 30)))
+    rival = Racer(partial(book, local(day, 10, 30)))
     release_when_blocked(holder, [rival])
 
     assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
@@ -387,7 +231,7 @@ def test_bookings_queued_behind_a_rolled_back_booking_one_wins_other_conflicts(
     them before the pre-check instead, so one wins and the other gets a plain Conflict."""
     day = future_day(0)
     holder = hold(partial(book, local(day, 10)), Appointment, commit=False)
-    rivals = [Worker(partial(book, local(day, 10, m))) for m in (15, 30)]
+    rivals = [Racer(partial(book, local(day, 10, m))) for m in (15, 30)]
     release_when_blocked(holder, rivals)
 
     wins, conflicts, other = split([r.outcome for r in rivals], Appointment)
@@ -432,7 +276,7 @@ def test_concurrent_assignments_to_one_driver_one_wins_rest_conflict(
         assert len(conflicts) == THREADS - 1
         assert all([c.trip_id for c in e.conflicts] == [wins[0].pk] for e in conflicts)
 
-    assert pairs(OVERLAPPING_TRIPS, busy=list(BUSY_TRIP_STATUSES)) == []
+    assert overlapping_trips() == []
     assert Trip.objects.busy().filter(driver=driver).count() == ROUNDS
     assert Trip.objects.filter(status="queued").count() == ROUNDS * (THREADS - 1)
     assert Transition.objects.filter(action="assign").count() == ROUNDS
@@ -451,7 +295,7 @@ def test_exclusion_constraint_alone_refuses_overlapping_trips(
 
     # Half-open windows: the next trip may start the moment the first one ends.
     assign_directly(third, driver)
-    assert pairs(OVERLAPPING_TRIPS, busy=list(BUSY_TRIP_STATUSES)) == []
+    assert overlapping_trips() == []
 
 
 def test_assignment_past_the_precheck_is_refused_by_the_constraint_as_conflict(
@@ -462,7 +306,7 @@ def test_assignment_past_the_precheck_is_refused_by_the_constraint_as_conflict(
     driver = factories.driver()
     first, second = queued_dropoffs(0, 15)
     holder = hold(partial(assign_directly, first, driver), Trip)
-    rival = Worker(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
+    rival = Racer(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
     release_when_blocked(holder, [rival], UPDATE_TRIP)
 
     assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
@@ -478,7 +322,7 @@ def test_assignment_queued_behind_an_open_assignment_gets_conflict_naming_it(
     driver = factories.driver()
     first, second = queued_dropoffs(0, 15)
     holder = hold(partial(assign_trip, trip_id=first.pk, driver_id=driver.pk), Trip)
-    rival = Worker(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
+    rival = Racer(partial(assign_trip, trip_id=second.pk, driver_id=driver.pk))
     release_when_blocked(holder, [rival])
 
     assert type(rival.outcome) is Conflict, f"expected Conflict, got {rival.outcome!r}"
@@ -494,7 +338,7 @@ def test_assignments_queued_behind_a_rolled_back_assignment_one_wins_other_confl
     driver = factories.driver()
     first, *others = queued_dropoffs(0, 15, 30)
     holder = hold(partial(assign_trip, trip_id=first.pk, driver_id=driver.pk), Trip, commit=False)
-    rivals = [Worker(partial(assign_trip, trip_id=t.pk, driver_id=driver.pk)) for t in others]
+    rivals = [Racer(partial(assign_trip, trip_id=t.pk, driver_id=driver.pk)) for t in others]
     release_when_blocked(holder, rivals)
 
     wins, conflicts, other = split([r.outcome for r in rivals], Trip)

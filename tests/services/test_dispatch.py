@@ -394,7 +394,7 @@ def test_pass_query_count_does_not_grow_with_the_queue(
 def test_concurrent_passes_assign_each_driver_once_in_fifo_order(
     desk, service, client_record, tomorrow_at
 ):
-    from tests.services.test_concurrency import Worker, join_all
+    from tests.races import Racer, join_all
 
     drivers = []
     for m in range(8):
@@ -415,7 +415,7 @@ def test_concurrent_passes_assign_each_driver_once_in_fifo_order(
         )
         trips.append(appointment.trips.get(leg="dropoff"))
 
-    passes = [Worker(partial(run_pass, now=tomorrow_at(8))) for _ in range(6)]
+    passes = [Racer(partial(run_pass, now=tomorrow_at(8))) for _ in range(6)]
     for worker in passes:
         worker.start()
     join_all(passes)

@@ -8,12 +8,9 @@ Outcomes and invariants are asserted, never timings.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import connection
-from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from scheduling.errors import Conflict, InvalidTransition
@@ -22,64 +19,21 @@ from scheduling.services.appointments import create_appointment
 from scheduling.services.dispatch import run_pass
 from scheduling.services.manual_dispatch import assign_by_hand
 from scheduling.services.trips import set_shift
-from scheduling.states import BUSY_TRIP_STATUSES
 from tests import factories
+from tests.races import overlapping_trips, run_together
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("statement_timeout"),
+]
 
-WAIT_SECONDS = 60
 ROUNDS = 4
-
-OVERLAPPING_TRIPS = """
-    SELECT a.id, b.id FROM scheduling_trip a
-    JOIN scheduling_trip b ON a.driver_id = b.driver_id AND a.id < b.id
-    WHERE a.status = ANY(%(busy)s) AND b.status = ANY(%(busy)s)
-      AND tstzrange(a.window_start, a.window_end) && tstzrange(b.window_start, b.window_end)
-"""
-
-
-@pytest.fixture(autouse=True)
-def statement_timeout():
-    def limit(sender, connection, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout = '30s'")
-
-    connection_created.connect(limit, weak=False)
-    yield
-    connection_created.disconnect(limit)
-
-
-def run_together(calls: list) -> list:
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=WAIT_SECONDS)
-            results[i] = calls[i]()
-        except Exception as exc:  # asserted on by the caller
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * WAIT_SECONDS)
-    assert not [t for t in threads if t.is_alive()], "a worker is stuck"
-    return results
 
 
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
     day = timezone.localdate() + timedelta(days=1)
     return timezone.make_aware(datetime(day.year, day.month, day.day, hour, minute))
-
-
-def overlapping_trips() -> list:
-    with connection.cursor() as cursor:
-        cursor.execute(OVERLAPPING_TRIPS, {"busy": list(BUSY_TRIP_STATUSES)})
-        return cursor.fetchall()
 
 
 def world(trips: int):

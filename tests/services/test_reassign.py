@@ -28,7 +28,6 @@ from scheduling.models import (
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.reassign import APPOINTMENT_REMOVED, reassign
 from tests import factories
-from tests.api.test_api_concurrency import api_client
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)
@@ -132,8 +131,8 @@ def test_the_old_therapist_gets_a_removed_event_with_no_client_fields(desk, book
 @time_machine.travel(NOW + timedelta(hours=1), tick=False)
 def test_the_old_therapist_stops_seeing_it_on_the_api(desk, booked, ana_and_bea):
     ana, bea = ana_and_bea
-    head = api_client(ana).get("/api/events/").json()["last_seq"]
-    response = api_client(desk).post(
+    head = factories.api(ana).get("/api/events/").json()["last_seq"]
+    response = factories.api(desk).post(
         f"/api/appointments/{booked.pk}/reassign/",
         {"therapist": bea.pk, "reason": "Ana called in sick"},
         format="json",
@@ -141,17 +140,17 @@ def test_the_old_therapist_stops_seeing_it_on_the_api(desk, booked, ana_and_bea)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["therapist"] == bea.pk and body["status"] == "pending"
-    assert api_client(ana).get(f"/api/appointments/{booked.pk}/").status_code == 404
+    assert factories.api(ana).get(f"/api/appointments/{booked.pk}/").status_code == 404
     assert booked.pk not in [
-        a["id"] for a in api_client(ana).get("/api/appointments/").json()["results"]
+        a["id"] for a in factories.api(ana).get("/api/appointments/").json()["results"]
     ]
-    assert api_client(bea).get(f"/api/appointments/{booked.pk}/").status_code == 200
-    events = api_client(ana).get("/api/events/", {"after": head}).json()["events"]
+    assert factories.api(bea).get(f"/api/appointments/{booked.pk}/").status_code == 200
+    events = factories.api(ana).get("/api/events/", {"after": head}).json()["events"]
     assert [e["type"] for e in events] == [APPOINTMENT_REMOVED]
     assert events[0]["data"] == {"id": booked.pk}
     # Further changes reach Bea only.
     act_on_appointment(actor=bea, appointment_id=booked.pk, action="accept")
-    assert api_client(ana).get("/api/events/", {"after": head}).json()["events"] == events
+    assert factories.api(ana).get("/api/events/", {"after": head}).json()["events"] == events
 
 
 def test_trips_are_planned_anew(desk, service, client_record, ana_and_bea):
@@ -238,7 +237,7 @@ def test_no_driver_is_refused_and_nothing_moves(desk, service, client_record, an
 
 
 def post(user, pk, body):
-    response = api_client(user).post(f"/api/appointments/{pk}/reassign/", body, format="json")
+    response = factories.api(user).post(f"/api/appointments/{pk}/reassign/", body, format="json")
     return response.status_code, json.loads(response.content)
 
 

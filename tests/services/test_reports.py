@@ -1,4 +1,4 @@
-"""The reports service (scheduling/services/reports.py) on its own: exact figures against a
+"""The reports service (scheduling/selectors/reports.py) on its own: exact figures against a
 hand-built data set, business-day edges, the range rules, and a fixed query count."""
 
 from __future__ import annotations
@@ -10,92 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduling.errors import ValidationFailed
-from scheduling.models import Appointment, Trip
-from scheduling.services.reports import build_report, check_range, csv_rows, default_range
+from scheduling.selectors.reports import build_report, check_range, csv_rows, default_range
 from tests import factories
+from tests.factories import Book, local
 
 pytestmark = pytest.mark.django_db
 
-MANILA = ZoneInfo("Asia/Manila")
 MAY = {"first_day": date(2030, 5, 1), "last_day": date(2030, 5, 31)}
-
-
-def local(day: str, hm: str = "10:00", zone: ZoneInfo = MANILA) -> datetime:
-    return datetime.fromisoformat(f"{day}T{hm}").replace(tzinfo=zone)
-
-
-class Book:
-    """Rows written straight to the tables: the report only reads, and its day edges
-    (midnight) are outside anyone's working hours, so the booking service would refuse
-    them."""
-
-    def __init__(self, service) -> None:
-        self.service = service
-        self.client = factories.ClientFactory()
-
-    def appointment(self, therapist, start: datetime, status: str, price: str) -> Appointment:
-        end = start + timedelta(minutes=60)
-        return Appointment.objects.create(
-            client=self.client,
-            service=self.service,
-            therapist=therapist,
-            start=start,
-            end=end,
-            blocked_until=end,
-            status=status,
-            price=Decimal(price),
-            response_deadline=start,
-        )
-
-    def trip(self, appointment, driver, start: datetime, status: str, leg: str) -> Trip:
-        return Trip.objects.create(
-            appointment=appointment,
-            driver=driver,
-            leg=leg,
-            window_start=start,
-            window_end=start + timedelta(minutes=20),
-            status=status,
-        )
-
-
-def may_data(service) -> Book:
-    """A month of the business, with every edge that could be counted wrongly."""
-    book = Book(service)
-    ana = factories.therapist(service, first_name="Ana", last_name="Cruz")
-    ben = factories.therapist(service, first_name="Ben", last_name="Lim")
-    factories.therapist(service, first_name="Cora", last_name="Diaz")  # idle all month
-    factories.therapist(service, first_name="Dan", last_name="Old", is_active=False)
-    eve = factories.therapist(service, first_name="Eve", last_name="Gone", is_active=False)
-
-    first = book.appointment(ana, local("2030-05-01", "00:00"), "completed", "1000.00")
-    book.appointment(ana, local("2030-05-31", "23:00"), "completed", "1500.00")
-    book.appointment(ana, local("2030-04-30", "23:00"), "completed", "9999.00")  # April
-    book.appointment(ana, local("2030-06-01", "00:00"), "completed", "8888.00")  # June
-    book.appointment(ana, local("2030-05-10"), "no_show", "1200.00")
-    book.appointment(ana, local("2030-05-11"), "rejected", "1200.00")
-    book.appointment(ben, local("2030-05-05"), "completed", "1200.50")
-    book.appointment(ben, local("2030-05-20"), "confirmed", "800.00")
-    book.appointment(ben, local("2030-05-21"), "in_progress", "700.00")
-    book.appointment(ben, local("2030-05-22"), "pending", "600.00")
-    book.appointment(ben, local("2030-05-23"), "expired", "900.00")
-    book.appointment(ben, local("2030-05-24"), "cancelled", "1100.00")
-    book.appointment(eve, local("2030-05-15"), "completed", "500.00")  # left since
-
-    fay = factories.driver(first_name="Fay", last_name="Uy")
-    gus = factories.driver(first_name="Gus", last_name="Tan")
-    factories.driver(first_name="Hal", last_name="Ong")  # idle all month
-    book.trip(first, fay, local("2030-05-01", "00:00"), "done", "dropoff")
-    book.trip(first, fay, local("2030-05-31", "23:50"), "done", "pickup")
-    book.trip(first, fay, local("2030-04-30", "23:59"), "done", "dropoff")  # April
-    book.trip(first, fay, local("2030-05-10"), "cancelled", "dropoff")
-    book.trip(first, gus, local("2030-05-12"), "done", "pickup")
-    book.trip(first, gus, local("2030-05-13"), "arrived", "dropoff")  # not done yet
-    return book
-
-
-@pytest.fixture
-def may(service) -> Book:
-    return may_data(service)
 
 
 def test_appointments_by_status_count_and_value(may):
@@ -251,11 +172,10 @@ def test_csv_rows_carry_the_same_figures(may):
 
 
 def test_a_series_is_counted_once_beside_its_sessions(desk, therapist, client_record, service):
-    from datetime import datetime
 
     from django.utils import timezone
 
-    from scheduling.services.reports import build_report
+    from scheduling.selectors.reports import build_report
     from scheduling.services.series import Repeat, book_series
 
     first = timezone.make_aware(datetime(2030, 5, 7, 10, 0))

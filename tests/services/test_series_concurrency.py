@@ -4,14 +4,12 @@ PostgreSQL with real threads: exactly one series exists afterwards, whole (issue
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
 from scheduling.errors import SeriesConflict
 from scheduling.models import Appointment, Series, Transition
 from scheduling.services.series import Repeat, book_series
-from scheduling.states import ACTIVE_APPOINTMENT_STATUSES
 from tests import factories
-from tests.services.test_concurrency import OVERLAPPING_APPOINTMENTS, run_rounds
+from tests.races import overlapping_appointments, run_rounds
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +40,4 @@ def test_two_desks_booking_overlapping_series_leave_one_whole(
     assert occurrences.count() == won[0].series.count == len(won[0].appointments)
     assert Appointment.objects.count() == occurrences.count()  # nothing of the losers
     assert Transition.objects.count() == occurrences.count()
-    with connection.cursor() as cursor:
-        cursor.execute(OVERLAPPING_APPOINTMENTS, {"active": list(ACTIVE_APPOINTMENT_STATUSES)})
-        assert cursor.fetchall() == []
+    assert overlapping_appointments() == []

@@ -38,7 +38,7 @@ from scheduling.services.appointments import (
 )
 from scheduling.services.trips import act_on_trip, assign_trip, set_shift
 from tests import factories
-from tests.domain.test_states import (
+from tests.business_rules import (
     APPOINTMENT_EXPECTED,
     APPOINTMENT_STATUSES,
     ROLES,

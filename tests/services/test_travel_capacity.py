@@ -35,7 +35,7 @@ from scheduling.services.availability import availability
 from scheduling.services.dispatch import run_pass
 from scheduling.services.trips import set_shift
 from tests import factories
-from tests.services.test_concurrency import run_rounds
+from tests.races import run_rounds
 
 pytestmark = pytest.mark.django_db
 DAY = date(2030, 5, 1)  # a Wednesday

@@ -47,7 +47,7 @@ from tests.live_support import (
     wait_for_quiet_database,
     wait_until,
 )
-from tests.worker.test_worker_dispatch import HORIZON_MINUTES, Driver, Model
+from tests.worker.conftest import HORIZON_MINUTES, Driver, Model
 from tests.worker_support import Beat, Worker, needs_worker, settle
 
 pytestmark = [*needs_worker, pytest.mark.slow]

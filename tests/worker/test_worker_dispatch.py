@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 
 import pytest
 from django.db import transaction
@@ -19,7 +18,8 @@ from scheduling.services.dispatch import TRIP_WAITING
 from scheduling.services.trips import act_on_trip, set_shift
 from scheduling.states import BUSY_TRIP_STATUSES
 from tests import factories
-from tests.services.test_concurrency import OVERLAPPING_TRIPS, pairs
+from tests.races import overlapping_trips
+from tests.worker.conftest import HORIZON_MINUTES, Driver, Model
 from tests.worker_support import (
     Worker,
     bookings,
@@ -33,8 +33,6 @@ from tests.worker_support import (
 
 pytestmark = needs_worker
 
-# Every trip is within the horizon: the test is about order, not the clock.
-HORIZON_MINUTES = 60 * 24 * 400
 DISPATCH_ENV = {"DISPATCH_HORIZON_MINUTES": str(HORIZON_MINUTES)}
 
 
@@ -66,64 +64,6 @@ def test_a_new_trip_is_assigned_by_a_worker(dispatching):
     pickup = appointment.trips.get(leg="pickup")
     assert Trip.objects.get(pk=pickup.pk).status == "queued"
     assert StreamEvent.objects.filter(type=TRIP_WAITING, trip=pickup).count() == 1
-
-
-# --- the reference model ----------------------------------------------------------------------
-
-
-@dataclass
-class Driver:
-    id: int
-    vehicle: str
-    seats: int
-    on_shift: bool = False
-    driving: int | None = None
-
-
-@dataclass
-class Model:
-    """FIFO as the issue states it, with nothing shared with the implementation."""
-
-    drivers: dict[int, Driver]
-    queue: list[int] = field(default_factory=list)
-    waiting: dict[int, tuple] = field(default_factory=dict)  # trip -> (window, id, passengers)
-
-    def go_on_shift(self, driver_id: int) -> None:
-        driver = self.drivers[driver_id]
-        driver.on_shift = True
-        if driver.driving is None:
-            self.queue.append(driver_id)
-
-    def go_off_shift(self, driver_id: int) -> None:
-        self.drivers[driver_id].on_shift = False
-        if driver_id in self.queue:
-            self.queue.remove(driver_id)
-
-    def finish_trip(self, driver_id: int) -> None:
-        driver = self.drivers[driver_id]
-        driver.driving = None
-        if driver.on_shift:
-            self.queue.append(driver_id)
-
-    def add_trip(self, trip: Trip) -> None:
-        self.waiting[trip.pk] = (trip.window_start, trip.pk, trip.passengers)
-
-    def fits(self, driver_id: int, passengers: int) -> bool:
-        driver = self.drivers[driver_id]
-        return passengers <= driver.seats and (passengers == 1 or driver.vehicle == "car")
-
-    def dispatch(self) -> dict[int, int]:
-        """Trips by window then creation; each to the longest-waiting driver who fits."""
-        given = {}
-        for _, trip_id, passengers in sorted(self.waiting.values()):
-            chosen = next((d for d in self.queue if self.fits(d, passengers)), None)
-            if chosen is None:
-                continue
-            self.queue.remove(chosen)
-            self.drivers[chosen].driving = trip_id
-            del self.waiting[trip_id]
-            given[trip_id] = chosen
-        return given
 
 
 def apply_phase(model: Model, rng: random.Random, *, book: int) -> None:
@@ -229,7 +169,7 @@ def test_fifo_with_several_workers_500_trips_30_drivers(dispatching):
     assert inversions == [], inversions
     total = Trip.objects.count()
     assert total >= 500
-    assert pairs(OVERLAPPING_TRIPS, busy=list(BUSY_TRIP_STATUSES)) == []
+    assert overlapping_trips() == []
 
     # Every trip is driven, or waits with the dispatcher's explanation.
     waiting = Trip.objects.filter(status="queued")
