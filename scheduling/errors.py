@@ -97,3 +97,38 @@ class SeriesConflict(Conflict):
 
 class GatewayUnavailable(DomainError):
     """A payment gateway refused, failed or did not answer: nothing was written."""
+
+
+@dataclass(frozen=True)
+class SessionFailure:
+    """One session of a visit that cannot be booked: its place in the request (from 0),
+    its service and therapist (None: none could be chosen), the Conflict's reason, the
+    words."""
+
+    session: int
+    service: int
+    therapist: int | None
+    reason: str
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "session": self.session,
+            "service": self.service,
+            "therapist": self.therapist,
+            "reason": self.reason,
+            "detail": self.message,
+        }
+
+
+class VisitConflict(Conflict):
+    """Some sessions of a visit cannot be booked; `failures` names each with its reason,
+    and nothing was written."""
+
+    def __init__(self, failures: list[SessionFailure], *, sessions: int) -> None:
+        failing = len({f.session for f in failures})
+        super().__init__(
+            f"{failing} of the visit's {sessions} sessions cannot be booked.",
+            reason="visit_conflict",
+        )
+        self.failures = failures

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [("scheduling", "0015_series")]
 
-    operations: list[migrations.operations.base.Operation] = [
+    operations = [
         migrations.CreateModel(
             name="Visit",
             fields=[

@@ -30,7 +30,7 @@ from scheduling.models import (
 )
 from scheduling.realtime import events
 from scheduling.realtime.events import EventBatch
-from scheduling.services import capacity
+from scheduling.services import capacity, visit_trips
 from scheduling.services import trips as trip_services
 from scheduling.services.common import (
     THERAPIST_TIMETABLE,
@@ -127,14 +127,21 @@ def replan(
     """Put a booking already held (its therapist's timetable and its row locked) at
     `start` with its current therapist: the checks a booking passes, status back to
     pending with a fresh deadline, its trips cancelled (`why`) and planned anew.
-    Reschedule and reassign both move bookings through here."""
+    Reschedule and reassign both move bookings through here.
+
+    A visit's session stays at the visit's start, held until the shared pick-up, and
+    keeps its seat on the shared trips (services/visit_trips.py): they are not touched."""
+    if appointment.visit_id is not None and start != appointment.start:
+        raise part_of_visit(appointment)
     travel = travel_of(appointment)
     _check_start(start, now, travel)
-    _place(appointment, start, travel)
+    _place(appointment, start, travel, held_until=visit_trips.pickup_end(appointment))
     appointment.status = AppointmentStatus.PENDING
     appointment.response_deadline = _deadline(start, now)
     _check_free(appointment)
     _save_guarded(appointment)
+    if appointment.visit_id is not None:
+        return EventBatch(), list(appointment.trips.order_by("window_start", "id"))
     if appointment.needs_transport:
         capacity.check_carriable(_legs(appointment), now=now, excluding_appointment=appointment.pk)
     batch = EventBatch()
@@ -173,6 +180,8 @@ def reschedule_appointment(
             role=role_of(actor),
             noun="appointment",
         )
+        if appointment.visit_id is not None:
+            raise part_of_visit(appointment)
         batch, trips = replan(appointment, start=start, now=now, why="rescheduled")
         transition = _log(appointment, "reschedule", previous, appointment.status, actor, reason)
         outbox.appointment_changed(appointment, transition)
@@ -181,8 +190,26 @@ def reschedule_appointment(
     return appointment
 
 
-def _place(appointment: Appointment, start: datetime, travel: Travel) -> None:
-    """Set the times an appointment at `start` holds, travel there and back included."""
+def part_of_visit(appointment: Appointment) -> Conflict:
+    """A visit's session moves only with its visit (cancel the visit, book it again)."""
+    return Conflict(
+        f"Appointment #{appointment.pk} is a session of visit #{appointment.visit_id}: "
+        "move the whole visit (cancel it and book it again at the new time).",
+        reason="part_of_visit",
+    )
+
+
+def _place(
+    appointment: Appointment,
+    start: datetime,
+    travel: Travel,
+    *,
+    held_until: datetime | None = None,
+) -> None:
+    """Set the times an appointment at `start` holds, travel there and back included.
+
+    `held_until`: a visit's session waits for the shared pick-up (services/visits.py), so
+    its therapist is held until that is back, if later than their own return."""
     service = appointment.service
     appointment.start = start
     appointment.end = start + service.duration
@@ -191,6 +218,8 @@ def _place(appointment: Appointment, start: datetime, travel: Travel) -> None:
     appointment.travel_minutes = travel.minutes
     held = busy_range(start, duration=service.duration, buffer=service.buffer, travel=travel.time)
     appointment.busy_from, appointment.busy_until = held.start, held.end
+    if held_until is not None and held_until > held.end:
+        appointment.busy_until = held_until
 
 
 def _legs(appointment: Appointment) -> list[capacity.NewLeg]:
@@ -287,7 +316,11 @@ def _change_status(
 ) -> None:
     appointment.status = target
     appointment.save(update_fields=["status", "updated_at"])
-    if target in CANCELS_TRANSPORT:
+    if target in CANCELS_TRANSPORT and appointment.visit_id is not None:
+        # A visit's shared trips: a cancelled session gives up its seat, a refused one
+        # keeps it for its reassignment (services/visit_trips.py).
+        visit_trips.session_left(appointment, actor=actor, batch=batch)
+    elif target in CANCELS_TRANSPORT:
         trip_services.cancel_open_trips(appointment, batch=batch, reason=f"appointment {target}")
     transition = _log(appointment, action, previous, target, actor, reason, on_behalf_of)
     outbox.appointment_changed(appointment, transition)

@@ -18,7 +18,7 @@ from scheduling.realtime import events
 from scheduling.services.appointments import _locked, _log, _therapist_for, replan
 from scheduling.services.common import THERAPIST_TIMETABLE, lock_timetable, role_of
 from scheduling.services.notifications import outbox
-from scheduling.states import APPOINTMENT_RULES
+from scheduling.states import APPOINTMENT_RULES, AppointmentStatus
 
 # The one event the old therapist gets: which appointment left their day, nothing else.
 APPOINTMENT_REMOVED = "appointment.removed"
@@ -55,7 +55,11 @@ def reassign(
         previous, before = appointment.status, copy(appointment)
         old = before.therapist
         states.check(
-            APPOINTMENT_RULES, "reassign", current=previous, role=role_of(actor), noun="appointment"
+            APPOINTMENT_RULES,
+            "reassign",
+            current=_as_for_reassign(appointment),
+            role=role_of(actor),
+            noun="appointment",
         )
         if old.pk == new.pk and (start is None or start == appointment.start):
             raise _same_therapist(appointment)
@@ -70,6 +74,19 @@ def reassign(
         batch.appointment(events.APPOINTMENT_UPDATED, appointment, trips)
         batch.flush()
     return appointment
+
+
+# A visit's session refused by its therapist (or left unanswered) keeps its seat on the
+# visit's shared trips (services/visit_trips.py), waiting to be given to another therapist.
+VISIT_SEAT_KEPT = frozenset({AppointmentStatus.REJECTED, AppointmentStatus.EXPIRED})
+
+
+def _as_for_reassign(appointment: Appointment) -> str:
+    """The status the reassign rule is checked against: a visit's refused session is
+    given to someone else as a pending one would be; anything else is what it is."""
+    if appointment.visit_id is not None and appointment.status in VISIT_SEAT_KEPT:
+        return AppointmentStatus.PENDING
+    return appointment.status
 
 
 def _same_therapist(appointment: Appointment) -> ValidationFailed:

@@ -28,7 +28,6 @@ from scheduling.models import (
     Transition,
     Trip,
     User,
-    Visit,
     WorkingHours,
 )
 from scheduling.services.appointments import act_on_appointment, create_appointment
@@ -45,6 +44,7 @@ from scheduling.services.payments import record_collection
 from scheduling.services.retention import prune
 from scheduling.services.series import Repeat, book_series
 from scheduling.services.trips import set_shift
+from scheduling.services.visits import SessionAsk, book_visit
 from tests import factories
 
 # The test mounts the site itself, independent of config/urls.py.
@@ -109,8 +109,15 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
         start=tomorrow_at(17) + timedelta(days=1),
         repeat=Repeat(every_weeks=2, count=2),
     )
-    # A couples visit (issue 14); booked through services/visits.py once it lands.
-    Visit.objects.create(client=client_record, start=tomorrow_at(19), created_by=desk)
+    # A couples visit (issue 14): Ana and another therapist, with the car.
+    partner = factories.therapist(service, username="partner-admin")
+    book_visit(
+        actor=desk,
+        client_id=client_record.pk,
+        start=tomorrow_at(10) + timedelta(days=2),
+        sessions=[SessionAsk(service.pk, therapist.pk), SessionAsk(service.pk, partner.pk)],
+        needs_transport=True,
+    )
     prune(batch=10)  # nothing old yet: it only writes its stream mark
     # What every periodic task writes as it starts (the task_prerun hook), for /health/.
     record_periodic_run(task="scheduling.sweep.prune", now=timezone.now())
