@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from scheduling import states
-from scheduling.services.reports import (
+from scheduling.selectors.reports import (
     FIRST_YEAR,
     LAST_YEAR,
     MAX_DAYS,

@@ -28,10 +28,10 @@ from scheduling.models import (
     WorkingHours,
 )
 from scheduling.phones import digits_only, normalize_phone
+from scheduling.selectors.reports import build_report
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.availability import day_schedules
 from scheduling.services.payments import balance_of
-from scheduling.services.reports import build_report
 from tests import factories
 
 STRONG = "Sampaguita-2026!"

@@ -29,7 +29,7 @@ from scheduling.models import (
     PaymentMethod,
     PaymentState,
 )
-from scheduling.services import client_history
+from scheduling.selectors import client_history
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.clients import update_client
 from scheduling.services.payments import record_collection, verify_payment

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from scheduling.models import Appointment, Payment, Refund
-from scheduling.services.reports import build_report, csv_rows
+from scheduling.selectors.reports import build_report, csv_rows
 from scheduling.views.charts import day_bars, nice_step
 from tests import factories
 

@@ -1,7 +1,7 @@
 """A client's page at the desk (issue 13 item 5): contact details and their edit form
 (through `update_client`), area, notes and preferences, appointments ahead and behind,
 no-shows and late cancellations, the messages sent, payments and what is owed. The
-reads are `services/client_history.py`; every list is bounded, so the page's queries do
+reads are `selectors/client_history.py`; every list is bounded, so the page's queries do
 not grow with the client's history."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 from scheduling.forms import id_field
 from scheduling.limits import NAME_MAX, PHONE_MAX, TEXT_MAX
 from scheduling.models import Appointment, Channel, Client, ServiceArea, User
-from scheduling.services import client_history
+from scheduling.selectors import client_history
 from scheduling.services.clients import update_client
 from scheduling.services.notifications.outbox import SUBJECTS
 from scheduling.services.travel import default_minutes

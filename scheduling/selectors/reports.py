@@ -1,5 +1,5 @@
 """The manager's figures for a range of business days: appointments by status, revenue,
-sessions and revenue per therapist, trips per driver, and the money (services/revenue.py:
+sessions and revenue per therapist, trips per driver, and the money (selectors/revenue.py:
 collected by method and by day less refunds, balances owed, each therapist's collections).
 
 One function, `build_report`, feeds the reports page and its CSV export, so the two can
@@ -24,7 +24,7 @@ from scheduling import states
 from scheduling.domain import local_day_bounds
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, Leg, Trip, User
-from scheduling.services.revenue import Money, money_figures, with_names
+from scheduling.selectors.revenue import Money, money_figures, with_names
 from scheduling.states import AppointmentStatus, TripStatus
 
 MAX_DAYS = 366
