@@ -28,6 +28,7 @@ from scheduling import ratelimit, states
 from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
 from scheduling.api.desk_control import AppointmentControlMixin
+from scheduling.api.idempotency import fingerprint, once
 from scheduling.api.pagecache import cached_page
 from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
@@ -43,7 +44,6 @@ from scheduling.services.availability import availability
 from scheduling.services.catalog import create_service
 from scheduling.services.choosing import book_any_therapist
 from scheduling.services.clients import create_client, update_client
-from scheduling.services.idempotency import fingerprint, once
 from scheduling.services.retention import stream_gone
 from scheduling.services.series import Repeat, book_series
 from scheduling.services.series_scopes import cancel_appointments, reschedule_appointments
