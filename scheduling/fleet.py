@@ -114,26 +114,29 @@ class _Search:
         return chosen
 
     def _best_fit(self) -> dict[Hashable, int] | None:
-        """A second quick descent: each trip to the driver free for it who was driving
-        until latest (the least idle time left unused before it; ties in the search's
-        order), which packs the drivers' days tight where the first descent's order
-        leaves gaps nobody can fill. None when it gets stuck."""
+        """A second quick descent, best fit: each trip to the driver free for it who has
+        been idle the least time before it (since their last trip ended, or since their
+        free piece began), ties in the search's order. It packs the drivers' days tight
+        where the first descent's order leaves gaps nobody can fill later. None when it
+        gets stuck."""
         driving_until: dict[int, datetime] = {}
         chosen: dict[Hashable, int] = {}
         for trip, drivers in zip(self.trips, self.eligible, strict=True):
-            start = trip.window.start
+            start, end = trip.window.start, trip.window.end
             best: Driver | None = None
-            best_until: datetime | None = None
+            best_since: datetime | None = None
             for d in drivers:
                 until = driving_until.get(d.id)
-                if until is None:
-                    if best is None:
-                        best = d
-                elif until <= start and (best_until is None or until > best_until):
-                    best, best_until = d, until
+                if until is not None and until > start:
+                    continue
+                since = next(p.start for p in d.free if p.start <= start and end <= p.end)
+                if until is not None and until > since:
+                    since = until
+                if best_since is None or since > best_since:
+                    best, best_since = d, since
             if best is None:
                 return None
-            driving_until[best.id] = trip.window.end
+            driving_until[best.id] = end
             chosen[trip.key] = best.id
         return chosen
 
