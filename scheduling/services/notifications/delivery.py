@@ -8,7 +8,10 @@
    `failed` with the error kept and a `notification.failed` stream event for the desk.
 
 A worker that dies between 1 and 3 leaves the row `sending`; the sweep decides what becomes
-of it once its lease has run out (`sweeps.requeue_stale`).
+of it once its lease has run out (`sweeps.requeue_stale`). For a provider that dedupes by
+key, the claim and the `sent` outcome commit without waiting for the disk
+(`lazy_commit_channels`): a commit lost to a database crash is what a dead worker leaves,
+and the provider answers the repeat with the first message.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from functools import cache
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from scheduling import background
 from scheduling.models import Notification, NotificationStatus
@@ -59,11 +63,56 @@ def _claim_sql() -> str:
     )
 
 
+# PostgreSQL: the same claim, committed without waiting for its WAL to reach the disk when
+# the row's channel is in the list passed (see `lazy_commit_channels`).
+LAZY_CLAIM_SQL = (
+    "WITH claimed AS ({claim}) SELECT *, CASE WHEN {channel} = ANY(%s) "
+    "THEN set_config('synchronous_commit', 'off', true) END FROM claimed"
+)
+
+
 @cache
-def _outcome_sql(names: tuple[str, ...]) -> str:
+def _outcome_sql(names: tuple[str, ...], lazy: bool = False) -> str:
     table = connection.ops.quote_name(Notification._meta.db_table)
     assignments = ", ".join(f"{_column(name)} = %s" for name in names)
-    return f"UPDATE {table} SET {assignments} WHERE id = %s AND status = %s AND attempts = %s"
+    update = f"UPDATE {table} SET {assignments}"
+    where = "WHERE id = %s AND status = %s AND attempts = %s"
+    if lazy:  # PostgreSQL only (see `lazy_commit_channels`)
+        return (
+            "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) "
+            f"{update} FROM lazy {where}"
+        )
+    return f"{update} {where}"
+
+
+def lazy_commit_channels() -> frozenset[str]:
+    """The channels whose claim and `sent` outcome may commit without waiting for the
+    disk (PostgreSQL's `synchronous_commit = off` for that one statement's transaction).
+
+    Only channels whose configured backend's provider dedupes by key (`dedupes_by_key`):
+    if the database crashes in the moment before such a commit reaches the disk, the row
+    comes back `pending` (claim lost) or `sending` (outcome lost), the sweep sends it
+    again with the same key, and the provider answers with the first message instead of
+    sending a second. For any other backend both commits wait for the disk as before, so
+    a message sent is never forgotten and sent again. Retries and failures always wait.
+    Each delivery spent about half its time waiting for those two disk flushes
+    (`python -m bench.worker.profile --part delivery`, with and without)."""
+    if connection.vendor != "postgresql":
+        return frozenset()
+    return _deduping(tuple(sorted(settings.SCHEDULING["NOTIFY_BACKENDS"].items())))
+
+
+@cache
+def _deduping(backends: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    found = set()
+    for channel, path in backends:
+        try:
+            backend = import_string(path)
+        except ImportError:
+            continue  # deliver() reports it when a row of that channel comes
+        if getattr(backend, "dedupes_by_key", False) is True:
+            found.add(channel)
+    return frozenset(found)
 
 
 CLAIM_SQL = _claim_sql()
@@ -118,10 +167,25 @@ def _claim(notification_id: int, now: datetime) -> Notification | None:
         NotificationStatus.PENDING,
         adapt(now),
     ]
+    lazy = _lazy_channels()
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, params)
+        if lazy:
+            sql = LAZY_CLAIM_SQL.format(claim=CLAIM_SQL, channel=_column("channel"))
+            cursor.execute(sql, [*params, sorted(lazy)])
+        else:
+            cursor.execute(CLAIM_SQL, params)
         found = cursor.fetchone()
-    return None if found is None else Notification(**dict(zip(CLAIMED, found, strict=True)))
+    if found is None:
+        return None
+    return Notification(**dict(zip(CLAIMED, found[: len(CLAIMED)], strict=True)))
+
+
+def _lazy_channels() -> frozenset[str]:
+    """`lazy_commit_channels()`, when this statement is its own transaction: inside a
+    caller's transaction the setting would apply to the caller's commit too."""
+    if connection.in_atomic_block:
+        return frozenset()
+    return lazy_commit_channels()
 
 
 def _retry(row: Notification, error: str) -> str:
@@ -167,12 +231,17 @@ def _fail(row: Notification, error: str) -> str:
 
 def _record(row: Notification, *, status: str, provider_id: str) -> str:
     _record_fields(
-        row, status=status, provider_id=provider_id, sent_at=timezone.now(), lease_until=None
+        row,
+        lazy=row.channel in _lazy_channels(),
+        status=status,
+        provider_id=provider_id,
+        sent_at=timezone.now(),
+        lease_until=None,
     )
     return "sent"
 
 
-def _record_fields(row: Notification, **fields) -> bool:
+def _record_fields(row: Notification, *, lazy: bool = False, **fields) -> bool:
     """Write the outcome of this worker's claim, unless the claim was taken from it (the
     sweep reclaims only after the lease, which outlasts the task, so this is a guard)."""
     fields["updated_at"] = timezone.now()
@@ -180,7 +249,7 @@ def _record_fields(row: Notification, **fields) -> bool:
     values = [adapt(v) if isinstance(v, datetime) else v for v in fields.values()]
     with connection.cursor() as cursor:
         cursor.execute(
-            _outcome_sql(tuple(fields)),
+            _outcome_sql(tuple(fields), lazy),
             [*values, row.pk, NotificationStatus.SENDING, row.attempts],
         )
         updated = cursor.rowcount
