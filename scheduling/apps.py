@@ -7,7 +7,10 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported for their signal receivers.
+        # The Celery tasks, registered once for every process (web, worker, beat, commands):
+        # the services enqueue them by name (background.py), so they never import the
+        # module that imports them. The other two are imported for their signal receivers.
+        from scheduling import tasks as celery_tasks  # noqa: F401
         from scheduling.observability import periodic, tasks  # noqa: F401
         from scheduling.realtime import revocation  # noqa: F401
 

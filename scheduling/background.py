@@ -17,7 +17,8 @@ from kombu.exceptions import OperationalError
 
 from config.celery import app
 
-# Task names, shared by scheduling/tasks.py (which defines them) and the services.
+# Task names, shared by scheduling/tasks.py (which defines them) and the services (which
+# enqueue them by name and never import the tasks module).
 DISPATCH = "scheduling.dispatch.run"
 DELIVER = "scheduling.notify.deliver"
 
@@ -49,10 +50,12 @@ def after_commit(task: str, *args: int, countdown: float | None = None) -> None:
 
 
 def send(task: str, *args: int, countdown: float | None = None) -> bool:
-    """Enqueue now; False when the broker is unreachable (the sweep will catch up)."""
-    # Importing the tasks module registers the tasks; a web process has no other reason to.
-    from scheduling import tasks  # noqa: F401 (it imports the services, which import this)
+    """Enqueue now; False when the broker is unreachable (the sweep will catch up).
 
+    By name: the app config registered the tasks (SchedulingConfig.ready imports
+    scheduling/tasks.py), so the services never import the tasks that call them. The
+    registered task, not `app.send_task`, so that eager mode (the embedded default) runs
+    it in-process."""
     try:
         app.tasks[task].apply_async(args=args, countdown=countdown)
     except OperationalError as exc:
