@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from scheduling import states
@@ -91,6 +91,15 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class Grouped:
+    """Couples and group visits (issue 14): each visit with a session in the range counted
+    once, beside its sessions counted per appointment (as series are)."""
+
+    visits: int = 0
+    sessions: int = 0
+
+
+@dataclass(frozen=True)
 class Report:
     first_day: date
     last_day: date
@@ -99,6 +108,7 @@ class Report:
     drivers: list[DriverRow]
     money: Money
     standing: Standing = Standing()
+    grouped: Grouped = Grouped()
 
     @property
     def days(self) -> int:
@@ -190,6 +200,7 @@ def build_report(*, first_day: date, last_day: date) -> Report:
     )
     money, collected = money_figures(first_day=first_day, last_day=last_day, start=start, end=end)
     names = _staff_names({*per_therapist, *per_driver, *collected})
+    standing, grouped = _standing(appointments)
     return Report(
         first_day=first_day,
         last_day=last_day,
@@ -197,16 +208,23 @@ def build_report(*, first_day: date, last_day: date) -> Report:
         therapists=_therapist_rows(per_therapist, names),
         drivers=_driver_rows(per_driver, names),
         money=with_names(money, collected, {pk: p.name for pk, p in names.items()}),
-        standing=_standing(appointments),
+        standing=standing,
+        grouped=grouped,
     )
 
 
-def _standing(appointments) -> Standing:
+def _standing(appointments: QuerySet[Appointment]) -> tuple[Standing, Grouped]:
+    """Series and visits, each counted once and per session, in one query."""
     figures = appointments.aggregate(
         series_count=Count("series", distinct=True),
         occurrence_count=Count("id", filter=Q(series__isnull=False)),
+        visit_count=Count("visit", distinct=True),
+        visit_sessions=Count("id", filter=Q(visit__isnull=False)),
     )
-    return Standing(series=figures["series_count"], occurrences=figures["occurrence_count"])
+    return (
+        Standing(series=figures["series_count"], occurrences=figures["occurrence_count"]),
+        Grouped(visits=figures["visit_count"], sessions=figures["visit_sessions"]),
+    )
 
 
 def _by_status(appointments) -> list[StatusRow]:
@@ -328,6 +346,10 @@ def csv_rows(report: Report, *, business: str, zone: str) -> list[list[str]]:
         ["Standing bookings"],
         ["Series (each counted once)", str(report.standing.series)],
         ["Their sessions in the range", str(report.standing.occurrences)],
+        [],
+        ["Couples and group visits"],
+        ["Visits (each counted once)", str(report.grouped.visits)],
+        ["Their sessions in the range", str(report.grouped.sessions)],
         [],
         ["Revenue"],
         ["Completed (earned)", str(report.revenue)],
