@@ -31,6 +31,7 @@ from scheduling.services.payments import COLLECTABLE, balance_of, held_by, recor
 from scheduling.services.series import positions
 from scheduling.views.common import call_for_form, live_after, role_required
 from scheduling.views.desk.present import money
+from scheduling.views.desk.visits import partners_of, visit_trips
 
 DAYS_AHEAD = 7
 # The status actions this page offers, in the order its buttons appear. Which of them a
@@ -113,6 +114,20 @@ class Card:
     due: str = ""
     # A standing booking's occurrence: "weekly, 3 of 8" (services/series.positions).
     series_label: str = ""
+    # A couples or group visit's session: the partner therapists (issue 14).
+    partners: list[Appointment] = field(default_factory=list)
+
+    @property
+    def visit_text(self) -> str:
+        """ "Couples session with Ben Reyes" or "Group session of 3 with Ben Reyes and
+        Cara Lim": who else is there with you."""
+        live = [p for p in self.partners if p.status not in CLOSED_STATUSES]
+        if not live:
+            return ""
+        names = [str(p.therapist) for p in live]
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+        kind = "Couples session" if len(live) == 1 else f"Group session of {len(live) + 1}"
+        return f"{kind} with {who}"
 
     @property
     def status_text(self) -> str:
@@ -169,8 +184,11 @@ def build_card(
     appointment: Appointment,
     form: ActionForm | None = None,
     collect_form: CollectionForm | None = None,
+    shared_trips: list[Trip] | None = None,
 ) -> Card:
-    legs = latest_legs(list(appointment.trips.all()))
+    """`shared_trips`: a visit's trips, which carry this session's therapist though they
+    hang on the visit's lead session."""
+    legs = latest_legs(list(appointment.trips.all()) or shared_trips or [])
     pickup = legs.get(Leg.PICKUP)
     due = ""
     if appointment.status in COLLECTABLE:
@@ -223,13 +241,19 @@ def day_groups(
     groups: dict[date, DayGroup] = {today: DayGroup(today, "Today", [])}
     appointments = list(appointments)
     labels = positions(appointments)  # no query unless some belong to a series
+    partners = partners_of(appointments)  # nor unless some are a visit's sessions
+    shared = visit_trips(appointments)
     for appointment in appointments:
         day = local_date(appointment.start)
         group = groups.setdefault(day, DayGroup(day, day_label(day, today), []))
         card = build_card(
-            appointment, forms_by_id.get(appointment.pk), collect_forms.get(appointment.pk)
+            appointment,
+            forms_by_id.get(appointment.pk),
+            collect_forms.get(appointment.pk),
+            shared.get(appointment.visit_id or 0),
         )
         card.series_label = labels.get(appointment.pk, "")
+        card.partners = partners.get(appointment.pk, [])
         group.cards.append(card)
     return sorted(groups.values(), key=lambda g: g.day)
 

@@ -40,6 +40,7 @@ from scheduling.views.desk.present import (
 )
 from scheduling.views.desk.queues import failed_lines, waiting_trips
 from scheduling.views.desk.times import times_panel
+from scheduling.views.desk.visits import CancelVisitForm, visit_card
 
 # The actions the detail page has a form for; the rules table decides when each is shown.
 PAGE_ACTIONS = ("reschedule", "reassign", "cancel", "no_show")
@@ -175,6 +176,7 @@ def detail_page(
     forms_by_action: dict[str, forms.Form] | None = None,
     *,
     after: int | None = None,
+    visit_form: CancelVisitForm | None = None,
 ) -> HttpResponse:
     actions = actions_context(appointment, request.user, forms_by_action)
     for action, form in (forms_by_action or {}).items():
@@ -188,6 +190,7 @@ def detail_page(
         **detail_context(appointment),
         **dispatch_context(appointment, request.user),
         "series_position": position(appointment),
+        "visit": visit_card(appointment, visit_form),
         **actions,
     }
     return render(request, "desk/detail.html", context)

@@ -42,6 +42,7 @@ from scheduling.views.desk.timeline import (
     placements,
     segments_of,
 )
+from scheduling.views.desk.visits import visit_label, visits_among
 
 
 @dataclass
@@ -58,6 +59,9 @@ class Block:
     # to being back. None when the booking counts no travel (booked before travel was).
     travel_out: Piece | None = None
     travel_back: Piece | None = None
+    # A session of a couples or group visit: "Couples visit #12" and the partners' names.
+    visit_label: str = ""
+    partners: str = ""
 
     @property
     def times(self) -> str:
@@ -90,24 +94,55 @@ class Row:
         return 1 + max((b.lane for b in self.blocks), default=0)
 
 
-def lay_out(booked: list[Appointment], span: Span, *, show_all: bool) -> list[Block]:
+def lay_out(
+    booked: list[Appointment],
+    span: Span,
+    *,
+    show_all: bool,
+    visits: dict[int, list[Appointment]] | None = None,
+) -> list[Block]:
     """Blocks in lanes, placed by the timeline (`timeline.placements`), each with its
-    transport and whether its status is one shown only on asking."""
-    return [
-        Block(
-            appointment=appointment,
-            left=placed.left,
-            width=placed.width,
-            tail_left=placed.tail_left,
-            tail=placed.tail,
-            lane=placed.lane,
-            transport=transport_of(appointment),
-            hidden_status=show_all and appointment.status in CANCELS_TRANSPORT,
-            travel_out=placed.travel_out,
-            travel_back=placed.travel_back,
+    transport and whether its status is one shown only on asking; a visit's session with
+    its label and partners (`visits`: the day's sessions by visit)."""
+    visits = visits or {}
+    blocks = []
+    for appointment, placed in placements(booked, span):
+        sessions = visits.get(appointment.visit_id or 0, [])
+        label, partners, carried = visit_words(appointment, sessions)
+        blocks.append(
+            Block(
+                appointment=appointment,
+                left=placed.left,
+                width=placed.width,
+                tail_left=placed.tail_left,
+                tail=placed.tail,
+                lane=placed.lane,
+                transport=transport_of(carried),
+                hidden_status=show_all and appointment.status in CANCELS_TRANSPORT,
+                travel_out=placed.travel_out,
+                travel_back=placed.travel_back,
+                visit_label=label,
+                partners=partners,
+            )
         )
-        for appointment, placed in placements(booked, span)
-    ]
+    return blocks
+
+
+def visit_words(
+    appointment: Appointment, sessions: list[Appointment]
+) -> tuple[str, str, Appointment]:
+    """A visit's session on the board: "Couples visit #12" (or "Group visit of 3 #12"),
+    the partners still booked, and the session whose trips carry it (the visit's shared
+    trips hang on its lead session)."""
+    if not sessions:
+        return "", "", appointment
+    live = [s for s in sessions if s.status not in CANCELS_TRANSPORT]
+    carried = next((s for s in sessions if s.trips.all()), appointment)
+    partners = [s for s in live if s.pk != appointment.pk]
+    if not partners:
+        return f"Visit #{appointment.visit_id}", "", carried
+    label = f"{visit_label(len(partners) + 1)} #{appointment.visit_id}"
+    return label, ", ".join(str(s.therapist) for s in partners), carried
 
 
 def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
@@ -117,7 +152,11 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
         .filter(Q(is_active=True) | Q(pk__in=Subquery(day_rows.values("therapist_id"))))
         .order_by("first_name", "last_name", "id")
     )
-    booked = list(day_rows.select_related("client", "service").prefetch_related(trips_prefetch()))
+    booked = list(
+        day_rows.select_related("client", "service", "therapist").prefetch_related(trips_prefetch())
+    )
+    # A visit's sessions start together, so the day holds all of them: no query.
+    visits = visits_among(booked)
     # Statuses after which the appointment will not take place: off the board unless asked.
     not_happening = [a for a in booked if a.status in CANCELS_TRANSPORT]
     shown = booked if show_all else [a for a in booked if a.status not in CANCELS_TRANSPORT]
@@ -134,7 +173,7 @@ def board_context(day: date, *, show_all: bool) -> dict[str, Any]:
             therapist=t,
             hours_text=hours_text(schedules[t.pk]),
             segments=segments_of(schedules[t.pk], span),
-            blocks=lay_out(by_therapist.get(t.pk, []), span, show_all=show_all),
+            blocks=lay_out(by_therapist.get(t.pk, []), span, show_all=show_all, visits=visits),
         )
         for t in therapists
         if t not in resting

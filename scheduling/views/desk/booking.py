@@ -26,6 +26,7 @@ from scheduling.views.desk.present import client_choices, day_from, desk_only, i
 from scheduling.views.desk.series import Preview, book_repeat, repeat_of
 from scheduling.views.desk.timeline import local_hm
 from scheduling.views.desk.times import times_panel
+from scheduling.views.desk.visits import Sessions, book_visit_from, booked_message, sessions_from
 
 
 def service_choices() -> list[tuple[int, str]]:
@@ -49,15 +50,18 @@ def new_form_page(
     client_form: ClientForm | None = None,
     conflicts: list[Appointment] = (),
     preview: Preview | None = None,
+    sessions: Sessions | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     values = form.data if form.is_bound else form.initial
     client_id = int_or_none(values.get("client"))
     chosen = Client.objects.filter(pk=client_id) if client_id else Client.objects.none()
     # A bound form's day as cleaned (None when it was not a day), else the initial one.
     day = getattr(form, "cleaned_data", {}).get("date") if form.is_bound else values.get("date")
+    context_services = service_choices()
     context = {
         "form": form,
-        "services": service_choices(),
+        "services": context_services,
         "client_form": client_form or ClientForm(),
         "client_results": client_choices(chosen, client_id),
         "times": times_panel(
@@ -71,8 +75,9 @@ def new_form_page(
         ),
         "conflicts": conflicts,
         "preview": preview or Preview(rows=[]),
+        "sessions": sessions or sessions_from(None, services=context_services),
     }
-    return render(request, "desk/new.html", context)
+    return render(request, "desk/new.html", context, status=status)
 
 
 def prefill(request: HttpRequest) -> dict[str, Any]:
@@ -161,11 +166,60 @@ def book(
     return appointment, [], None
 
 
+def redrawn(data: Any) -> AppointmentForm:
+    """The form as posted, unbound: redrawn after "Add a therapist" or "Remove", keeping
+    what was chosen without saying what is still missing."""
+    initial = {name: data.get(name, "") for name in AppointmentForm.base_fields}
+    initial["needs_transport"] = checked(data, "needs_transport")
+    initial["skip_conflicts"] = checked(data, "skip_conflicts")
+    try:
+        initial["date"] = AppointmentForm.base_fields["date"].clean(initial["date"])
+    except forms.ValidationError:
+        initial["date"] = None
+    return AppointmentForm(initial=initial)
+
+
+def visit_post(request: HttpRequest) -> HttpResponse | None:
+    """The form's sessions after the first (visits.py): Add and Remove redraw the form;
+    with other sessions the form books a visit (book_visit), all or nothing, each refusal
+    beside its session (400 for what can never book, 409 for what clashes). None: a
+    booking of one."""
+    data = request.POST
+    remove = int_or_none(data.get("remove_session"))
+    add = "add_session" in data
+    services = service_choices()
+    if add or remove:
+        sessions = sessions_from(data, services=services, add=add, remove=remove, bound=False)
+        return new_form_page(request, redrawn(data), sessions=sessions)
+    sessions = sessions_from(data, services=services)
+    if not sessions.any and not sessions.too_many:
+        return None
+    form = AppointmentForm(data)
+    valid = form.is_valid()
+    if not sessions.valid() or not valid:
+        return new_form_page(request, form, sessions=sessions, status=400)
+    if repeat_of(form.cleaned_data) is not None:
+        form.add_error(
+            "every_weeks",
+            "A couples or group visit is booked for one date: set Repeat to “Does not "
+            "repeat”, or book one therapist.",
+        )
+        return new_form_page(request, form, sessions=sessions, status=400)
+    first, status = book_visit_from(form, sessions, request.user)
+    if first is None:
+        return new_form_page(request, form, sessions=sessions, status=status)
+    messages.success(request, booked_message(first))
+    return redirect("desk:appointment", pk=first.pk)
+
+
 @desk_only
 @require_http_methods(["GET", "POST"])
 def new_appointment(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return new_form_page(request, AppointmentForm(initial=prefill(request)))
+    visit = visit_post(request)
+    if visit is not None:
+        return visit
     form = AppointmentForm(request.POST)
     if not form.is_valid():
         return new_form_page(request, form)

@@ -16,6 +16,7 @@ from scheduling.views.desk import (
     payments,
     queues,
     series,
+    visits,
 )
 
 urlpatterns = [
@@ -58,6 +59,7 @@ urlpatterns = [
     path("appointments/<int:pk>/cancel/", appointment.act, {"action": "cancel"}, name="cancel"),
     path("appointments/<int:pk>/no-show/", appointment.act, {"action": "no_show"}, name="no_show"),
     path("appointments/<int:pk>/rebook-any/", choice.rebook_any, name="rebook_any"),
+    path("visits/<int:pk>/cancel/", visits.cancel_whole_visit, name="cancel_visit"),
     path("appointments/<int:pk>/reassign/", control.reassign_view, name="reassign"),
     # Issue 13: manual dispatch, and acting for a therapist or driver confirmed by phone.
     path("trips/<int:pk>/assign/", dispatch.trip_assign, name="trip_assign"),
