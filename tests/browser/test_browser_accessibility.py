@@ -18,10 +18,7 @@ from scheduling.services.appointments import act_on_appointment, create_appointm
 from scheduling.services.gateway_payments import create_payment_link
 from scheduling.services.payments import record_collection
 from tests import factories
-
-# AXE_TAGS for tests/browser/test_browser_visits.py, written meanwhile, which imports it from
-# here: it is to import it from tests/browser/conftest.py, then this goes.
-from tests.browser.conftest import AXE, AXE_TAGS, axe_violations  # noqa: F401
+from tests.browser.conftest import AXE, axe_violations
 from tests.browser_support import VIEWPORTS, browser_marks
 from tests.conftest import IN_CI
 
