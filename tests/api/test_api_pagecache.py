@@ -199,6 +199,25 @@ def test_pages_are_kept_per_user(desk, therapist, booked):
     assert foreign == []
 
 
+def test_pages_are_kept_per_host_and_scheme(desk, settings, book, tomorrow_at):
+    # A page's `next` link names the host and scheme it was asked through.
+    settings.ALLOWED_HOSTS = ["testserver", "desk.example"]
+    first = book(tomorrow_at(9))
+    book(tomorrow_at(13))
+    url = day_url(first) + "&page_size=1"
+
+    def next_link(**headers) -> str:
+        response = api(desk).get(url, **headers)
+        assert response.status_code == 200, response.content[:300]
+        return response.json()["next"]
+
+    assert next_link().startswith("http://testserver/api/appointments/?")
+    assert next_link(HTTP_HOST="desk.example").startswith("http://desk.example/")
+    assert next_link(secure=True).startswith("https://testserver/")
+    assert next_link().startswith("http://testserver/")  # each kept apart
+    assert len(pages) == 3
+
+
 def test_a_new_role_is_not_served_the_old_roles_page(desk, booked):
     url = day_url(booked)
     listed(desk, url)
