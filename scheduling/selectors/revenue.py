@@ -7,7 +7,7 @@ status since (a refunded payment was still received that day); a refund counts, 
 its payment's method, on the day it was processed. So a range's net is what came in less
 what went back in it, and every figure is a SQL aggregate (four queries in all).
 
-Read by services/reports.build_report only, so the page and the CSV cannot disagree.
+Read by selectors/reports.build_report only, so the page and the CSV cannot disagree.
 """
 
 from __future__ import annotations

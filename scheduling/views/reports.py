@@ -1,6 +1,6 @@
 """The manager's reports: figures for a range of business days, on a page and as CSV.
 
-Both come from scheduling/services/reports.build_report, which also judges the range;
+Both come from scheduling/selectors/reports.build_report, which also judges the range;
 the form here only reads the dates.
 """
 

@@ -13,6 +13,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "scheduling"
 MAX_LINES = 600
+# Over the limit today, with the reason. The test fails as soon as one is back under, so
+# an entry cannot outlive its reason: split the module, then delete its line here.
+KNOWN_LONG = {
+    # The capacity helper's exact search (issues 12, 17) grew it this round, while the
+    # layout moves ran; its split is theirs to make (docs/design.md, Module layout).
+    "scheduling/services/capacity.py",
+}
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -55,6 +62,15 @@ def test_the_app_config_registers_the_tasks_by_name():
 
 def _modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts)
+
+
+def test_no_module_is_over_600_lines():
+    lines = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in _modules()}
+    long = {path: n for path, n in lines.items() if n > MAX_LINES}
+    unexpected = {path: n for path, n in long.items() if path not in KNOWN_LONG}
+    assert not unexpected, f"split these by what they hold (docs/design.md): {unexpected}"
+    settled = sorted(KNOWN_LONG - set(long))
+    assert not settled, f"within {MAX_LINES} lines now: take them out of KNOWN_LONG: {settled}"
 
 
 def _imports(path: Path) -> set[str]:
