@@ -88,6 +88,14 @@ def test_a_couples_visit_with_transport_reaches_both_therapists_live(site, chrom
     assert [t.passengers for t in visit.trips.order_by("window_start")] == [2, 2]
     card = desk_page.locator("#visit")
     assert "Couples visit" in card.inner_text() and "2: Ana Cruz, Ben Reyes" in card.inner_text()
+    if AXE.exists():  # the visit's card, with its Cancel the whole visit
+        desk_page.add_script_tag(path=str(AXE))
+        found = desk_page.evaluate(
+            "tags => axe.run('#visit', {runOnly: {type: 'tag', values: tags}})"
+            ".then(r => r.violations.map(v => v.id))",
+            AXE_TAGS,
+        )
+        assert found == []
 
     # Both therapists' pages got their own session, live: no reload.
     for therapist_id, (page, partner) in therapists.items():
