@@ -87,7 +87,7 @@ test-fast: install ## Domain, services, API, pages on SQLite in parallel; no slo
 	  -m "not postgres and not redis and not slow and not browser and not worker" \
 	  $(FAST_TESTS) $(PYTEST_ARGS)
 
-typecheck: install ## mypy, strict, on the modules pyproject.toml lists
+typecheck: install ## mypy over scheduling/ and config/ (strict where pyproject.toml says)
 	$(VENV)/bin/mypy
 
 lint: install ## ruff check and ruff format --check

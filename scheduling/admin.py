@@ -9,6 +9,8 @@ the event stream are read-only here, and nothing is hard-deleted except schedule
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -36,6 +38,7 @@ from scheduling.models import (
     User,
     WorkingHours,
 )
+from scheduling.models.people import ClientQuerySet
 from scheduling.phones import normalize_phone
 from scheduling.services.appointments import DETAIL_FIELDS, update_appointment_details
 from scheduling.services.staff import ensure_profile
@@ -55,7 +58,14 @@ class WeekdayField(forms.TypedChoiceField):
         super().__init__(choices=list(enumerate(WEEKDAYS)), coerce=int, **kwargs)
 
 
-class WeekdayChoices:
+# What the mixins are mixed into, for the type checker only.
+if TYPE_CHECKING:
+    _Admin = admin.options.BaseModelAdmin[Any]
+else:
+    _Admin = object
+
+
+class WeekdayChoices(_Admin):
     """Weekdays stored as 0-6 are picked by name."""
 
     def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
@@ -74,7 +84,7 @@ def clean_phone_value(value: str, *, required: bool) -> str:
 
 
 class StaffChangeForm(UserChangeForm):
-    class Meta(UserChangeForm.Meta):
+    class Meta(UserChangeForm.Meta):  # type: ignore[name-defined]  # the stubs declare no Meta
         model = User
 
     def clean_phone(self) -> str:
@@ -82,7 +92,7 @@ class StaffChangeForm(UserChangeForm):
 
 
 class StaffCreationForm(AdminUserCreationForm):
-    class Meta(AdminUserCreationForm.Meta):
+    class Meta(AdminUserCreationForm.Meta):  # type: ignore[name-defined]  # as above
         model = User
         fields = ("username", "role", "first_name", "last_name", "phone")
 
@@ -125,7 +135,7 @@ class TimeOffInline(ManagerOnly, admin.TabularInline):
     extra = 0
 
 
-FIELD_INLINES = {
+FIELD_INLINES: dict[str, list[type[admin.options.InlineModelAdmin[Any, Any]]]] = {
     Role.THERAPIST: [TherapistProfileInline, WorkingHoursInline, BreakInline, TimeOffInline],
     Role.DRIVER: [DriverProfileInline, WorkingHoursInline, BreakInline, TimeOffInline],
 }
@@ -171,7 +181,7 @@ class StaffAdmin(ManagerOnly, DjangoUserAdmin):
     def full_name(self, obj: User) -> str:
         return obj.get_full_name()
 
-    def get_inlines(self, request: HttpRequest, obj: User | None):
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list[Any]:
         if obj is None:
             return []
         return FIELD_INLINES.get(obj.role, [])
@@ -211,7 +221,8 @@ class TherapistProfileAdmin(StaffProfileAdmin):
 
     @admin.display(description="count", ordering="service_count")
     def service_count(self, obj: TherapistProfile) -> int:
-        return obj.service_count
+        count: int = getattr(obj, "service_count")  # annotated by get_queryset  # noqa: B009
+        return count
 
 
 @admin.register(DriverProfile, site=site)
@@ -225,7 +236,11 @@ class ScheduleAdmin(WeekdayChoices, ManagerModelAdmin):
     deletable = True
     autocomplete_fields = ("staff",)
     list_select_related = ("staff",)
-    search_fields = ("staff__username", "staff__first_name", "staff__last_name")
+    search_fields: ClassVar[tuple[str, ...]] = (
+        "staff__username",
+        "staff__first_name",
+        "staff__last_name",
+    )
 
 
 @admin.register(WorkingHours, site=site)
@@ -270,7 +285,7 @@ class ClientAdmin(SavedByService, ManagerModelAdmin):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         if search_term.strip():
             # Phone fragments the way the desk searches them: digits only, any spacing.
-            results = results | queryset.search(search_term)
+            results = results | cast(ClientQuerySet, queryset).search(search_term)
         return results, may_have_duplicates
 
 
@@ -296,7 +311,8 @@ class ServiceAreaAdmin(ManagerModelAdmin):
 
     @admin.display(description="Clients", ordering="clients_here")
     def client_count(self, area: ServiceArea) -> int:
-        return area.clients_here
+        count: int = getattr(area, "clients_here")  # annotated by get_queryset  # noqa: B009
+        return count
 
 
 # --- appointments and trips -------------------------------------------------------------------
@@ -401,7 +417,9 @@ class AppointmentAdmin(ManagerModelAdmin):
         changed = {name: form.cleaned_data[name] for name in form.changed_data}
         details = {k: v for k, v in changed.items() if k in DETAIL_FIELDS}
         if details:
-            update_appointment_details(actor=request.user, appointment_id=obj.pk, changes=details)
+            # The admin site lets only signed-in staff this far.
+            actor = cast(User, request.user)
+            update_appointment_details(actor=actor, appointment_id=obj.pk, changes=details)
 
 
 @admin.register(Trip, site=site)

@@ -10,9 +10,10 @@ nothing left to write (`SavedByService`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.contrib import admin
 from django.http import HttpRequest
 
 from scheduling.errors import DomainError, ValidationFailed
@@ -31,6 +32,8 @@ class ThroughService(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned is None:  # ModelForm.clean() returns cleaned_data; say so to the checker
+            cleaned = self.cleaned_data
         if self.errors:
             return cleaned
         try:
@@ -44,7 +47,7 @@ class ThroughService(forms.ModelForm):
         if saved is not None:
             self.instance, self.saved_by_service = saved, True
             # The values the service stored (a normalised phone), so the admin shows them.
-            for name in self._meta.fields:
+            for name in self._meta.fields or ():
                 if name in cleaned and hasattr(saved, name):
                     cleaned[name] = getattr(saved, name)
         return cleaned
@@ -88,9 +91,18 @@ class ServiceForm(ThroughService):
         return update_service(service=self.instance, **changes) if changes else self.instance
 
 
-class SavedByService:
+# What the mixin is mixed into, for the type checker only.
+if TYPE_CHECKING:
+    _Admin = admin.ModelAdmin[Any]
+else:
+    _Admin = object
+
+
+class SavedByService(_Admin):
     """For a ModelAdmin whose form wrote the row through a service already."""
 
-    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool):
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm[Any], change: bool
+    ) -> None:
         if not getattr(form, "saved_by_service", False):
             super().save_model(request, obj, form, change)

@@ -11,6 +11,7 @@ other than the one chosen).
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.utils import timezone
@@ -63,7 +64,8 @@ class StartField(forms.CharField):
         "invalid": "Pick a start time from the free times shown.",
     }
 
-    def to_python(self, value) -> datetime | None:
+    # A CharField in, a datetime out, as Django's own date and time fields return.
+    def to_python(self, value: Any) -> datetime | None:  # type: ignore[override]
         text = super().to_python(value)
         if not text:
             return None
@@ -76,11 +78,20 @@ class StartField(forms.CharField):
         return start
 
 
-class StartOnDayMixin:
+# What the mixin is mixed into, for the type checker only.
+if TYPE_CHECKING:
+    _Form = forms.BaseForm
+else:
+    _Form = object
+
+
+class StartOnDayMixin(_Form):
     """The start must be one of the chosen day's: the list on the page is that day's."""
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any] | None:
         data = super().clean()
+        if data is None:  # a clean() that returns nothing leaves cleaned_data as it is
+            data = self.cleaned_data
         start, day = data.get("start"), data.get("date")
         if start is not None and day is not None and local_date(start) != day:
             self.add_error(

@@ -69,10 +69,10 @@ class Rule:
 
 def _rule(
     action: str,
-    sources: set[str],
+    sources: Iterable[str],
     target: str,
-    roles: set[str],
-    proxies: frozenset[str] = frozenset(),
+    roles: Iterable[str],
+    proxies: Iterable[str] = frozenset(),
 ) -> Rule:
     return Rule(action, frozenset(sources), target, frozenset(roles), frozenset(proxies))
 

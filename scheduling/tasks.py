@@ -7,6 +7,8 @@ are late, and a worker lost mid-task has its message requeued) does no harm.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
@@ -24,9 +26,9 @@ from scheduling.services.notifications import delivery, outbox, sweeps
 NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
 # Side effects: acknowledge only once done, and requeue if the worker process dies.
-SIDE_EFFECTING = {"acks_late": True, "reject_on_worker_lost": True}
+SIDE_EFFECTING: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 # A lost database connection or a deadlock victim: run again shortly; passes are idempotent.
-DATABASE_RETRY = {
+DATABASE_RETRY: dict[str, Any] = {
     "autoretry_for": (OperationalError,),
     "retry_backoff": 1,
     "retry_backoff_max": 30,

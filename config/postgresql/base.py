@@ -15,6 +15,7 @@ import select
 from datetime import tzinfo
 from functools import cache
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 from psycopg import adapt, adapters
@@ -22,7 +23,10 @@ from psycopg.pq import Format
 
 TIMESTAMPTZ_OID = adapters.types["timestamptz"].oid
 # psycopg's own loader: the C one when psycopg[binary] or [c] is installed.
-_PARSER = adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+_LOADER = adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+if _LOADER is None:  # psycopg registers one for every built-in type
+    raise ImproperlyConfigured("psycopg has no text loader for timestamptz")
+_PARSER = _LOADER
 
 
 @cache

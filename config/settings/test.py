@@ -7,6 +7,7 @@ missing service is an error, never a silent fallback.
 import os
 import socket
 import sys
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -96,7 +97,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIME_ZONE = "Asia/Manila"
 
 # collectstatic is for production; here whitenoise serves from the finders.
-STATIC_ROOT = None
+STATIC_ROOT = None  # type: ignore[assignment]  # base.py's is a Path
 WHITENOISE_USE_FINDERS = True
 
 # tests/worker/test_scale_out.py runs a real beat and then kills it: with this set, every
@@ -109,7 +110,7 @@ if os.environ.get("SCHEDULING_TEST_BEAT_SECONDS"):
         name: {
             **entry,
             "schedule": _beat_seconds,
-            "options": {**entry.get("options", {}), "expires": _beat_seconds},
+            "options": {**cast(dict, entry.get("options", {})), "expires": _beat_seconds},
         }
         for name, entry in base.CELERY_BEAT_SCHEDULE.items()
     }

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [("scheduling", "0013_payment_gateways")]
 
-    operations: list[migrations.operations.base.Operation] = [
+    operations = [
         # Who took a dispatch decision by hand, and why (empty: the dispatcher).
         migrations.AddField(
             model_name="dispatchdecision",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [("scheduling", "0014_desk_dispatch")]
 
-    operations: list[migrations.operations.base.Operation] = [
+    operations = [
         migrations.AlterField(
             model_name="appointment",
             name="response_deadline",

@@ -31,7 +31,9 @@ class AppointmentQuerySet(models.QuerySet):
         from scheduling.models.payments import Payment
 
         kept = Payment.objects.filter(appointment=OuterRef("pk")).kept_per_appointment()
-        money = models.DecimalField(max_digits=12, decimal_places=2)
+        money: models.DecimalField[Decimal, Decimal] = models.DecimalField(
+            max_digits=12, decimal_places=2
+        )
         return self.annotate(
             paid=Coalesce(Subquery(kept, output_field=money), Value(Decimal("0.00")))
         )

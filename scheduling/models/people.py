@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import F, Q
@@ -35,7 +37,7 @@ class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.RECEPTIONIST)
     phone = models.CharField(max_length=20, blank=True, help_text="E.164")
 
-    objects = StaffManager()
+    objects: ClassVar[StaffManager] = StaffManager()
 
     @property
     def effective_role(self) -> str:

@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -98,7 +99,8 @@ class RedisStore:
         return self.redis.hincrby(self.prefix + "calls", key, 1)
 
     def delivered(self, key: str) -> str | None:
-        return self.redis.hget(self.prefix + "delivered", key)
+        # decode_responses: str, never bytes
+        return cast(str | None, self.redis.hget(self.prefix + "delivered", key))
 
     def deliver(self, key: str, provider_id: str) -> bool:
         return bool(
@@ -108,10 +110,11 @@ class RedisStore:
         )
 
     def calls(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(self.prefix + "calls").items()}
+        calls = cast(dict[str, str], self.redis.hgetall(self.prefix + "calls"))
+        return {k: int(v) for k, v in calls.items()}
 
     def log(self) -> list[str]:
-        return self.redis.lrange(self.prefix + "log", 0, -1)
+        return cast(list[str], self.redis.lrange(self.prefix + "log", 0, -1))
 
     def delivered_count(self) -> int:
         return self.redis.llen(self.prefix + "log")

@@ -67,6 +67,6 @@ def user_of(request: HttpRequest):
     """The user the request ran as, if anything looked them up (a token's user set by DRF,
     or the session's once read): never a lookup of its own just for the log line."""
     user = request.__dict__.get("user")
-    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+    if isinstance(user, SimpleLazyObject) and user.__dict__["_wrapped"] is empty:
         return None
     return user

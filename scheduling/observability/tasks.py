@@ -29,7 +29,7 @@ def finished(task_id: str | None = None, sender=None, state: str | None = None, 
     # the embedded default and tests): its exception is on its way up to the caller.
     outcome = (state or "failure").lower()
     TASK_RUNS.labels(sender.name, outcome).inc()
-    if begun is None:
+    if begun is None or task_id is None:  # begun only for a task_id
         return
     seconds = time.perf_counter() - begun[0]
     TASK_SECONDS.labels(sender.name).observe(seconds)

@@ -55,7 +55,7 @@ class Candidate:
     booked_minutes: int = 0
     last_booked: datetime | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         return {
             "therapist": self.therapist_id,
             "reason": self.reason,
@@ -143,7 +143,7 @@ def choose_therapist(
     return Choice(by_id[best.therapist_id] if best else None, candidates)
 
 
-def rank(candidate: Candidate) -> tuple:
+def rank(candidate: Candidate) -> tuple[bool, bool, int, datetime, int]:
     """The fairness order (`RULE`): free first, then preferred, fewest minutes booked,
     longest since the last booking (never booked counts as longest), lowest id."""
     never = datetime.min.replace(tzinfo=timezone.get_current_timezone())
@@ -261,8 +261,9 @@ def book_any_therapist(
 def _nobody_free(choice: Choice, start: datetime) -> Conflict:
     counts: dict[str, int] = {}
     for candidate in choice.candidates:
-        if candidate.reason != PassReason.EXCLUDED:
-            counts[candidate.reason] = counts.get(candidate.reason, 0) + 1
+        reason = candidate.reason  # None only for a free one, and nobody is free here
+        if reason is not None and reason != PassReason.EXCLUDED:
+            counts[reason] = counts.get(reason, 0) + 1
     why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(counts.items()))
     when = timezone.localtime(start)
     return Conflict(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, transaction
 
 from scheduling.errors import ValidationFailed
@@ -19,7 +21,7 @@ def create_client(
     email: str = "",
     address: str = "",
     notes: str = "",
-    preferences: dict | None = None,
+    preferences: dict[str, object] | None = None,
     area: int | None = None,
 ) -> Client:
     client = Client(
@@ -35,7 +37,7 @@ def create_client(
     return client
 
 
-def update_client(*, client: Client, **changes) -> Client:
+def update_client(*, client: Client, **changes: Any) -> Client:
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise ValidationFailed(
@@ -61,7 +63,7 @@ def _area(area_id: int | None) -> ServiceArea | None:
     return None if area_id is None else area_by_id(area_id)
 
 
-def _clean_preferences(preferences: object) -> dict:
+def _clean_preferences(preferences: object) -> dict[str, object]:
     """A JSON object; its `channel`, when given, one the notifications can use; its
     `therapist`, when given, an active therapist's id."""
     if not isinstance(preferences, dict):
@@ -83,7 +85,7 @@ def _is_therapist(value: object) -> bool:
     """An id (a JSON integer) of an active therapist: "any therapist" offers them first."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
         return False
-    return User.objects.therapists().filter(pk=value).exists()
+    return bool(User.objects.therapists().filter(pk=value).exists())
 
 
 def _clean_name(name: str) -> str:

@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from scheduling import gateways, states
@@ -49,7 +49,7 @@ from scheduling.models import (
     WebhookEvent,
     WebhookOutcome,
 )
-from scheduling.models.payments import SETTLED_STATES
+from scheduling.models.payments import SETTLED_STATES, PaymentQuerySet
 from scheduling.services import payments as money
 from scheduling.services.common import local_text, role_of
 from scheduling.services.notifications import outbox
@@ -101,7 +101,7 @@ def create_payment_link(
             raise InvalidTransition(
                 "A payment link is sent for a booking that is going ahead.", appointment.status
             )
-        open_link = (
+        open_link: Payment | None = (
             Payment.objects.gateway_pending()
             .filter(appointment=appointment, gateway=gateway.name, link_expires_at__gt=now)
             .first()
@@ -511,7 +511,7 @@ def _processed(
     money._changed(appointment, payment, "refund_payment", actor)
 
 
-def refund_data(refund: Refund) -> dict:
+def refund_data(refund: Refund) -> dict[str, object]:
     payment = refund.payment
     balance = money.balance_of(payment.appointment)
     return {
@@ -566,12 +566,12 @@ def resolve_flag(
     return payment
 
 
-def to_refund():
+def to_refund() -> PaymentQuerySet:
     """Settled money on cancelled appointments, not yet given back: the manager's list."""
     return Payment.objects.to_refund()
 
 
-def flagged_webhooks():
+def flagged_webhooks() -> QuerySet[WebhookEvent]:
     """Signed events that disagreed with our records and nobody has resolved."""
     return WebhookEvent.objects.filter(
         outcome=WebhookOutcome.FLAGGED, resolved_at__isnull=True

@@ -201,10 +201,11 @@ def _window(trip_id: int) -> Interval:
 
 def _locked_driver(driver_id: int) -> DriverProfile:
     try:
-        return (
+        profile: DriverProfile = (
             DriverProfile.objects.select_for_update(of=("self",))
             .select_related("user")
             .get(user_id=driver_id, user__role=states.DRIVER, user__is_active=True)
         )
+        return profile
     except (DriverProfile.DoesNotExist, ValueError, TypeError):
         raise ValidationFailed.on("driver", f"There is no driver with id {driver_id}.") from None

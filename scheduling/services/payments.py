@@ -7,7 +7,7 @@ balance are computed by one writer at a time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.conf import settings
@@ -25,7 +25,7 @@ from scheduling.models import (
     Transition,
     User,
 )
-from scheduling.models.payments import COLLECTED_METHODS, SETTLED_STATES
+from scheduling.models.payments import COLLECTED_METHODS, SETTLED_STATES, PaymentQuerySet
 from scheduling.realtime.events import EventBatch
 from scheduling.services.common import role_of
 from scheduling.states import AppointmentStatus
@@ -132,7 +132,7 @@ def verify_payment(*, actor: User, payment_id: int, now: datetime | None = None)
     appointment_id = _payment(payment_id, actor).appointment_id
     with transaction.atomic():
         appointment = _locked_appointment(appointment_id, actor)
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment: Payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.method not in COLLECTED_METHODS:
             raise ValidationFailed.on("payment", "Gateway payments are settled by the gateway.")
         if payment.collected_by_id == actor.pk:
@@ -150,7 +150,13 @@ def verify_payment(*, actor: User, payment_id: int, now: datetime | None = None)
     return payment
 
 
-def payments_for(actor: User, *, appointment_id=None, day=None, status=None):
+def payments_for(
+    actor: User,
+    *,
+    appointment_id: int | None = None,
+    day: date | None = None,
+    status: str | None = None,
+) -> PaymentQuerySet:
     """The payments `actor` may see, narrowed by appointment, local day or status."""
     if not (actor.is_desk or role_of(actor) == states.THERAPIST):
         raise NotPermitted(f"A {role_of(actor)} may not list payments.")
@@ -175,7 +181,7 @@ def held_by(therapist: User) -> list[Payment]:
     )
 
 
-def payment_data(payment: Payment, balance: Balance) -> dict:
+def payment_data(payment: Payment, balance: Balance) -> dict[str, object]:
     """A payment as the API and the stream show it."""
     return {
         "id": payment.pk,
@@ -255,11 +261,13 @@ def _locked_appointment(appointment_id: int, actor: User) -> Appointment:
         visible = False
     if not visible:
         raise NotFound(f"There is no appointment with id {appointment_id}.")
-    return Appointment.objects.select_for_update().get(pk=appointment_id)
+    locked: Appointment = Appointment.objects.select_for_update().get(pk=appointment_id)
+    return locked
 
 
 def _payment(payment_id: int, actor: User) -> Payment:
     try:
-        return Payment.objects.visible_to(actor).get(pk=payment_id)
+        payment: Payment = Payment.objects.visible_to(actor).get(pk=payment_id)
+        return payment
     except (Payment.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"There is no payment with id {payment_id}.") from None

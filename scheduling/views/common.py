@@ -13,13 +13,23 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 from scheduling.errors import DomainError, ValidationFailed
+from scheduling.models import User
 from scheduling.permissions import role
 from scheduling.services.retention import live_start
 
 T = TypeVar("T")
 View = Callable[..., HttpResponse]
+
+
+class StaffRequest(HttpRequest):
+    """What a page behind `role_required` is called with, for the type checker: the gate
+    lets only signed-in staff through, and django-htmx's middleware sets `htmx`."""
+
+    user: User
+    htmx: HtmxDetails
 
 
 def role_required(*roles: str) -> Callable[[View], View]:

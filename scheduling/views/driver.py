@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
@@ -23,7 +23,7 @@ from scheduling.domain import local_day_bounds
 from scheduling.models import DriverProfile, Leg, Trip, TripStatus
 from scheduling.services.dispatch import driver_queue, queue_position
 from scheduling.services.trips import act_on_trip, set_shift
-from scheduling.views.common import call_for_form, live_after, role_required
+from scheduling.views.common import StaffRequest, call_for_form, live_after, role_required
 
 # The driver's actions this page offers, in the order of a trip; which of them a trip
 # shows is TRIP_RULES' answer for a driver from the trip's status.
@@ -144,7 +144,7 @@ def trips_context(user, forms_by_id: dict[int, TripActionForm] | None = None) ->
 
 
 def render_shift(
-    request: HttpRequest, forms_by_id: dict[int, TripActionForm] | None = None
+    request: StaffRequest, forms_by_id: dict[int, TripActionForm] | None = None
 ) -> HttpResponse:
     """The whole page, or (for htmx) both regions and the page's messages."""
     if request.htmx:
@@ -155,7 +155,7 @@ def render_shift(
     return render(request, "driver/shift.html", {"live_after": after, **context})
 
 
-def done(request: HttpRequest) -> HttpResponse:
+def done(request: StaffRequest) -> HttpResponse:
     if request.htmx:
         return render_shift(request)
     return redirect("driver:shift")
@@ -163,28 +163,28 @@ def done(request: HttpRequest) -> HttpResponse:
 
 @role_required(states.DRIVER)
 @require_GET
-def shift(request: HttpRequest) -> HttpResponse:
+def shift(request: StaffRequest) -> HttpResponse:
     return render_shift(request)
 
 
 @role_required(states.DRIVER)
 @require_GET
-def status_region(request: HttpRequest) -> HttpResponse:
+def status_region(request: StaffRequest) -> HttpResponse:
     return render(request, "driver/_status.html", shift_context(request.user))
 
 
 @role_required(states.DRIVER)
 @require_GET
-def trips_region(request: HttpRequest) -> HttpResponse:
+def trips_region(request: StaffRequest) -> HttpResponse:
     return render(request, "driver/_trips.html", trips_context(request.user))
 
 
 @role_required(states.DRIVER)
 @require_POST
-def change_shift(request: HttpRequest) -> HttpResponse:
+def change_shift(request: StaffRequest) -> HttpResponse:
     form = ShiftForm(request.POST)
     if not form.is_valid():
-        messages.error(request, form.errors["on_shift"][0])
+        messages.error(request, str(form.errors["on_shift"][0]))
         return done(request)
     if not DriverProfile.objects.filter(user=request.user).exists():
         messages.error(request, "You have no driver profile yet: ask a manager to set it up.")
@@ -192,7 +192,7 @@ def change_shift(request: HttpRequest) -> HttpResponse:
     on_shift = form.cleaned_data["on_shift"]
     profile = call_for_form(form, set_shift, driver=request.user, on_shift=on_shift)
     if profile is None:
-        messages.error(request, form.non_field_errors()[0])
+        messages.error(request, str(form.non_field_errors()[0]))
     elif on_shift:
         messages.success(request, "You are on shift: trips come to you in turn.")
     else:
@@ -202,7 +202,7 @@ def change_shift(request: HttpRequest) -> HttpResponse:
 
 @role_required(states.DRIVER)
 @require_POST
-def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def act(request: StaffRequest, pk: int, action: str) -> HttpResponse:
     if action not in OFFERED_ACTIONS:
         raise Http404("No such action.")
     # Another driver's trip is not told apart from no trip.

@@ -106,7 +106,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def driver_names(decisions) -> dict[int, str]:
-        ids = set()
+        ids: set[int] = set()
         for d in decisions:
             ids.update(s["driver"] for s in d.skipped)
             if d.driver_id:
