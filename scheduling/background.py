@@ -43,7 +43,7 @@ def after_commit(task: str, *args: int, countdown: float | None = None) -> None:
     def enqueue() -> None:
         send(task, *args, countdown=countdown)
 
-    enqueue.job = job
+    enqueue.job = job  # type: ignore[attr-defined]  # a function attribute, read above
     # robust: an exception in one callback is logged and does not stop the others or turn
     # a committed request into an error.
     transaction.on_commit(enqueue, robust=True)
@@ -57,7 +57,10 @@ def send(task: str, *args: int, countdown: float | None = None) -> bool:
     registered task, not `app.send_task`, so that eager mode (the embedded default) runs
     it in-process."""
     try:
-        app.tasks[task].apply_async(args=args, countdown=countdown)
+        if countdown is None:  # none given is none at all (the stubs take no None for it)
+            app.tasks[task].apply_async(args=args)
+        else:
+            app.tasks[task].apply_async(args=args, countdown=countdown)
     except OperationalError as exc:
         logger.warning("broker unreachable, %s%s left for the sweep: %s", task, args, exc)
         return False
