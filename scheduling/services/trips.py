@@ -117,14 +117,17 @@ def assign_locked(
     precheck: bool = True,
     actor: User | None = None,
     reason: str = "",
+    timetable_locked: bool = False,
 ) -> None:
     """assign_trip's work, for a caller inside a transaction that holds the trip's row lock
     and has read the driver's profile: the dispatcher, assigning many in one pass, which
     flushes `writes` once, and has looked for clashes itself (`precheck=False`); and the
     desk's assignment by hand (`actor`, services/manual_dispatch.py). A refusal raises
-    before anything is written."""
+    before anything is written. `timetable_locked`: the caller holds the driver's
+    timetable lock already (the dispatcher takes every waiting driver's at once)."""
     states.check(TRIP_RULES, "assign", current=trip.status, role=role_of(actor), noun="trip")
-    lock_timetable(DRIVER_TIMETABLE, profile.user_id)
+    if not timetable_locked:
+        lock_timetable(DRIVER_TIMETABLE, profile.user_id)
     if trip.passengers > profile.seats:
         raise ValidationFailed.on(
             "driver", f"{profile.user} cannot carry {trip.passengers} passengers."
