@@ -11,18 +11,19 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from scheduling.api import fields as strict
 from scheduling.api import serializers as s
 from scheduling.api.schema import ERRORS
 from scheduling.limits import TEXT_MAX
 from scheduling.services.reassign import reassign
 
 
-class ReassignInput(serializers.Serializer):
+class ReassignInput(strict.InputSerializer):
     therapist = s.ident(help_text="The therapist who takes the appointment.")
     start = s.AwareDateTimeField(
         required=False, help_text="A new start; omitted, the appointment keeps its time."
     )
-    reason = serializers.CharField(
+    reason = strict.CharField(
         max_length=TEXT_MAX, help_text="Why (kept in the appointment's history)."
     )
 

@@ -40,6 +40,9 @@ ANY_TEXT = "^[^\x00]*$"
 NOT_BLANK = f"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 
 INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# A header value as it arrives (Latin-1, as WSGI reads it) that str.isprintable() takes:
+# no control characters, no DEL to NBSP, no soft hyphen. The Idempotency-Key's rule.
+PRINTABLE_HEADER = "^[^\x00-\x1f\x7f-\xa0\xad]{0,255}$"
 
 
 def _years(first: int, last: int) -> str:
@@ -70,7 +73,7 @@ class StrictField(serializers.Field):
 class CharField(StrictField, serializers.CharField):
     """A JSON string; a number, boolean, object or array is refused, not written down."""
 
-    default_error_messages = {"invalid": "Must be a string."}
+    default_error_messages = {"not_a_string": "Must be a string."}
 
     @property
     def pattern(self) -> str:
@@ -79,7 +82,7 @@ class CharField(StrictField, serializers.CharField):
     def run_validation(self, data: Any = empty) -> Any:
         # Before DRF's blank check, which would read str(0) as text.
         if data is not empty and data is not None and not isinstance(data, str):
-            self.fail("invalid")
+            self.fail("not_a_string")
         return super().run_validation(data)
 
 
@@ -228,7 +231,8 @@ class Patterned(StrictField):
 class Preferences(serializers.JSONField):
     """A client's preferences: a JSON object, checked by the service (clients.py)."""
 
-    default_error_messages = {"invalid": 'Give an object, e.g. {"channel": "sms"}.'}
+    # Braces doubled: DRF formats the message.
+    default_error_messages = {"invalid": 'Give an object, e.g. {{"channel": "sms"}}.'}
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scheduling.api import fields as strict
 from scheduling.api.payments import PaymentRecordSerializer
 from scheduling.api.schema import ERRORS
 from scheduling.api.views import valid
@@ -33,12 +34,10 @@ GATEWAY_ERROR = OpenApiResponse(
 )
 
 
-class RefundInput(serializers.Serializer):
+class RefundInput(strict.InputSerializer):
     # Leave it out to refund everything still refundable.
-    amount = serializers.DecimalField(
-        max_digits=10, decimal_places=2, min_value=Decimal("0.01"), required=False
-    )
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    amount = strict.Money(min_value=Decimal("0.01"), numbers=True, required=False)
+    reason = strict.CharField(max_length=300, required=False, allow_blank=True)
 
 
 class RefundSerializer(serializers.Serializer):

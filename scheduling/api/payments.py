@@ -12,25 +12,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scheduling.api import fields as strict
 from scheduling.api.pagination import Keyset
 from scheduling.api.schema import ERRORS
+from scheduling.api.serializers import DayField, ident
 from scheduling.api.views import valid
 from scheduling.models import Payment, PaymentState
 from scheduling.models.payments import COLLECTED_METHODS
 from scheduling.services import payments as payment_services
 
 
-class CollectionInput(serializers.Serializer):
-    method = serializers.ChoiceField(choices=sorted(COLLECTED_METHODS))
+class CollectionInput(strict.InputSerializer):
+    method = strict.ChoiceField(choices=sorted(COLLECTED_METHODS))
     # A string such as "1500.00" (a JSON number is read as its decimal text, never a float).
-    amount = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
-    reference = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    amount = strict.Money(min_value=Decimal("0.01"), numbers=True)
+    reference = strict.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class PaymentListFilter(serializers.Serializer):
-    appointment = serializers.IntegerField(required=False, min_value=1)
-    date = serializers.DateField(required=False)
-    status = serializers.ChoiceField(choices=PaymentState.values, required=False)
+class PaymentListFilter(strict.InputSerializer):
+    appointment = ident(required=False)
+    date = DayField(required=False)
+    status = strict.ChoiceField(choices=PaymentState.values, required=False)
 
 
 class PaymentRecordSerializer(serializers.Serializer):

@@ -1,5 +1,9 @@
-"""Error bodies for the OpenAPI document (the shapes of API.md, "Errors")."""
+"""Error bodies for the OpenAPI document (the shapes of API.md, "Errors"), and what the
+strict input fields accept."""
 
+from decimal import Decimal
+
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -95,3 +99,66 @@ STREAM_PRUNED = OpenApiResponse(
     ),
     description="`after` is older than the events kept: reload, then continue after last_seq.",
 )
+
+
+# --- what the strict input fields accept (scheduling/api/fields.py) --------------------------
+# The schema shows each field's own pattern, so what it allows is what the field takes.
+
+
+class StrictTextSchema(OpenApiSerializerFieldExtension):
+    target_class = "scheduling.api.fields.CharField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request" and "pattern" not in schema:
+            schema["pattern"] = self.target.pattern
+        return schema
+
+
+class PatternedSchema(OpenApiSerializerFieldExtension):
+    """A field with a `pattern` of its own (the calendar fields' year range)."""
+
+    target_class = "scheduling.api.fields.Patterned"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["pattern"] = self.target.pattern
+        return schema
+
+
+class MoneySchema(OpenApiSerializerFieldExtension):
+    target_class = "scheduling.api.fields.Money"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        text = {"type": "string", "pattern": field.pattern, "example": "1500.00"}
+        if direction != "request" or not field.numbers:
+            return text
+        places = Decimal(1).scaleb(-field.decimal_places)
+        number = {
+            "type": "number",
+            "multipleOf": float(places),
+            "minimum": float(field.min_value if field.min_value is not None else 0),
+            "maximum": float(Decimal(10) ** (field.max_digits - field.decimal_places) - places),
+        }
+        return {"oneOf": [text, number]}
+
+
+class InputSchema(OpenApiSerializerExtension):
+    """additionalProperties: false for bodies whose unknown fields are refused, and
+    `one_of` as the JSON Schema oneOf of the requireds."""
+
+    target_class = "scheduling.api.fields.InputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if self.target.closed:
+            schema["additionalProperties"] = False
+        if self.target.one_of:
+            schema["oneOf"] = [{"required": [name]} for name in self.target.one_of]
+        return schema

@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
+from scheduling.api import fields as strict
 from scheduling.limits import (
     FIRST_YEAR,
     LAST_YEAR,
@@ -24,8 +25,10 @@ from scheduling.realtime.events import shaped_for
 YEARS = (FIRST_YEAR, LAST_YEAR)
 
 
-class AwareDateTimeField(serializers.DateTimeField):
+class AwareDateTimeField(strict.Patterned, serializers.DateTimeField):
     """ISO 8601 with an offset: a time without one is ambiguous, so it is refused."""
+
+    pattern = f"^{strict.YEAR}-"
 
     default_error_messages = {
         "naive": "Give the time with its UTC offset, e.g. 2030-05-01T14:00:00+08:00.",
@@ -45,8 +48,10 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
-class DayField(serializers.DateField):
+class DayField(strict.Patterned, serializers.DateField):
     """A calendar day the business could work on (and that date arithmetic survives)."""
+
+    pattern = f"^{strict.YEAR}-[0-9]{{2}}-[0-9]{{2}}$"
 
     default_error_messages = {"out_of_range": f"Give {YEARS_TEXT}."}
 
@@ -62,11 +67,11 @@ MAX_ID = 2**63 - 1
 
 
 def ident(**kwargs) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+    return strict.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 def text(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=TEXT_MAX, allow_blank=True, **kwargs)
+    return strict.CharField(max_length=TEXT_MAX, allow_blank=True, **kwargs)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -239,22 +244,39 @@ class TokenSerializer(serializers.Serializer):
 # --- input ----------------------------------------------------------------------------------
 
 
-class ClientInput(serializers.Serializer):
-    name = serializers.CharField(max_length=NAME_MAX)
-    phone = serializers.CharField(max_length=PHONE_MAX)
-    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+class ServiceInput(strict.InputSerializer):
+    name = strict.CharField(max_length=120)
+    duration_minutes = strict.IntegerField(min_value=1, max_value=24 * 60)
+    price = strict.Money(min_value=0)
+    buffer_minutes = strict.IntegerField(min_value=0, max_value=24 * 60, required=False)
+    active = strict.BooleanField(required=False)
+
+
+class ShiftInput(strict.InputSerializer):
+    on_shift = strict.BooleanField()
+
+
+class ClientInput(strict.InputSerializer):
+    name = strict.CharField(max_length=NAME_MAX)
+    phone = strict.CharField(max_length=PHONE_MAX)
+    email = strict.EmailField(required=False, allow_blank=True, max_length=254)
     address = text(required=False)
     area = ident(required=False, allow_null=True, help_text="Service area (sets the travel time).")
     notes = text(required=False)
 
 
 class ClientPatch(ClientInput):
-    """The same fields as creation, each optional."""
+    """The same fields as creation, each optional, and the client's preferences; any
+    other field is refused by name."""
+
+    closed = True
+    preferences = strict.Preferences(required=False)
 
 
-class RepeatInput(serializers.Serializer):
-    every_weeks = serializers.ChoiceField(choices=[1, 2, 4])
-    count = serializers.IntegerField(
+class RepeatInput(strict.InputSerializer):
+    one_of = ("count", "until")
+    every_weeks = strict.ChoiceField(choices=[1, 2, 4])
+    count = strict.IntegerField(
         required=False, min_value=2, max_value=26, help_text="2 to 26 occurrences."
     )
     until = DayField(required=False, help_text="The last day an occurrence may fall on.")
@@ -282,7 +304,7 @@ class RepeatInput(serializers.Serializer):
             ) from None
 
 
-class AppointmentInput(serializers.Serializer):
+class AppointmentInput(strict.InputSerializer):
     client = ident()
     service = ident()
     therapist = ident(
@@ -293,7 +315,7 @@ class AppointmentInput(serializers.Serializer):
     start = AwareDateTimeField()
     address = text(required=False, default="")
     notes = text(required=False, default="")
-    needs_transport = serializers.BooleanField(required=False, default=False)
+    needs_transport = strict.BooleanField(required=False, default=False)
     area = ident(
         required=False,
         allow_null=True,
@@ -302,21 +324,24 @@ class AppointmentInput(serializers.Serializer):
     repeat = RepeatInput(
         required=False, help_text="Book a standing appointment: every 1, 2 or 4 weeks."
     )
-    skip_conflicts = serializers.BooleanField(
+    skip_conflicts = strict.BooleanField(
         required=False,
         default=False,
         help_text="With repeat: book the free dates and list the others as skipped.",
     )
 
 
-class AppointmentPatch(serializers.Serializer):
+class AppointmentPatch(strict.InputSerializer):
+    """Only these two fields; any other is refused by name."""
+
+    closed = True
     address = text(required=False)
     notes = text(required=False)
 
 
-class ActionInput(serializers.Serializer):
+class ActionInput(strict.InputSerializer):
     reason = text(required=False, default="")
-    on_behalf = serializers.BooleanField(
+    on_behalf = strict.BooleanField(
         required=False,
         default=False,
         help_text="The desk takes the therapist's (or driver's) action for them, confirmed "
@@ -331,54 +356,54 @@ SCOPE_HELP = (
 
 
 class CancelInput(ActionInput):
-    scope = serializers.ChoiceField(
+    scope = strict.ChoiceField(
         choices=["this", "following", "all"], required=False, default="this", help_text=SCOPE_HELP
     )
 
 
-class RescheduleInput(serializers.Serializer):
+class RescheduleInput(strict.InputSerializer):
     start = AwareDateTimeField()
     reason = text(required=False, default="")
-    scope = serializers.ChoiceField(
+    scope = strict.ChoiceField(
         choices=["this", "following", "all"], required=False, default="this", help_text=SCOPE_HELP
     )
 
 
-class AvailabilityQuery(serializers.Serializer):
+class AvailabilityQuery(strict.InputSerializer):
     service = ident()
     date = DayField()
     therapist = ident(required=False)
-    needs_transport = serializers.BooleanField(required=False, default=False)
+    needs_transport = strict.BooleanField(required=False, default=False)
     client = ident(required=False, help_text="Whose address: their area sets the travel.")
     area = ident(required=False, help_text="A service area; overrides the client's.")
 
 
-class AppointmentFilter(serializers.Serializer):
+class AppointmentFilter(strict.InputSerializer):
     date = DayField(required=False)
-    status = serializers.ChoiceField(
+    status = strict.ChoiceField(
         choices=[c for c, _ in Appointment._meta.get_field("status").choices], required=False
     )
     therapist = ident(required=False)
     client = ident(required=False, help_text="One client's appointments (issue 13).")
 
 
-class EventsQuery(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=500)
+class EventsQuery(strict.InputSerializer):
+    after = strict.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0)
+    limit = strict.IntegerField(min_value=1, max_value=1000, required=False, default=500)
 
 
-class StaffQuery(serializers.Serializer):
-    role = serializers.ChoiceField(
+class StaffQuery(strict.InputSerializer):
+    role = strict.ChoiceField(
         choices=["therapist", "driver", "receptionist", "manager"], required=False
     )
 
 
-class ClientQuery(serializers.Serializer):
-    q = serializers.CharField(max_length=SEARCH_MAX, required=False, allow_blank=True)
+class ClientQuery(strict.InputSerializer):
+    q = strict.CharField(max_length=SEARCH_MAX, required=False, allow_blank=True)
 
 
-class LoginInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(
+class LoginInput(strict.InputSerializer):
+    username = strict.CharField(max_length=150)
+    password = strict.CharField(
         max_length=128, trim_whitespace=False, style={"input_type": "password"}
     )

@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from scheduling.api import fields as strict
 from scheduling.api import serializers as s
 from scheduling.api.schema import ERRORS
 from scheduling.errors import NotPermitted
@@ -20,15 +21,15 @@ from scheduling.services import manual_dispatch
 from scheduling.states import DESK
 
 
-class AssignInput(serializers.Serializer):
+class AssignInput(strict.InputSerializer):
     driver = s.ident(help_text="The driver who takes the trip: on shift, fit, free.")
-    reason = serializers.CharField(
+    reason = strict.CharField(
         max_length=TEXT_MAX, help_text="Why (kept in the trip's dispatch decisions)."
     )
 
 
-class UnassignInput(serializers.Serializer):
-    reason = serializers.CharField(
+class UnassignInput(strict.InputSerializer):
+    reason = strict.CharField(
         max_length=TEXT_MAX, help_text="Why (kept in the trip's dispatch decisions)."
     )
 

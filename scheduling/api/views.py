@@ -12,9 +12,8 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_view,
-    inline_serializer,
 )
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import Throttled
@@ -25,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scheduling import ratelimit, states
+from scheduling.api import fields as strict
 from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
 from scheduling.api.desk_control import AppointmentControlMixin
@@ -166,9 +166,9 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
     def get_permissions(self):
         return [IsManager()] if self.action == "create" else super().get_permissions()
 
-    @extend_schema(request=s.ServiceSerializer, responses={201: s.ServiceSerializer, **ERRORS})
+    @extend_schema(request=s.ServiceInput, responses={201: s.ServiceSerializer, **ERRORS})
     def create(self, request: Request) -> Response:
-        service = create_service(**valid(s.ServiceSerializer, request.data))
+        service = create_service(**valid(s.ServiceInput, request.data))
         return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
@@ -333,9 +333,10 @@ class AppointmentViewSet(
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "maxLength": 255, "pattern": strict.PRINTABLE_HEADER},
                 OpenApiParameter.HEADER,
-                description="Retries with the same key return the first response.",
+                description="Retries with the same key return the first response "
+                "(at most 255 printable characters).",
             )
         ],
         responses={201: s.CREATED_APPOINTMENT, 422: KEY_REUSED, **ERRORS},
@@ -533,18 +534,12 @@ for _name in TRIP_ACTIONS:
     setattr(TripViewSet, _name, _trip_action(_name))
 
 
-SHIFT_INPUT = inline_serializer("ShiftInput", {"on_shift": serializers.BooleanField()})
-
-
 class ShiftView(APIView):
     permission_classes = [IsDriver]
 
-    @extend_schema(
-        request=inline_serializer("ShiftInput", {"on_shift": serializers.BooleanField()}),
-        responses={200: s.ShiftSerializer, **ERRORS},
-    )
+    @extend_schema(request=s.ShiftInput, responses={200: s.ShiftSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        data = valid(s.ShiftSerializer, request.data)
+        data = valid(s.ShiftInput, request.data)
         profile = trip_services.set_shift(driver=request.user, on_shift=data["on_shift"])
         return Response(s.ShiftSerializer(shift_state(profile)).data)
 
