@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from scheduling.limits import TEXT_MAX
 from scheduling.models import Appointment, ServiceArea, Transition, Trip
 from scheduling.services.appointments import act_on_appointment, create_appointment
 from scheduling.services.trips import assign_trip
@@ -282,7 +283,7 @@ def test_a_huge_reason_is_a_message_not_an_error(signed_in, therapist, book, tom
         act_url(appointment, "reject"), {f"a{appointment.pk}-reason": "x" * 100_000}
     )
     assert response.status_code == 200
-    assert "at most 500 characters" in response.content.decode()
+    assert f"at most {TEXT_MAX} characters" in response.content.decode()
     appointment.refresh_from_db()
     assert appointment.status == "pending"
 
