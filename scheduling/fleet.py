@@ -25,6 +25,10 @@ are at 10:30).
   driver whose free piece ends soonest first, which keeps drivers on long hours for the
   trips only they can take; on the sizes a day has (tens of drivers, hundreds of trips)
   it rarely backtracks at all.
+- Before any search, two quick descents: each trip to the first driver free for it in
+  that order, then best fit (each trip to the free driver idle the least time before
+  it). Either one that places every trip is an answer; only when both get stuck does the
+  search run, so the answer never depends on them.
 
 tests/domain/test_fleet.py checks it against a brute-force oracle that tries every assignment.
 """
