@@ -20,6 +20,7 @@ from scheduling.errors import (
     NotPermitted,
     SeriesConflict,
     ValidationFailed,
+    VisitConflict,
 )
 
 
@@ -75,6 +76,12 @@ def _domain(exc: DomainError) -> Response:
                 **(
                     {"failures": [failure(f) for f in exc.failures]}
                     if isinstance(exc, SeriesConflict)
+                    else {}
+                ),
+                # A visit's sessions that cannot be booked (services/visits.py).
+                **(
+                    {"failures": [f.as_json() for f in exc.failures]}
+                    if isinstance(exc, VisitConflict)
                     else {}
                 ),
             },

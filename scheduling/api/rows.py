@@ -44,8 +44,19 @@ APPOINTMENT_COLUMNS = (
     "busy_from",
     "busy_until",
     "series_id",
+    "visit_id",
 )
-TRIP_COLUMNS = ("id", "appointment_id", "leg", "window_start", "window_end", "status", "driver_id")
+TRIP_COLUMNS = (
+    "id",
+    "appointment_id",
+    "leg",
+    "window_start",
+    "window_end",
+    "status",
+    "driver_id",
+    "passengers",
+    "visit_id",
+)
 # The order the trips of an appointment are shown in, everywhere.
 TRIP_ORDER = ("window_start", "id")
 CENTS = Decimal("0.01")
@@ -124,7 +135,9 @@ def _trips_sql() -> str:
 
 
 def render_trip(row: tuple, zone: tzinfo) -> dict[str, Any]:
-    trip_id, appointment_id, leg, window_start, window_end, status, driver_id = row
+    trip_id, appointment_id, leg, window_start, window_end, status, driver_id, passengers, visit = (
+        row
+    )
     return {
         "id": trip_id,
         "appointment": appointment_id,
@@ -133,6 +146,8 @@ def render_trip(row: tuple, zone: tzinfo) -> dict[str, Any]:
         "window_end": iso(window_end, zone),
         "status": status,
         "driver": driver_id,
+        "passengers": passengers,
+        "visit": visit,
     }
 
 
@@ -160,6 +175,8 @@ def render_appointment(appointment: Appointment, trips: Iterable[Trip], user) ->
             t.window_end,
             str(t.status),
             t.driver_id,
+            t.passengers,
+            t.visit_id,
         )
         for t in trips
     ]
@@ -186,6 +203,7 @@ def _appointment(row: dict, trips: Iterable[tuple], zone: tzinfo) -> dict[str, A
         "busy_from": iso(row["busy_from"], zone),
         "busy_until": iso(row["busy_until"], zone),
         "series": row["series_id"],
+        "visit": row["visit_id"],
         "trips": [render_trip(trip, zone) for trip in trips],
     }
 

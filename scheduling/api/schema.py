@@ -43,16 +43,29 @@ ERRORS = {
                         "vehicle",
                         "needed_later",
                         "series_conflict",
+                        "visit_conflict",
+                        "part_of_visit",
                     ],
                     required=False,
                 ),
                 "failures": serializers.ListField(
                     required=False,
-                    help_text="series_conflict: each occurrence that cannot be booked or moved.",
+                    help_text="series_conflict: each occurrence that cannot be booked or "
+                    "moved (with its start); visit_conflict: each session of the visit that "
+                    "cannot be booked (with its session, service and therapist).",
                     child=inline_serializer(
-                        "OccurrenceFailure",
+                        "Failure",
                         {
-                            "start": serializers.DateTimeField(),
+                            "start": serializers.DateTimeField(required=False),
+                            "session": serializers.IntegerField(
+                                required=False, help_text="The session's place, from 0."
+                            ),
+                            "service": serializers.IntegerField(required=False),
+                            "therapist": serializers.IntegerField(
+                                required=False,
+                                allow_null=True,
+                                help_text="null: no therapist could be chosen.",
+                            ),
                             "reason": serializers.CharField(),
                             "detail": serializers.CharField(),
                             "appointment": serializers.IntegerField(required=False),

@@ -120,7 +120,21 @@ def _driver_profile(user: User):
 class TripSerializer(serializers.ModelSerializer):
     class Meta:
         model = Trip
-        fields = ["id", "appointment", "leg", "window_start", "window_end", "status", "driver"]
+        fields = [
+            "id",
+            "appointment",
+            "leg",
+            "window_start",
+            "window_end",
+            "status",
+            "driver",
+            "passengers",
+            "visit",
+        ]
+        extra_kwargs = {
+            "passengers": {"help_text": "Therapists carried: a visit's trip carries them all."},
+            "visit": {"help_text": "The visit this trip is shared by, or null."},
+        }
 
 
 class AppointmentSerializer(serializers.ModelSerializer):
@@ -154,10 +168,12 @@ class AppointmentSerializer(serializers.ModelSerializer):
             "busy_from",
             "busy_until",
             "series",
+            "visit",
             "trips",
         ]
         extra_kwargs = {
             "series": {"help_text": "The standing booking this is an occurrence of, or null."},
+            "visit": {"help_text": "The couples or group visit this is a session of, or null."},
             "response_deadline": {
                 "help_text": "When the therapist must answer by; null for a series' later "
                 "occurrences (the first occurrence's answer covers them)."

@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from scheduling.api import gateway_payments, payments, views
+from scheduling.api import gateway_payments, payments, views, visits
 
 router = SimpleRouter()
 router.register("clients", views.ClientViewSet, basename="client")
@@ -10,6 +10,8 @@ router.register("services", views.ServiceViewSet, basename="service")
 router.register("staff", views.StaffViewSet, basename="staff")
 router.register("appointments", views.AppointmentViewSet, basename="appointment")
 router.register("trips", views.TripViewSet, basename="trip")
+# Issue 14 item 1: couples and group visits (scheduling/api/visits.py).
+router.register("visits", visits.VisitViewSet, basename="visit")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),

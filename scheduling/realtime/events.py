@@ -52,6 +52,8 @@ def trip_data(trip: Trip) -> dict[str, Any]:
         "window_end": _iso(trip.window_end),
         "status": trip.status,
         "driver": trip.driver_id,
+        "passengers": trip.passengers,
+        "visit": trip.visit_id,
         "address": appointment.address,
         "start": _iso(appointment.start),
         "end": _iso(appointment.end),
@@ -71,6 +73,7 @@ def appointment_data(appointment: Appointment, trips: Iterable[Trip] = ()) -> di
         "notes": appointment.notes,
         "response_deadline": _iso(appointment.response_deadline),
         "series": appointment.series_id,
+        "visit": appointment.visit_id,
         "trips": [trip_data(t) for t in trips],
     }
 

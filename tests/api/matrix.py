@@ -18,9 +18,19 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from scheduling.models import Appointment, Client, Payment, Service, Trip, User
+from scheduling.models import (
+    Appointment,
+    Client,
+    DriverProfile,
+    Payment,
+    Service,
+    Trip,
+    User,
+    Visit,
+)
 from scheduling.services.appointments import create_appointment, update_appointment_details
 from scheduling.services.trips import assign_trip, set_shift
+from scheduling.services.visits import SessionAsk, book_visit
 from tests import factories
 
 ROLES = ("anonymous", "receptionist", "manager", "therapist", "driver")
@@ -302,6 +312,24 @@ EXPECTED: dict[tuple[str, str], dict[str, int | tuple[int, int, int]]] = {
         (f"api:webhook-{gateway}", "POST"): dict.fromkeys(ROLES, 400)
         for gateway in ("razorpay", "paymongo", "fake")
     },
+    # Issue 14: couples and group visits. The desk books and cancels (others are kept off
+    # before any lookup); a therapist reads a visit they have a session in, a driver one
+    # whose trip they hold.
+    ("api:visit-list", "POST"): {**DESK_ONLY, "receptionist": 201, "manager": 201},
+    ("api:visit-detail", "GET"): {
+        "anonymous": ANON3,
+        "receptionist": DESK_ALL,
+        "manager": DESK_ALL,
+        "therapist": OWN_ONLY,
+        "driver": OWN_ONLY,
+    },
+    ("api:visit-cancel", "POST"): {
+        "anonymous": ANON3,
+        "receptionist": DESK_ALL,
+        "manager": DESK_ALL,
+        "therapist": KEPT_OFF,
+        "driver": KEPT_OFF,
+    },
 }
 
 # The status an object is put in before an action, so that its rightful role gets a 200.
@@ -350,8 +378,14 @@ class World:
     own_payment: Payment  # cash the therapist collected on the own appointment, unverified
     foreign_payment: Payment  # the other therapist's, on the foreign appointment
 
+    # The visits (issue 14), booked on first use in each case (inside its savepoint, so
+    # rolled back with it): the other families' scope tests see the world without them.
+    visits: tuple[int, int] = (0, 0)
+
     def objects(self, family: str) -> tuple[int, int]:
         """(own id, foreign id) of a kind of object, from the caller's point of view."""
+        if family == "visit":
+            return _booked_visits(self)
         return {
             "appointment": (self.own.pk, self.foreign.pk),
             "trip": (self.own_trip.pk, self.foreign_trip.pk),
@@ -424,6 +458,40 @@ def build_world() -> World:
         own_payment=_collected(own, users["therapist"]),
         foreign_payment=_collected(foreign, users["other_therapist"]),
     )
+
+
+def _booked_visits(world: World) -> tuple[int, int]:
+    """(own, foreign): the therapist's couples visit with another therapist, both legs
+    driven by the driver; and the other therapist's, driven by the other driver. Two
+    days ahead, clear of the appointments; the drivers have cars with two seats."""
+    if Visit.objects.filter(pk__in=world.visits).count() == 2:
+        return world.visits
+    DriverProfile.objects.filter(
+        user__in=[world.users["driver"], world.users["other_driver"]]
+    ).update(vehicle="car", seats=2)
+    start = tomorrow_at(10) + timedelta(days=2)
+    pair = []
+    for therapist, client, driver in (
+        ("therapist", world.client, "driver"),
+        ("other_therapist", world.other_client, "other_driver"),
+    ):
+        partner = factories.therapist(world.service, username=f"partner-of-{therapist}")
+        visit = book_visit(
+            actor=world.users["receptionist"],
+            client_id=client.pk,
+            start=start,
+            sessions=[
+                SessionAsk(world.service.pk, world.users[therapist].pk),
+                SessionAsk(world.service.pk, partner.pk),
+            ],
+            needs_transport=True,
+            notes="gate code 1234",
+        )
+        for trip in visit.trips.all():
+            assign_trip(trip_id=trip.pk, driver_id=world.users[driver].pk)
+        pair.append(visit.pk)
+    world.visits = (pair[0], pair[1])
+    return world.visits
 
 
 def _collected(appointment: Appointment, therapist: User) -> Payment:

@@ -18,6 +18,7 @@ route altogether, 401 for anonymous callers on every route that needs a login.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ from scheduling.models import (
     Transition,
     Trip,
     User,
+    Visit,
     WebhookEvent,
     WorkingHours,
 )
@@ -84,6 +86,7 @@ SNAPSHOT_MODELS = (
     DispatchDecision,
     Refund,
     WebhookEvent,
+    Visit,
 )
 
 
@@ -125,6 +128,18 @@ def request_for(route: Route, method: str, world: World, role: str) -> dict[str,
             "address": "1 Ayala Ave",
             "needs_transport": True,
         }
+    if name == "api:visit-list" and method == "POST":
+        return {
+            "client": world.client.pk,
+            "start": (tomorrow_at(17) + timedelta(days=1)).isoformat(),
+            "needs_transport": False,
+            "sessions": [
+                {"service": world.service.pk, "therapist": world.users["therapist"].pk},
+                {"service": world.service.pk, "therapist": world.users["other_therapist"].pk},
+            ],
+        }
+    if name == "api:visit-cancel":
+        return {"reason": "matrix"}
     if name == "api:appointment-payments":
         return {"method": "cash", "amount": "100.00"}
     if method == "PATCH":
@@ -161,6 +176,17 @@ def check_effect(route: Route, method: str, world: World, role: str, pk: int | N
         created = Appointment.objects.get(pk=body["id"])
         assert (created.status, created.created_by) == ("pending", world.users[role])
         assert created.trips.count() == 2
+    elif name == "api:visit-list":
+        created = Visit.objects.get(pk=body["id"])
+        assert created.created_by == world.users[role]
+        assert [a["visit"] for a in body["appointments"]] == [created.pk] * 2
+        assert created.sessions.filter(status="pending").count() == 2
+    elif name == "api:visit-cancel":
+        assert set(Visit.objects.get(pk=pk).sessions.values_list("status", flat=True)) == {
+            "cancelled"
+        }
+        assert {a["status"] for a in body["appointments"]} == {"cancelled"}
+        assert {t["status"] for t in body["trips"]} == {"cancelled"}
     elif name == "api:driver-shift":
         assert body["on_shift"] is False
         assert DriverProfile.objects.get(user=world.users[role]).on_shift is False
@@ -253,6 +279,9 @@ CONTRACT = [
     *(("POST", f"/api/trips/1/{action}/") for action in TRIP_ACTIONS),
     ("POST", "/api/drivers/me/shift/"),
     ("GET", "/api/events/"),
+    ("POST", "/api/visits/"),
+    ("GET", "/api/visits/1/"),
+    ("POST", "/api/visits/1/cancel/"),
     ("GET", "/api/schema/"),
     ("GET", "/health/"),
 ]

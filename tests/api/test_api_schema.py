@@ -139,6 +139,16 @@ DOMAIN_REFUSALS = (
         "a start measured against the clock, the travel time and the slot step",
     ),
     Refusal(
+        r"^POST /api/visits/$",
+        400,
+        r"(client|area|start|sessions\[\d\]\.(service|therapist))",
+        r"^There is no [a-z ]+ with id \d+\.$| is no longer offered\.$| does not perform |"
+        r" already has session \d|^That time has already passed\.$|^That is too (far ahead|soon)|"
+        r"^Start times are every \d+ minutes",
+        "a visit's sessions as a single booking's (ids that name nothing, a retired "
+        "service, a therapist who does not perform it or is named twice) and its start",
+    ),
+    Refusal(
         r"^POST /api/appointments/$",
         400,
         "(count|until)",
