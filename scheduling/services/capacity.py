@@ -73,6 +73,10 @@ def legs_for(
     ]
 
 
+# How far around new legs `Fleet._repaired` re-solves the day, in turn.
+REPAIR_MARGINS = (timedelta(hours=1), timedelta(hours=2), timedelta(hours=4))
+
+
 @dataclass
 class Fleet:
     """The drivers' time over some days as read from the database, and the trips still
@@ -379,7 +383,9 @@ class Fleet:
             k += 1
         return False
 
-    def _repaired(self, extra: list[OpenTrip]) -> bool:
+    def _repaired(
+        self, extra: list[OpenTrip], margins: Sequence[timedelta] = REPAIR_MARGINS
+    ) -> bool:
         """Quick sufficient check: the day's assignment kept outside a span of time around
         the new legs, the trips within it assigned afresh with them (an exact search, but
         quickly: `fleet.assign_quickly`, the drivers' time outside the span taken by the
@@ -387,7 +393,7 @@ class Fleet:
         held = self._held()
         first = min(t.window.start for t in extra)
         last = max(t.window.end for t in extra)
-        for margin in REPAIR_MARGINS:
+        for margin in margins:
             span = Interval(first - margin, last + margin)
             inside = [t for t in self.waiting if t.window.overlaps(span)]
             if len(inside) == len(self.waiting):
@@ -435,9 +441,6 @@ def _touching(spans: list[tuple[datetime, datetime]], window: Interval) -> froze
         touched.add(i)
     return frozenset(touched)
 
-
-# How far around new legs `Fleet._repaired` re-solves the day, in turn.
-REPAIR_MARGINS = (timedelta(hours=1), timedelta(hours=2), timedelta(hours=4))
 
 # Availability's answers kept per process (see Fleet.carried), least recently used dropped.
 LEG_ANSWERS_KEPT = 8192

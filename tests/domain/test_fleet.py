@@ -205,10 +205,10 @@ def _drivers(raw) -> list[Driver]:
 )
 def test_every_quick_answer_agrees_with_brute_force(raw_drivers, raw_trips, asked):
     """Each shortcut `Fleet.carries` takes before its search is sound on its own: the
-    quick yeses (beside the day's assignment, one move, a chain of moves, the quick
-    descents) only where an assignment exists, the quick no (a moment with too few
-    drivers) only where none does; and the whole answer is the oracle's. Trips of 1-4
-    passengers, cars and motorcycles of 1-4 seats."""
+    quick yeses (beside the day's assignment, one move, a chain of moves, a span of the
+    day re-solved, the quick descents) only where an assignment exists, the quick no (a
+    moment with too few drivers) only where none does; and the whole answer is the
+    oracle's. Trips of 1-4 passengers, cars and motorcycles of 1-4 seats."""
     from scheduling.fleet import assign_quickly
     from scheduling.services.capacity import Fleet, NewLeg
 
@@ -231,9 +231,12 @@ def test_every_quick_answer_agrees_with_brute_force(raw_drivers, raw_trips, aske
         assert not oracle(drivers, waiting)
         return
     assert valid(drivers, waiting, fleet.baseline())
-    for quick in (fleet._fits_beside, fleet._room_by_moving, fleet._chained):
+    for quick in (fleet._fits_beside, fleet._room_by_moving, fleet._chained, fleet._repaired):
         if quick(list(extra)):
             assert truth, quick.__name__
+    # Spans of the test's scale, so that some of the day is kept and some re-solved.
+    if fleet._repaired(list(extra), margins=(timedelta(minutes=10), timedelta(minutes=40))):
+        assert truth, "_repaired"
     if not fleet._enough_drivers_at_every_moment(list(extra)):
         assert not truth
     quickly = assign_quickly(drivers, [*waiting, *extra], hint=fleet.baseline())
@@ -262,3 +265,22 @@ def test_a_matching_extended_from_a_partial_one_decides_the_same(choices, data):
     )
     assert has_matching(choices) == brute
     assert extends_matching(choices, dict(owner)) == brute
+
+
+def test_a_span_re_solved_keeps_the_time_of_the_trips_left_outside_it():
+    # K carries two, so only Early's car can take it; I can go to either; the new leg L
+    # only to Late (Early is off at 01:50). Truly: K to Early, so I (overlapping K) to
+    # Late, and L (overlapping I) finds nobody. Re-solving the span around L without K's
+    # time taken from Early would give I to Early (best fit: idle since 00:10, Late since
+    # 00:00) and L to Late, a yes that does not exist.
+    from scheduling.services.capacity import Fleet, NewLeg
+
+    early = Driver(1, (span(10, 110),), seats=2, car=True)
+    late = Driver(2, (span(0, 600),))
+    kept, inside = OpenTrip("K", span(10, 50), passengers=2), OpenTrip("I", span(40, 100))
+    leg = NewLeg("pickup", span(60, 120))
+    fleet = Fleet([early, late], [kept, inside])
+    assert fleet.baseline() == {"K": 1, "I": 2}
+    assert not oracle([early, late], [kept, inside, leg.as_trip()])
+    assert not fleet._repaired([leg.as_trip()], margins=(timedelta(minutes=10),))
+    assert not fleet.carries([leg])
