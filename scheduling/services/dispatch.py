@@ -463,7 +463,13 @@ def request_pickup(
             raise NotPermitted("Only the appointment's own therapist may do that.")
         trip = (
             Trip.objects.select_for_update()
-            .filter(appointment=appointment, leg=Leg.PICKUP)
+            # A visit's session: the visit's shared pick-up (services/visits.py).
+            .filter(
+                Q(visit_id=appointment.visit_id)
+                if appointment.visit_id is not None
+                else Q(appointment=appointment),
+                leg=Leg.PICKUP,
+            )
             .order_by("-id")
             .first()
         )

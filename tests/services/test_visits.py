@@ -528,3 +528,14 @@ def test_a_two_passenger_trip_is_never_given_to_a_motorcycle(
     assert dropoff.driver == car
     decision = DispatchDecision.objects.filter(trip=dropoff).latest("id")
     assert decision.skipped == [{"driver": moto.pk, "reason": "vehicle"}]
+
+
+def test_any_session_of_the_visit_asks_for_the_shared_pick_up(couple, desk, ben):
+    from scheduling.services.dispatch import request_pickup
+
+    ben_session = sessions_of(couple)[1]  # not the lead: the trips are the lead's
+    for action in ("accept", "start"):
+        act_on_appointment(actor=ben, appointment_id=ben_session.pk, action=action)
+    pickup = request_pickup(actor=ben, appointment_id=ben_session.pk)
+    assert (pickup.visit_id, pickup.leg, pickup.passengers) == (couple.pk, "pickup", 2)
+    assert pickup.requested_at is not None
