@@ -71,5 +71,6 @@ class StrictTokenAuthentication(TokenAuthentication):
         # Positional fields: Model.__init__ with keywords cost a twentieth of a cached page.
         token = Token(key, user.pk, None)
         Token.user.field.set_cached_value(token, user)
-        token.stream_head = head or 0
+        # Not a Token field: a per-request attribute, read back with getattr (pagecache.py).
+        setattr(token, "stream_head", head or 0)  # noqa: B010
         return user, token

@@ -38,8 +38,11 @@ def handle(exc: Exception, context: dict) -> Response | None:
             {"detail": str(exc.detail), "errors": {}}, status=status.HTTP_400_BAD_REQUEST
         )
     response = exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.Throttled) and exc.wait:
-        response["Retry-After"] = str(int(exc.wait) + 1)
+    if response is not None and isinstance(exc, exceptions.Throttled):
+        # DRF sets Throttled.wait in __init__; djangorestframework-stubs does not declare it.
+        wait: float | None = exc.wait  # type: ignore[attr-defined]
+        if wait:
+            response["Retry-After"] = str(int(wait) + 1)
     return response
 
 

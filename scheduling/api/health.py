@@ -78,7 +78,8 @@ def check_workers() -> str:
     # The broker named by settings now, so a deployment (or a test) that points it
     # elsewhere is checked where it points.
     with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
-        connection.ensure_connection(max_retries=1, timeout=WORKER_PING_SECONDS)
+        # kombu-stubs type timeout as int; kombu adds it to time(), so a float is honoured.
+        connection.ensure_connection(max_retries=1, timeout=WORKER_PING_SECONDS)  # type: ignore[arg-type]
         replies = celery_app.control.ping(timeout=WORKER_PING_SECONDS, connection=connection)
     if not replies:
         raise RuntimeError("no Celery worker answered")

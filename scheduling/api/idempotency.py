@@ -51,6 +51,9 @@ def once(
                 raise KeyReused(
                     "This Idempotency-Key was already used with a different request."
                 ) from None
+            # The claim and its response commit in one transaction, so a row another
+            # request can read always has its status code.
+            assert stored.status_code is not None
             return Outcome(stored.status_code, stored.response, replayed=True)
         status_code, body = produce()
         claim.status_code, claim.response = status_code, body
