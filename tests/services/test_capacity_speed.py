@@ -1,5 +1,5 @@
-"""The fleet read written for speed (capacity._fleet_rows_postgres, one statement) reads
-exactly what its ORM twin (capacity._fleet_rows_orm, the SQLite path) reads.
+"""The fleet read written for speed (fleet_read._fleet_rows_postgres, one statement) reads
+exactly what its ORM twin (fleet_read._fleet_rows_orm, the SQLite path) reads.
 
 Every booking passes `now=`, a fixed instant well before the day booked."""
 
@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from scheduling.models import DriverProfile, Trip, TripStatus
-from scheduling.services import capacity
+from scheduling.services import fleet_read
 from scheduling.services.appointments import create_appointment
 from tests import factories
 
@@ -60,19 +60,19 @@ def test_the_one_statement_read_equals_the_orm_read(desk, therapist, service, cl
     ]
     seen_trips = set()
     for start, end, excluding in cases:
-        fast = capacity._fleet_rows_postgres(start, end, excluding)
-        slow = capacity._fleet_rows_orm(start, end, excluding)
+        fast = fleet_read._fleet_rows_postgres(start, end, excluding)
+        slow = fleet_read._fleet_rows_orm(start, end, excluding)
         assert fast[0] == slow[0]
         assert sorted(fast[1]) == sorted(slow[1])
         seen_trips |= {row[0] for row in fast[1]}
-    profiles = capacity._fleet_rows_postgres(day_start, day_end, None)[0]
+    profiles = fleet_read._fleet_rows_postgres(day_start, day_end, None)[0]
     assert profiles == sorted([(car.pk, 3, "car"), (bike.pk, 1, "motorcycle")]) and gone.pk not in {
         p[0] for p in profiles
     }
     # The cases saw every open trip and never the cancelled one.
     assert seen_trips == {t.pk for t in trips} - {trips[1].pk}
-    assert capacity._fleet_rows_postgres(at(11, 30), at(12), None)[1] == []
-    excluded = capacity._fleet_rows_postgres(day_start, day_end, booked[1].pk)[1]
+    assert fleet_read._fleet_rows_postgres(at(11, 30), at(12), None)[1] == []
+    excluded = fleet_read._fleet_rows_postgres(day_start, day_end, booked[1].pk)[1]
     assert {row[0] for row in excluded} == {
         t.pk for t in trips if t.appointment_id != booked[1].pk
     } - {trips[1].pk}
