@@ -11,6 +11,7 @@ In the embedded default (no Redis) Celery runs the task in-process at that momen
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import transaction
 from kombu.exceptions import OperationalError
@@ -33,20 +34,37 @@ def after_commit(task: str, *args: int, countdown: float | None = None) -> None:
     """
     job = (task, args, countdown)
     connection = transaction.get_connection()
+    listed = _listed_jobs(connection) if connection.in_atomic_block else None
     # A callback still listed will run unless a savepoint that is open now rolls back,
     # and that would take this one with it: one of them is enough.
-    if connection.in_atomic_block and any(
-        getattr(callback, "job", None) == job for _, callback, _ in connection.run_on_commit
-    ):
+    if listed is not None and job in listed:
         return
 
     def enqueue() -> None:
         send(task, *args, countdown=countdown)
 
-    enqueue.job = job  # type: ignore[attr-defined]  # a function attribute, read above
+    enqueue.job = job  # type: ignore[attr-defined]  # a function attribute, read below
     # robust: an exception in one callback is logged and does not stop the others or turn
     # a committed request into an error.
     transaction.on_commit(enqueue, robust=True)
+    if listed is not None:
+        listed.add(job)
+
+
+def _listed_jobs(connection: Any) -> set[object]:
+    """The jobs waiting for the current transaction's commit, without reading its whole
+    callback list on every call (a dispatch pass asks hundreds of times: quadratic).
+
+    Django only appends to `run_on_commit` while a transaction goes on; whenever it drops
+    callbacks (commit, rollback, a savepoint rolled back) it puts a new list in its place.
+    So the set kept beside the list it was read from stays true while that list is the
+    connection's, and is read afresh, once, after any change."""
+    kept = getattr(connection, "_scheduling_jobs", None)
+    if kept is None or kept[0] is not connection.run_on_commit:
+        jobs = {getattr(callback, "job", None) for _, callback, _ in connection.run_on_commit}
+        kept = (connection.run_on_commit, jobs)
+        connection._scheduling_jobs = kept
+    return kept[1]
 
 
 def send(task: str, *args: int, countdown: float | None = None) -> bool:

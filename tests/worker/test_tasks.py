@@ -142,3 +142,24 @@ def test_broker_down_the_commit_stands_and_the_row_waits_for_the_sweep(
     assert row.status == "pending"
     assert "broker unreachable" in caplog.text and "left for the sweep" in caplog.text
     assert client_record.phone not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_job_is_listed_once_however_often_it_is_asked_and_again_after_a_rollback(
+    django_capture_on_commit_callbacks,
+):
+    """The memo of waiting jobs follows Django's callback list: many asks, one job; a
+    savepoint rolled back takes its job with it, and the job can be asked for again."""
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        for _ in range(50):
+            background.after_commit(background.DELIVER, 7)
+        try:
+            with transaction.atomic():
+                background.after_commit(background.DELIVER, 8)
+                background.after_commit(background.DELIVER, 8)
+                raise RuntimeError("this part failed")
+        except RuntimeError:
+            pass
+        background.after_commit(background.DELIVER, 7)
+        background.after_commit(background.DELIVER, 8)
+    assert jobs(callbacks) == [(background.DELIVER, (7,), None), (background.DELIVER, (8,), None)]
