@@ -27,7 +27,6 @@ only the application-side bound applies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -59,6 +58,34 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # No channel per socket: the process hub delivers (see the module docstring).
     channel_layer_alias = None
 
+    # One per open socket, tens of thousands per process: this socket's own state in
+    # slots (the base classes keep a __dict__ for theirs). Nothing per socket runs while
+    # it is idle: the hub's one timer pings every socket of the process (Hub._ping), and
+    # the wait for a backed-up socket to drain is made only when something waits.
+    __slots__ = (
+        "close_task",
+        "closed_slow",
+        "closing",
+        "desk",
+        "drain_task",
+        "flush_task",
+        "hub",
+        "inbox",
+        "last_flush",
+        "last_queued",
+        "lock",
+        "paused",
+        "pending",
+        "ping_task",
+        "resumed",
+        "resync_task",
+        "session_key",
+        "stalled_pings",
+        "token",
+        "transport_watch",
+        "user",
+    )
+
     user: Any
     last_queued: int
 
@@ -80,12 +107,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.flush_task: asyncio.Task | None = None
         self.drain_task: asyncio.Task | None = None
         self.resync_task: asyncio.Task | None = None
+        self.close_task: asyncio.Task | None = None
+        self.ping_task: asyncio.Task | None = None
         self.last_flush = 0.0
         self.closing = False
+        self.closed_slow = False
         # Live events, a catch-up and a resync all read and advance last_queued.
         self.lock = asyncio.Lock()
-        self.writable = asyncio.Event()
-        self.writable.set()
+        # Twisted's write buffer over its high-water mark (transport_watch), the hub's
+        # pings seen while it stayed so, and what a waiter for it to drain waits on.
+        self.paused = False
+        self.stalled_pings = 0
+        self.resumed: asyncio.Future[None] | None = None
         # Registered (and the process subscribed) before reading the database: an event
         # committed in between arrives both ways, and the seq check drops the copy. The
         # other order would lose it. Until last_queued is known, live events wait in the
@@ -98,7 +131,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.last_queued = after if after is not None else await self._newest_seq()
             await self._catch_up(through=None)
         self._drain_soon()
-        self.ping_task = asyncio.create_task(self._ping_forever())
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -224,7 +256,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self._flush()
 
     async def _flush(self) -> None:
-        if self.closing or not self.pending or not self.writable.is_set():
+        if self.closing or not self.pending or self.paused:
             return  # while the socket is backed up, events wait here (bounded above)
         batch, self.pending = self.pending, []
         self.last_flush = asyncio.get_running_loop().time()
@@ -234,7 +266,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         wslog.count_events(self.scope, len(events))
 
     async def _too_slow(self, why: str) -> None:
-        if getattr(self, "closed_slow", False):
+        if self.closed_slow:
             return
         self.closed_slow = self.closing = True
         logger.info(
@@ -248,19 +280,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def _writable_changed(self, state: str) -> None:
         """Twisted's transport filled past its high-water mark, drained, or was lost."""
         if state == PAUSED:
-            self.writable.clear()
+            self.paused = True
             return
         if state == STOPPED:
             self.closing = True  # the connection is gone; disconnect() follows
-        self.writable.set()
+        self.paused = False
+        self.stalled_pings = 0
+        if self.resumed is not None and not self.resumed.done():
+            self.resumed.set_result(None)
+        self.resumed = None
         if self.pending and self.flush_task is None and not self.closing:
             self.flush_task = asyncio.ensure_future(self._flush_later(0))
 
     async def _wait_writable(self) -> bool:
-        if self.writable.is_set():
+        if not self.paused:
             return not self.closing
+        if self.resumed is None:
+            self.resumed = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self.writable.wait(), timeout=self._stall_limit())
+            await asyncio.wait_for(asyncio.shield(self.resumed), timeout=self._stall_limit())
         except TimeoutError:
             await self._too_slow("socket stalled")
             return False
@@ -269,19 +307,28 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def _stall_limit(self) -> float:
         return 2 * stream_setting("PING_SECONDS")
 
-    async def _ping_forever(self) -> None:
-        """An application ping, so a browser (which never sees protocol pings) can tell a
-        quiet stream from a dead one. Daphne's own pings close half-open sockets."""
-        with contextlib.suppress(asyncio.CancelledError):
-            while not self.closing:
-                await asyncio.sleep(stream_setting("PING_SECONDS"))
-                if not self.writable.is_set():
-                    # Backed up for a whole ping interval already: give it one more.
-                    if not await self._wait_writable():
-                        return
-                    continue
-                await self.send(text_data='{"type":"ping"}')
-                metrics.ping_sent()
+    def ping_due(self) -> None:
+        """The hub's timer, every PING_SECONDS (Hub._ping): an application ping, so a
+        browser (which never sees protocol pings) can tell a quiet stream from a dead
+        one; daphne's own pings close half-open sockets. A socket backed up through two
+        whole ping intervals is closed as stalled."""
+        if self.closing or self.ping_task is not None or self.lock.locked():
+            # Connecting (perhaps not accepted yet) or reading the database, which waits
+            # for a backed-up socket itself (_wait_writable): the next ping will do.
+            return
+        if self.paused:
+            self.stalled_pings += 1
+            if self.stalled_pings > 2:
+                self.close_task = asyncio.create_task(self._too_slow("socket stalled"))
+            return
+        self.ping_task = asyncio.create_task(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            await self.send(text_data='{"type":"ping"}')
+            metrics.ping_sent()
+        finally:
+            self.ping_task = None  # nothing of it kept between pings
 
     # --- database -----------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ class Hub:
                     self.tasks = [
                         asyncio.create_task(self._receive(), context=wslog.unbound()),
                         asyncio.create_task(self._watch(), context=wslog.unbound()),
+                        asyncio.create_task(self._ping(), context=wslog.unbound()),
                     ]
                 await self.layer.group_add(STREAM_GROUP, self.channel)
                 self.subscribed = True
@@ -223,6 +224,16 @@ class Hub:
         sockets += self.by_user.get(user_id, ())
         for consumer in sockets:
             consumer.revoke_if(message)
+
+    # --- pings ------------------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        """One timer for every socket of the process, instead of a sleeping task per
+        socket: each idle socket costs no task, coroutine or timer between pings."""
+        while True:
+            await asyncio.sleep(stream_setting("PING_SECONDS"))
+            for consumer in self.consumers():
+                consumer.ping_due()
 
     # --- the lost tail -------------------------------------------------------------------
 
