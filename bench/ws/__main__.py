@@ -49,9 +49,6 @@ import websockets
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/scheduling_bench_ws"
 OUT = BASE_DIR / "var" / "bench-ws"
-P95_TARGET_MS = 50.0
-IDLE_TARGET = 5000
-KIB_TARGET = 100.0
 REDIS_FLAGS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
 
 
@@ -446,60 +443,226 @@ async def delivery_phase(
     }
 
 
+CLIENT_SOCKETS = 15_000  # per client process, well under any per-process open-files limit
+
+
+def open_files(pid: int) -> tuple[int, int]:
+    """How many files a process has open, and its limit."""
+    count = len(os.listdir(f"/proc/{pid}/fd"))
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return count, int(line.split()[3])
+    return count, -1
+
+
+class Clients:
+    """The idle ramp's client processes (bench/ws/idle_clients.py), each from its own
+    loopback address and with at most CLIENT_SOCKETS sockets."""
+
+    def __init__(
+        self, procs, url: str, origin: str, tokens: Path, count: int, concurrency: int
+    ) -> None:
+        self.children = [
+            procs.start(
+                f"idle-clients-{n}",
+                [
+                    *(sys.executable, "-m", "bench.ws.idle_clients", "--url", url),
+                    *("--origin", origin, "--tokens", str(tokens)),
+                    *("--source", f"127.0.0.{10 + n}", "--concurrency", str(concurrency)),
+                ],
+                cwd=BASE_DIR,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(count)
+        ]
+        self.open = [0] * count
+
+    def ask(self, n: int, command: str) -> dict:
+        child = self.children[n]
+        child.stdin.write(command + "\n")
+        child.stdin.flush()
+        line = child.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench-ws: idle client {n} exited ({child.poll()})")
+        return json.loads(line)
+
+    async def open_more(self, want: int) -> dict:
+        """`want` more sockets, spread evenly over the clients (in parallel)."""
+        share = [want // len(self.children)] * len(self.children)
+        for n in range(want % len(self.children)):
+            share[n] += 1
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(self.ask, n, f"open {s}") for n, s in enumerate(share) if s)
+        )
+        errors: dict[str, int] = {}
+        for answer in answers:
+            for kind, times in answer["errors"]:
+                errors[kind] = errors.get(kind, 0) + times
+        return {
+            "opened": sum(a["opened"] for a in answers),
+            "failed": sum(a["failed"] for a in answers),
+            "errors": errors,
+        }
+
+    def count(self) -> int:
+        return sum(self.ask(n, "count")["open"] for n in range(len(self.children)))
+
+    def close(self) -> None:
+        for n in range(len(self.children)):
+            with suppress(Exception):  # closing at the end; a failure changes no figure
+                self.ask(n, "close")
+
+
+async def snapshot(pid: int, path: Path) -> None:
+    """Daphne writes a tracemalloc snapshot on SIGUSR1 (bench/ws/settings.py)."""
+    with suppress(FileNotFoundError):
+        path.unlink()
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    size = -1
+    while time.monotonic() < deadline:  # written when its size stops changing
+        await asyncio.sleep(1)
+        if path.exists() and path.stat().st_size == size:
+            return
+        size = path.stat().st_size if path.exists() else -1
+    raise SystemExit(f"bench-ws: no tracemalloc snapshot at {path}")
+
+
+def top_growth(workdir: Path, sockets: int, lines: int = 25) -> None:
+    import tracemalloc
+
+    before = tracemalloc.Snapshot.load(str(workdir / "tracemalloc-1"))
+    after = tracemalloc.Snapshot.load(str(workdir / "tracemalloc-2"))
+    total = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    print(f"traced growth: {total / 1024 / max(1, sockets):.2f} KiB per socket")
+    for stat in after.compare_to(before, "traceback")[:lines]:
+        frames = " <- ".join(
+            f"{Path(f.filename).name}:{f.lineno}" for f in list(stat.traceback)[:6]
+        )
+        print(
+            f"{stat.size_diff / max(1, sockets):8.0f} B/socket {stat.count_diff:+7d} blocks  "
+            f"{frames}"
+        )
+
+
 async def idle_phase(procs, env, workdir, users, args) -> dict:
+    """Ramp until it fails (or the cap, or the time limit), and say which stopped it."""
     process, port, log_path = start_daphne(procs, env, workdir, "daphne-idle")
-    fleet = Fleet(f"ws://127.0.0.1:{port}/ws/stream/", f"http://127.0.0.1:{port}", record=False)
+    url, origin = f"ws://127.0.0.1:{port}/ws/stream/", f"http://127.0.0.1:{port}"
     tokens = [key for _, key in users["therapists"]]
     # Warm up (imports, the first database connections), then the baseline.
+    fleet = Fleet(url, origin, record=False)
     await fleet.open(tokens[:20])
     await fleet.close()
     await asyncio.sleep(1)
-    fleet = Fleet(fleet.url, fleet.origin, record=False)
     baseline = rss_kib(process.pid)
-    steps = []
+    if args.tracemalloc:
+        await snapshot(process.pid, workdir / "tracemalloc-1")
+    tokens_file = workdir / "idle-tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    clients = Clients(
+        procs,
+        url,
+        origin,
+        tokens_file,
+        count=-(-args.idle_max // CLIENT_SOCKETS),
+        concurrency=args.idle_concurrency,
+    )
+    steps: list[dict] = []
+    errors: dict[str, int] = {}
     started = time.monotonic()
-    while len(fleet.sockets) < args.idle_max:
-        if time.monotonic() - started > args.idle_seconds:
-            log("idle: time limit reached")
-            break
-        want = min(args.idle_step, args.idle_max - len(fleet.sockets))
-        batch = [tokens[(len(fleet.sockets) + i) % len(tokens)] for i in range(want)]
-        failures_before = len(fleet.failures)
-        t0 = time.monotonic()
-        opened = await fleet.open(batch, concurrency=200)
-        took = time.monotonic() - t0
-        await asyncio.sleep(1)  # let the process settle before reading its memory
-        rss = rss_kib(process.pid)
-        count = fleet.open_count()
-        step = {
-            "sockets": count,
-            "opened": opened,
-            "failed": len(fleet.failures) - failures_before,
-            "seconds": took,
-            "rss_mib": rss / 1024,
-            "kib_per_socket": (rss - baseline) / max(1, count),
-        }
-        steps.append(step)
-        log(
-            f"idle: {count} open ({step['failed']} failed, {took:.1f}s), RSS {rss / 1024:.0f} MiB"
-            f", {step['kib_per_socket']:.1f} KiB per socket"
-        )
-        # A handshake or two lost on a loaded machine is noted; more than 1% ends the ramp.
-        if step["failed"] > want // 100 or process.poll() is not None:
-            break
-    # Held idle for a while: still there?
-    await asyncio.sleep(args.idle_hold)
-    held = fleet.open_count()
-    await fleet.close()
+    count = 0
+    stopped = f"the cap of {args.idle_max} sockets (not a failure)"
+    try:
+        while count < args.idle_max:
+            if time.monotonic() - started > args.idle_seconds:
+                stopped = f"the time limit of {args.idle_seconds:g} s (not a failure)"
+                break
+            want = min(args.idle_step, args.idle_max - count)
+            t0 = time.monotonic()
+            got = await clients.open_more(want)
+            first_failed, retried = got["failed"], 0
+            if got["failed"] > want // 100:
+                # A loaded machine (others' work on 2 cores) times handshakes out at
+                # daphne's 5 s connect timeout: those are tried once more, and only what
+                # fails again counts against the ramp.
+                retried = got["failed"]
+                again = await clients.open_more(retried)
+                got = {
+                    "opened": got["opened"] + again["opened"],
+                    "failed": again["failed"],
+                    "errors": again["errors"],
+                }
+            took = time.monotonic() - t0
+            await asyncio.sleep(1)  # let the process settle before reading its memory
+            if process.poll() is not None:
+                stopped = f"daphne exited (status {process.returncode})"
+                break
+            rss = rss_kib(process.pid)
+            files, files_limit = open_files(process.pid)
+            count = clients.count()
+            for kind, times in got["errors"].items():
+                errors[kind] = errors.get(kind, 0) + times
+            step = {
+                "sockets": count,
+                "opened": got["opened"],
+                "failed": got["failed"],
+                "failed_first_try": first_failed,
+                "retried": retried,
+                "seconds": took,
+                "rss_mib": rss / 1024,
+                "kib_per_socket": (rss - baseline) / max(1, count),
+                "daphne_open_files": files,
+                "daphne_files_limit": files_limit,
+                "load": load_average(),
+            }
+            steps.append(step)
+            log(
+                f"idle: {count} open ({first_failed} failed, {step['failed']} of them again, "
+                f"{took:.1f}s), RSS "
+                f"{rss / 1024:.0f} MiB, {step['kib_per_socket']:.1f} KiB per socket; daphne "
+                f"has {files} of {files_limit} files open; load {step['load']}"
+            )
+            # A handshake or two lost on a loaded machine is noted; more than 1% ends it.
+            if step["failed"] > want // 100:
+                why = ", ".join(f"{times} × {kind}" for kind, times in got["errors"].items())
+                at_limit = files >= files_limit - 64
+                stopped = (
+                    f"{step['failed']} of {want} handshakes failed twice at {count} open ({why})"
+                    + (
+                        f": daphne at its open-files limit ({files} of {files_limit}; "
+                        "`ulimit -Hn`, which this user cannot raise)"
+                        if at_limit
+                        else ""
+                    )
+                )
+                break
+        # Held idle for a while: still there?
+        await asyncio.sleep(args.idle_hold)
+        held = clients.count() if process.poll() is None else 0
+        if args.tracemalloc and process.poll() is None:
+            await snapshot(process.pid, workdir / "tracemalloc-2")
+            log(f"idle: where the memory of {held} sockets went:")
+            top_growth(workdir, held)
+    finally:
+        await asyncio.to_thread(clients.close)
+    daphne_log = log_path.read_text(errors="replace")
     procs.stop(process)
+    log(f"idle: stopped by {stopped}")
     return {
         "baseline_rss_mib": baseline / 1024,
         "steps": steps,
         "held_after_s": args.idle_hold,
         "still_open": held,
         "max_open": max((s["sockets"] for s in steps), default=0),
-        "failures": fleet.failures[:5],
-        "log": log_path.read_text(errors="replace")[-1500:],
+        "stopped_by": stopped,
+        "reached_cap": stopped.startswith("the cap"),
+        "cap": args.idle_max,
+        "emfile_in_log": daphne_log.count("Too many open files"),
+        "failures": errors,
+        "log": daphne_log[-1500:],
     }
 
 
@@ -514,6 +677,8 @@ async def main_async(args, procs: Processes, workdir: Path) -> dict:
     wait_for(lambda: accepts(redis_port), timeout=10, what="redis-server")
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = bench_env(redis_url)
+    if args.tracemalloc:
+        env["BENCH_TRACEMALLOC"] = str(workdir / "tracemalloc")
     ensure_database()
     log("migrating scheduling_bench_ws")
     subprocess.run(
@@ -524,6 +689,12 @@ async def main_async(args, procs: Processes, workdir: Path) -> dict:
     )
     therapists = args.sockets - args.desk
     users = prepare_users(env, desk=min(args.desk, 50), therapists=max(therapists, 1000))
+    if args.idle_only:
+        log(f"idle sockets only: up to {args.idle_max}, {args.idle_step} at a time")
+        report["idle"] = await idle_phase(procs, env, workdir, users, args)
+        report["load_after"] = load_average()
+        report["uptime_after"] = uptime()
+        return report
 
     log(f"ceiling: Redis pub/sub at {args.rate:g}/s for 10 s")
     report["ceiling"] = await redis_ceiling(redis_url, args.rate, 10)
@@ -591,6 +762,8 @@ def uptime() -> str:
 
 
 def table(report: dict, args) -> str:
+    """The figures as figures; the only targets beside them are issue 17's (a ratio to
+    the same run's Redis round trip, and its two absolutes for idle sockets)."""
     lat, sat, ceil, idle = (
         report["latency"],
         report["saturation"],
@@ -599,14 +772,15 @@ def table(report: dict, args) -> str:
     )
     best = max(idle["steps"], key=lambda s: s["sockets"], default=None)
     kib = best["kib_per_socket"] if best else float("nan")
+    limit = p95_limit_ms(report)
     rows = [
-        "| measure | result | target |",
+        "| measure | result | issue 17 target |",
         "|---|---|---|",
         f"| commit-to-client latency, {report['subscribe']['sockets']} sockets "
         f"({args.desk} desk), {args.rate:g} events/s: p50 / p95 / p99 | "
         f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f} / {lat['p99_ms']:.1f} ms "
-        f"(max {lat['max_ms']:.0f}) | p95 ≤ {P95_TARGET_MS:g} ms "
-        f"{'PASS' if lat['p95_ms'] <= P95_TARGET_MS else 'MISS'} |",
+        f"(max {lat['max_ms']:.0f}) | p95 ≤ STREAM_BATCH_MS + 5 × the Redis p95 = "
+        f"{limit:.1f} ms: ratio {lat['p95_ms'] / limit:.2f} |",
         f"| ceiling: Redis pub/sub round trip, same rate: p50 / p95 / p99 | "
         f"{ceil['p50_ms']:.2f} / {ceil['p95_ms']:.2f} / {ceil['p99_ms']:.2f} ms | |",
         f"| delivered (writers reached {lat['commits_per_s']:.0f} commits/s) | "
@@ -618,13 +792,31 @@ def table(report: dict, args) -> str:
         f"p50 / p95 / p99 {sat['p50_ms']:.0f} / {sat['p95_ms']:.0f} / {sat['p99_ms']:.0f} ms;"
         f" {sat['missing']} of {sat['expected_deliveries']} missing | |",
         f"| idle authenticated sockets held by one daphne | {idle['max_open']} "
-        f"({idle['still_open']} still open after {idle['held_after_s']:g} s) | "
-        f"≥ {IDLE_TARGET} {'PASS' if idle['max_open'] >= IDLE_TARGET else 'MISS'} |",
+        f"({idle['still_open']} still open after {idle['held_after_s']:g} s); the ramp "
+        f"stopped at {idle_stop(idle)} | ≥ {IDLE_TARGET:,} |",
         f"| memory per idle socket (RSS growth / sockets) | {kib:.1f} KiB "
         f"(RSS {idle['baseline_rss_mib']:.0f} → {best['rss_mib'] if best else 0:.0f} MiB) | "
-        f"≤ {KIB_TARGET:g} KiB {'PASS' if kib <= KIB_TARGET else 'MISS'} |",
+        f"≤ {IDLE_KIB_TARGET:g} KiB |",
     ]
-    return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + CEILING_TEXT
+
+
+CEILING_TEXT = (
+    "Ceiling: the Redis pub/sub round trip is a timestamp published and received through "
+    "the same Redis at the same rate, the floor under any commit-to-client latency that "
+    "goes through it; the latency target is the batching window plus five of those round "
+    "trips. The idle-socket figures are absolutes the issue states (30,000 at 32 KiB); the "
+    "ramp runs until handshakes fail, the cap or the time limit, and says which."
+)
+
+
+def idle_stop(idle: dict) -> str:
+    return idle.get("stopped_by") or "its end"
+
+
+def p95_limit_ms(report: dict) -> float:
+    batch_ms = float(os.environ.get("STREAM_BATCH_MS", 25))
+    return batch_ms + 5 * report["ceiling"]["p95_ms"]
 
 
 def main() -> None:
@@ -643,11 +835,21 @@ def main() -> None:
     parser.add_argument("--idle-step", type=int, default=2000)
     parser.add_argument("--idle-seconds", type=float, default=300.0)
     parser.add_argument("--idle-hold", type=float, default=5.0)
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="with --idle-only: daphne traces its allocations; the growth by place",
+    )
+    parser.add_argument(
+        "--idle-concurrency", type=int, default=20, help="handshakes in flight per client"
+    )
+    parser.add_argument(
+        "--idle-only", action="store_true", help="the idle ramp only (no ceiling, no latency)"
+    )
     args = parser.parse_args()
-    limit = raise_fd_limit()
-    if limit < args.idle_max + 200:
-        args.idle_max = max(1000, limit - 200)
-        log(f"open files limit {limit}: idle sockets capped at {args.idle_max}")
+    # Daphne inherits it; the idle ramp's clients are processes of their own.
+    report_limit = raise_fd_limit()
+    log(f"open files limit (soft = hard): {report_limit}")
     OUT.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     started = time.monotonic()
@@ -659,6 +861,16 @@ def main() -> None:
     report["args"] = vars(args)
     report["when"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["cpus"] = os.cpu_count()
+    if args.idle_only:
+        idle = report["idle"]
+        print(json.dumps({k: idle[k] for k in ("max_open", "still_open", "stopped_by")}))
+        for step in idle["steps"]:
+            print(json.dumps(step))
+        print(f"uptime before: {report['uptime_before']}; after: {report['uptime_after']}")
+        for line in result_lines(report):
+            print(line)
+        (OUT / "idle.json").write_text(json.dumps(report, indent=2, default=str))
+        return
     text = table(report, args)
     print()
     print(text)
@@ -688,15 +900,24 @@ IDLE_KIB_TARGET = 32.0  # at most, each
 
 def result_lines(report: dict) -> list[str]:
     """Issue 17's websocket targets against the same run's Redis pub/sub round trip, and
-    the idle sockets held (their most, and the memory each took at the last step)."""
+    the idle sockets held (their most, and the memory each took at the last step). A ramp
+    that stopped at a cap below the target never tried it: its line says CAPPED, not MISS."""
     from bench.api.ratios import result_line
 
-    batch_ms = float(os.environ.get("STREAM_BATCH_MS", 25))
-    limit = batch_ms + 5 * report["ceiling"]["p95_ms"]
-    lines = [result_line("websocket_p95", report["latency"]["p95_ms"] / limit, 1, at_most=True)]
+    lines = []
+    if "latency" in report:
+        ratio = report["latency"]["p95_ms"] / p95_limit_ms(report)
+        lines.append(result_line("websocket_p95", ratio, 1, at_most=True))
     idle = report.get("idle") or {}
     if idle.get("steps"):
-        lines.append(result_line("idle_sockets", idle["max_open"] / IDLE_TARGET, 1, at_most=False))
+        ratio = idle["max_open"] / IDLE_TARGET
+        if idle.get("reached_cap") and ratio < 1:
+            lines.append(
+                f"RESULT idle_sockets ratio={ratio:.3f} target=1 CAPPED "
+                f"(the ramp's cap of {idle['cap']}, not a failure)"
+            )
+        else:
+            lines.append(result_line("idle_sockets", ratio, 1, at_most=False))
         kib = idle["steps"][-1]["kib_per_socket"]
         lines.append(result_line("idle_socket_kib", kib / IDLE_KIB_TARGET, 1, at_most=True))
     return lines

@@ -11,3 +11,19 @@ LIVE_STREAM = {
     **LIVE_STREAM,  # noqa: F405
     "REORDER_SECONDS": float(os.environ.get("STREAM_REORDER_MS", "20")) / 1000,
 }
+
+# `python -m bench.ws --idle-only --tracemalloc`: where an idle socket's memory goes. Each
+# SIGUSR1 writes a tracemalloc snapshot to the file named (…-1, …-2, …).
+if os.environ.get("BENCH_TRACEMALLOC"):
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "12")))
+    _snapshots = [0]
+
+    def _dump(signum, frame) -> None:
+        _snapshots[0] += 1
+        path = f"{os.environ['BENCH_TRACEMALLOC']}-{_snapshots[0]}"
+        tracemalloc.take_snapshot().dump(path)
+
+    signal.signal(signal.SIGUSR1, _dump)
