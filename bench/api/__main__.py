@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.api.ratios import result_lines
+from bench.api.ratios import RATIOS, result_lines
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/scheduling_bench"
@@ -56,17 +56,11 @@ class Target:
     cpu_times: float | None = None
 
 
+# Issue 17: every target is a ratio to the same run's ceiling (bench/api/ratios.py); the
+# absolute figures are reported, never targeted. The one cost read against another
+# scenario's (issue 12) stays here for the report's "cost targets" lines.
 TARGETS = {
-    "create": Target(400, 30),
-    "day_list": Target(1000, 15),
-    "day_list_fresh": Target(1000, 15),
-    "day_list_writes": Target(1000, 15),
-    "search": Target(None, 10),
-    "availability": Target(None, 25),
-    # Issue 12: availability with transport costs at most twice plain availability.
     "availability_transport": Target(None, None, cpu_of="availability", cpu_times=2),
-    # Issue 17: read as a ratio to its own ceiling only (the RESULT line).
-    "create_transport": Target(None, None),
 }
 # A scenario whose target is read against another's runs with it (`--only`).
 NEEDS = {
@@ -459,34 +453,37 @@ def _from_load(result, connections: int) -> _LoadLevel:
 
 
 def verdict(key: str, outcome: Outcome, others: dict[str, Outcome] | None = None) -> str:
-    """PASS or MISS for each part of the scenario's target, saying by how much; `others`
-    are the run's outcomes so far, for a target read against another scenario's cost."""
-    target = TARGETS.get(key)
-    if target is None:
-        return "ceiling"
+    """PASS or MISS for each of issue 17's ratio targets of the scenario (ratios.RATIOS,
+    read against `others`, the run's outcomes so far), saying the ratio; a ceiling says so,
+    and a scenario without a target has its figures only."""
+    ratios = [r for r in RATIOS if r.scenario == key]
+    if not ratios and key != "search":
+        return "—" if key in CEILING_NAMES else "ceiling"
     parts = []
-    if target.rate is not None:
-        got = outcome.half_throughput
-        if got >= target.rate:
-            parts.append(f"rate PASS ({got:.0f} ≥ {target.rate:.0f}/s)")
-        else:
-            short = target.rate - got
+    for r in ratios:
+        base = (others or {}).get(r.against)
+        label = CEILING_LABELS.get(r.against, r.against)
+        if r.kind == "rate":
+            if base is None or base.saturation <= 0:
+                parts.append(f"rate not judged (no {label} in this run)")
+                continue
+            got = outcome.saturation / base.saturation
+            met = got >= r.target
             parts.append(
-                f"rate MISS by {short:.0f}/s ({got:.0f} vs {target.rate:.0f}/s, "
-                f"{short / target.rate:.0%} short)"
+                f"rate {'PASS' if met else 'MISS'} ({got:.3f} × {label}; ≥ {r.target:g} ×)"
             )
-    if target.p95 is None:
-        pass
-    elif outcome.p95 <= target.p95:
-        parts.append(f"p95 PASS ({outcome.p95:.1f} ≤ {target.p95:.0f} ms)")
-    else:
-        over = outcome.p95 - target.p95
-        parts.append(
-            f"p95 MISS by {over:.1f} ms ({outcome.p95:.1f} vs {target.p95:.0f} ms, "
-            f"{over / target.p95:.0%} over)"
-        )
-    if target.cpu_of is not None:
-        parts.append(_cpu_verdict(target, outcome, (others or {}).get(target.cpu_of)))
+        else:
+            if base is None or not (base.server_cpu_ms > 0 and outcome.server_cpu_ms > 0):
+                parts.append(f"CPU not judged (no {label} in this run)")
+                continue
+            got = outcome.server_cpu_ms / base.server_cpu_ms
+            met = got <= r.target
+            parts.append(
+                f"CPU {'PASS' if met else 'MISS'} ({got:.2f} × {label}'s; ≤ {r.target:g} ×)"
+            )
+    if key == "search" and outcome.p50 > 0:
+        tail = outcome.p99 / outcome.p50
+        parts.append(f"p99 {'PASS' if tail <= 2 else 'MISS'} ({tail:.2f} × p50; ≤ 2 ×)")
     if outcome.half_errors:
         parts.append(f"{outcome.half_errors} errors")
     return "; ".join(parts)
@@ -507,17 +504,19 @@ def _cpu_verdict(target: Target, outcome: Outcome, base: Outcome | None) -> str:
 
 
 def target_text(key: str) -> str:
-    target = TARGETS.get(key)
-    if target is None:
-        return "—"
+    """Issue 17's targets of the scenario, each a ratio to a ceiling of the same run."""
     parts = []
-    if target.rate:
-        parts.append(f"≥ {target.rate:.0f}/s")
-    if target.p95 is not None:
-        parts.append(f"p95 ≤ {target.p95:.0f} ms")
-    if target.cpu_of is not None:
-        parts.append(f"server CPU ≤ {target.cpu_times:g} × {target.cpu_of}")
-    return ", ".join(parts)
+    for r in RATIOS:
+        if r.scenario != key:
+            continue
+        label = CEILING_LABELS.get(r.against, r.against)
+        if r.kind == "rate":
+            parts.append(f"saturation ≥ {r.target:g} × {label}'s")
+        else:
+            parts.append(f"server CPU ≤ {r.target:g} × {label}'s")
+    if key == "search":
+        parts.append("p99 ≤ 2 × p50")
+    return ", ".join(parts) or "—"
 
 
 def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
@@ -539,24 +538,22 @@ def table(outcomes: list[Outcome], cpu: dict[str, dict]) -> str:
 
 
 def headroom(outcomes: list[Outcome]) -> list[str]:
-    """Each rate target beside what the same run's ceiling did at half load, and the cost
-    a request would have to come down to: whether a target is within this machine's
-    reach at all, read from the run itself rather than from a note about the machine."""
+    """Each rate target of issue 17 beside the same run's ceiling: the saturation ratio
+    the target is about, and the server CPU ratio that explains it."""
     by_key = {o.key: o for o in outcomes}
     lines = []
-    for o in outcomes:
-        target = TARGETS.get(o.key)
-        ceiling = by_key.get(o.ceiling or "")
-        if target is None or target.rate is None or ceiling is None:
+    for r in RATIOS:
+        o, ceiling = by_key.get(r.scenario), by_key.get(r.against)
+        if r.kind != "rate" or o is None or ceiling is None:
             continue
-        if not (ceiling.half_throughput > 0 and ceiling.server_cpu_ms > 0 and o.server_cpu_ms > 0):
+        if not (ceiling.saturation > 0 and ceiling.server_cpu_ms > 0 and o.server_cpu_ms > 0):
             continue
-        share = target.rate / ceiling.half_throughput
         lines.append(
-            f"- {o.label}: the target {target.rate:.0f}/s is {share:.2f} × the "
-            f"{CEILING_NAMES[o.key]} ceiling at half load ({ceiling.half_throughput:.0f}/s); "
-            f"a request costs {o.server_cpu_ms / ceiling.server_cpu_ms:.1f} × the ceiling's "
-            f"server CPU ({o.server_cpu_ms:.2f} vs {ceiling.server_cpu_ms:.2f} ms)."
+            f"- {o.label}: saturation {o.saturation:.0f}/s is "
+            f"{o.saturation / ceiling.saturation:.3f} × the {CEILING_LABELS[r.against]} "
+            f"ceiling's {ceiling.saturation:.0f}/s (target ≥ {r.target:g} ×); a request costs "
+            f"{o.server_cpu_ms / ceiling.server_cpu_ms:.1f} × the ceiling's server CPU "
+            f"({o.server_cpu_ms:.2f} vs {ceiling.server_cpu_ms:.2f} ms)."
         )
     return lines
 
@@ -587,6 +584,14 @@ def relative_costs(outcomes: list[Outcome]) -> list[str]:
         lines.append(line + ".")
     return lines
 
+
+# The ceilings and the scenarios read against, by key, as the report names them.
+CEILING_LABELS = {
+    "raw_booking": "raw booking",
+    "raw_booking_transport": "raw booking with transport",
+    "bare": "bare view",
+    "availability": "availability",
+}
 
 CEILING_NAMES = {
     "create": "raw booking",
