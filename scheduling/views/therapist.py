@@ -15,7 +15,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
@@ -29,7 +29,7 @@ from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import pickup_refusal, request_pickup
 from scheduling.services.payments import COLLECTABLE, balance_of, held_by, record_collection
 from scheduling.services.series import positions
-from scheduling.views.common import call_for_form, live_after, role_required
+from scheduling.views.common import StaffRequest, call_for_form, live_after, role_required
 from scheduling.views.desk.present import money
 from scheduling.views.desk.visits import partners_of, visit_trips
 
@@ -74,6 +74,7 @@ class ActionForm(ReasonForm):
     def __init__(self, *args, action: str = "reject", **kwargs) -> None:
         super().__init__(*args, reason_required=action == "reject", **kwargs)
         field = self.fields["reason"]
+        assert isinstance(field, forms.CharField)  # ReasonForm's reason, a text field
         field.label = "Reason"
         field.widget = forms.Textarea(attrs={"rows": 2, "maxlength": field.max_length})
         field.help_text = "The desk reads this when they rebook the client."
@@ -229,7 +230,7 @@ def day_groups(
     today = timezone.localdate()
     start, _ = local_day_bounds(today)
     _, end = local_day_bounds(today + timedelta(days=DAYS_AHEAD))
-    appointments = (
+    appointments = list(
         Appointment.objects.visible_to(user)
         .filter(start__gte=start, start__lt=end)
         .select_related("client", "service")
@@ -239,7 +240,6 @@ def day_groups(
         .order_by("start", "id")
     )
     groups: dict[date, DayGroup] = {today: DayGroup(today, "Today", [])}
-    appointments = list(appointments)
     labels = positions(appointments)  # no query unless some belong to a series
     partners = partners_of(appointments)  # nor unless some are a visit's sessions
     shared = visit_trips(appointments)
@@ -259,7 +259,7 @@ def day_groups(
 
 
 def context(
-    request: HttpRequest,
+    request: StaffRequest,
     forms_by_id: dict[int, ActionForm] | None = None,
     collect_forms: dict[int, CollectionForm] | None = None,
 ) -> dict:
@@ -280,7 +280,7 @@ def context(
 
 
 def render_day(
-    request: HttpRequest,
+    request: StaffRequest,
     forms_by_id: dict[int, ActionForm] | None = None,
     collect_forms: dict[int, CollectionForm] | None = None,
 ) -> HttpResponse:
@@ -299,25 +299,25 @@ def render_day(
 
 @role_required(states.THERAPIST)
 @require_GET
-def day(request: HttpRequest) -> HttpResponse:
+def day(request: StaffRequest) -> HttpResponse:
     return render_day(request)
 
 
 @role_required(states.THERAPIST)
 @require_GET
-def appointments(request: HttpRequest) -> HttpResponse:
+def appointments(request: StaffRequest) -> HttpResponse:
     """The live region on its own: what the page fetches when the stream says so."""
     return render(request, "therapist/_day.html", context(request))
 
 
-def own_appointment(request: HttpRequest, pk: int) -> Appointment:
+def own_appointment(request: StaffRequest, pk: int) -> Appointment:
     """The therapist's own appointment, or 404: another's is not told apart from none."""
     return get_object_or_404(
         Appointment.objects.visible_to(request.user).select_related("client"), pk=pk
     )
 
 
-def done(request: HttpRequest) -> HttpResponse:
+def done(request: StaffRequest) -> HttpResponse:
     """After a successful action: the list again (htmx), or back to the page (PRG)."""
     if request.htmx:
         return render_day(request)
@@ -326,7 +326,7 @@ def done(request: HttpRequest) -> HttpResponse:
 
 @role_required(states.THERAPIST)
 @require_POST
-def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def act(request: StaffRequest, pk: int, action: str) -> HttpResponse:
     if action not in OFFERED_ACTIONS:
         raise Http404("No such action.")
     appointment = own_appointment(request, pk)
@@ -352,7 +352,7 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @role_required(states.THERAPIST)
 @require_POST
-def ask_for_pickup(request: HttpRequest, pk: int) -> HttpResponse:
+def ask_for_pickup(request: StaffRequest, pk: int) -> HttpResponse:
     appointment = own_appointment(request, pk)
     form = ActionForm({}, action="request_pickup", prefix=f"a{appointment.pk}")
     form.is_valid()
@@ -365,7 +365,7 @@ def ask_for_pickup(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(states.THERAPIST)
 @require_POST
-def collect(request: HttpRequest, pk: int) -> HttpResponse:
+def collect(request: StaffRequest, pk: int) -> HttpResponse:
     """Record cash or an e-wallet transfer taken at the visit (record_collection)."""
     appointment = own_appointment(request, pk)
     form = CollectionForm(request.POST, prefix=f"p{appointment.pk}")

@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,7 +24,7 @@ from scheduling.permissions import role
 from scheduling.services.appointments import act_on_appointment
 from scheduling.services.series import position
 from scheduling.services.series_scopes import cancel_appointments
-from scheduling.views.common import call_for_form, live_after
+from scheduling.views.common import StaffRequest, call_for_form, live_after
 from scheduling.views.desk.choice import choice_view
 from scheduling.views.desk.control import reassign_context
 from scheduling.views.desk.dispatch import dispatch_context
@@ -92,7 +92,7 @@ def log_lines(appointment: Appointment) -> list[LogLine]:
     return [
         LogLine(
             at=t.at,
-            subject=f"{word(t.trip.leg)} trip" if t.trip_id else "Appointment",
+            subject=f"{word(t.trip.leg)} trip" if t.trip is not None else "Appointment",
             from_label=word(t.from_status) if t.from_status else "",
             to_label=word(t.to_status),
             action_note="planned"
@@ -171,7 +171,7 @@ def actions_context(
 
 
 def detail_page(
-    request: HttpRequest,
+    request: StaffRequest,
     appointment: Appointment,
     forms_by_action: dict[str, forms.Form] | None = None,
     *,
@@ -183,7 +183,7 @@ def detail_page(
         # The status moved on and the action's form is no longer drawn: say why here.
         if action not in actions["actions"]:
             for error in form.non_field_errors():
-                messages.error(request, error)
+                messages.error(request, str(error))
     context = {
         "live_after": after if after is not None else live_after(request.user),
         **payments_context(appointment, request.user),
@@ -198,21 +198,21 @@ def detail_page(
 
 @desk_only
 @require_GET
-def appointment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def appointment_detail(request: StaffRequest, pk: int) -> HttpResponse:
     after = live_after(request.user)
     return detail_page(request, appointment_for(pk, request.user), after=after)
 
 
 @desk_only
 @require_GET
-def appointment_fragment(request: HttpRequest, pk: int) -> HttpResponse:
+def appointment_fragment(request: StaffRequest, pk: int) -> HttpResponse:
     appointment = appointment_for(pk, request.user)
     return render(request, "desk/_appointment.html", detail_context(appointment))
 
 
 @desk_only
 @require_GET
-def appointment_actions(request: HttpRequest, pk: int) -> HttpResponse:
+def appointment_actions(request: StaffRequest, pk: int) -> HttpResponse:
     """The actions panel, redrawn only when the status it was drawn for has changed: a
     change elsewhere must not wipe a reason being typed (204: htmx leaves it as it is)."""
     appointment = appointment_for(pk, request.user)
@@ -223,7 +223,7 @@ def appointment_actions(request: HttpRequest, pk: int) -> HttpResponse:
 
 @desk_only
 @require_POST
-def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def act(request: StaffRequest, pk: int, action: str) -> HttpResponse:
     """Cancel or no-show: the status action with the reason typed."""
     appointment = appointment_for(pk, request.user)
     form = ReasonForm(request.POST, prefix=action, reason_required=action == "cancel")

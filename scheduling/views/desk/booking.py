@@ -4,13 +4,15 @@ fragment and the move). A conflict is shown beside the start time, naming what i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from scheduling.errors import Conflict, DomainError, SeriesConflict
@@ -20,7 +22,7 @@ from scheduling.services.appointments import create_appointment
 from scheduling.services.capacity import NO_DRIVER
 from scheduling.services.choosing import NOBODY_FREE, book_any_therapist
 from scheduling.services.series_scopes import reschedule_appointments
-from scheduling.views.common import form_errors_from
+from scheduling.views.common import StaffRequest, form_errors_from
 from scheduling.views.desk.appointment import appointment_for, detail_page
 from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none, money
 from scheduling.views.desk.series import Preview, book_repeat, repeat_of
@@ -39,16 +41,16 @@ def service_choices() -> list[tuple[int, str]]:
 def checked(data: Any, name: str) -> bool:
     """A checkbox's value in `data` (a QueryDict or the form's initial dict)."""
     if hasattr(data, "getlist"):
-        return bool(forms.CheckboxInput().value_from_datadict(data, {}, name))
+        return bool(forms.CheckboxInput().value_from_datadict(data, MultiValueDict(), name))
     return bool(data.get(name))
 
 
 def new_form_page(
-    request: HttpRequest,
+    request: StaffRequest,
     form: AppointmentForm,
     *,
     client_form: ClientForm | None = None,
-    conflicts: list[Appointment] = (),
+    conflicts: Sequence[Appointment] = (),
     preview: Preview | None = None,
     sessions: Sessions | None = None,
     status: int = 200,
@@ -80,7 +82,7 @@ def new_form_page(
     return render(request, "desk/new.html", context, status=status)
 
 
-def prefill(request: HttpRequest) -> dict[str, Any]:
+def prefill(request: StaffRequest) -> dict[str, Any]:
     """Initial values from the link that opened the form: the board (a day, a therapist)
     or a rejected booking to rebook (?rebook=<id>: client, service, address, notes,
     transport and an area chosen for it)."""
@@ -179,7 +181,7 @@ def redrawn(data: Any) -> AppointmentForm:
     return AppointmentForm(initial=initial)
 
 
-def visit_post(request: HttpRequest) -> HttpResponse | None:
+def visit_post(request: StaffRequest) -> HttpResponse | None:
     """The form's sessions after the first (visits.py): Add and Remove redraw the form;
     with other sessions the form books a visit (book_visit), all or nothing, each refusal
     beside its session (400 for what can never book, 409 for what clashes). None: a
@@ -214,7 +216,7 @@ def visit_post(request: HttpRequest) -> HttpResponse | None:
 
 @desk_only
 @require_http_methods(["GET", "POST"])
-def new_appointment(request: HttpRequest) -> HttpResponse:
+def new_appointment(request: StaffRequest) -> HttpResponse:
     if request.method == "GET":
         return new_form_page(request, AppointmentForm(initial=prefill(request)))
     visit = visit_post(request)
@@ -241,7 +243,7 @@ def new_appointment(request: HttpRequest) -> HttpResponse:
 
 @desk_only
 @require_GET
-def booking_times(request: HttpRequest) -> HttpResponse:
+def booking_times(request: StaffRequest) -> HttpResponse:
     """How the therapist gets there, the therapist select and the start times of the
     booking form (htmx fragment)."""
     field = AppointmentForm.base_fields["date"]
@@ -266,7 +268,7 @@ def booking_times(request: HttpRequest) -> HttpResponse:
 
 @desk_only
 @require_GET
-def reschedule_times(request: HttpRequest, pk: int) -> HttpResponse:
+def reschedule_times(request: StaffRequest, pk: int) -> HttpResponse:
     appointment = appointment_for(pk, request.user)
     try:
         day = RescheduleForm.base_fields["date"].clean(request.GET.get("reschedule-date", ""))
@@ -289,7 +291,7 @@ def reschedule_times(request: HttpRequest, pk: int) -> HttpResponse:
 
 @desk_only
 @require_POST
-def reschedule(request: HttpRequest, pk: int) -> HttpResponse:
+def reschedule(request: StaffRequest, pk: int) -> HttpResponse:
     appointment = appointment_for(pk, request.user)
     form = RescheduleForm(request.POST)
     if form.is_valid():

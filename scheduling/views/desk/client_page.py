@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -23,7 +23,7 @@ from scheduling.selectors import client_history
 from scheduling.services.clients import update_client
 from scheduling.services.notifications.outbox import SUBJECTS
 from scheduling.services.travel import default_minutes
-from scheduling.views.common import call_for_form
+from scheduling.views.common import StaffRequest, call_for_form
 from scheduling.views.desk.present import desk_only, labelled, money, national_phone, word
 
 PAYMENT_WORDS = {"partially_refunded": "Partly refunded", "ewallet": "E-wallet"}
@@ -125,7 +125,7 @@ def appointment_rows(rows: list[Appointment]) -> list[Appointment]:
     return rows
 
 
-def client_context(request: HttpRequest, client: Client, form: ClientEditForm) -> dict[str, Any]:
+def client_context(request: StaffRequest, client: Client, form: ClientEditForm) -> dict[str, Any]:
     now = timezone.now()
     preferences = client.preferences or {}
     preferred_id = preferences.get("therapist")
@@ -143,9 +143,12 @@ def client_context(request: HttpRequest, client: Client, form: ClientEditForm) -
         message["status_label"] = word(message["status"])
     payments = client_history.payments_of(client)
     for payment in payments:
-        payment.amount_label = money(payment.amount)
-        payment.method_label = PAYMENT_WORDS.get(payment.method, word(payment.method))
-        payment.status_label = PAYMENT_WORDS.get(payment.status, word(payment.status))
+        # Labels for the template only, not Payment fields: set on each row as labelled() does.
+        vars(payment).update(
+            amount_label=money(payment.amount),
+            method_label=PAYMENT_WORDS.get(payment.method, word(payment.method)),
+            status_label=PAYMENT_WORDS.get(payment.status, word(payment.status)),
+        )
     owed = client_history.owed(client)
     return {
         "client": client,
@@ -166,7 +169,7 @@ def client_context(request: HttpRequest, client: Client, form: ClientEditForm) -
 
 @desk_only
 @require_http_methods(["GET", "POST"])
-def client_page(request: HttpRequest, pk: int) -> HttpResponse:
+def client_page(request: StaffRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client.objects.select_related("area"), pk=pk)
     if request.method == "GET":
         form = ClientEditForm(initial=initial_of(client))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from scheduling.forms import AppointmentForm, ClientForm
 from scheduling.models import Client
 from scheduling.services.clients import create_client
-from scheduling.views.common import call_for_form
+from scheduling.views.common import StaffRequest, call_for_form
 from scheduling.views.desk.booking import new_form_page
 from scheduling.views.desk.present import client_choices, desk_only, int_or_none
 
@@ -20,7 +20,7 @@ CLIENT_RESULTS = 8
 
 @desk_only
 @require_POST
-def client_search(request: HttpRequest) -> HttpResponse:
+def client_search(request: StaffRequest) -> HttpResponse:
     """Clients by name or phone fragment. A POST, so that phone numbers never go into a
     URL (and so into access logs and browser history)."""
     query = request.POST.get("q", "")[:100]
@@ -38,7 +38,7 @@ def client_search(request: HttpRequest) -> HttpResponse:
 
 @desk_only
 @require_POST
-def new_client(request: HttpRequest) -> HttpResponse:
+def new_client(request: StaffRequest) -> HttpResponse:
     """Add a client from the booking form; they come back chosen."""
     form = ClientForm(request.POST)
     client = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -17,7 +17,7 @@ from scheduling.limits import TEXT_MAX
 from scheduling.models import Appointment, User
 from scheduling.services.choosing import choose_therapist
 from scheduling.services.reassign import reassign
-from scheduling.views.common import call_for_form
+from scheduling.views.common import StaffRequest, call_for_form
 from scheduling.views.desk.present import desk_only
 
 
@@ -25,8 +25,10 @@ class ReassignForm(forms.Form):
     therapist = id_field("Give it to", "a therapist")
     reason = forms.CharField(label="Reason", max_length=TEXT_MAX, widget=forms.TextInput())
 
+    prefix = "reassign"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, prefix="reassign", **kwargs)
+        super().__init__(*args, **kwargs)
         self.fields["reason"].error_messages["required"] = "Say why, for the appointment's history."
 
 
@@ -52,7 +54,7 @@ def reassign_context(appointment: Appointment, actions: list[str], given: Any) -
 
 @desk_only
 @require_GET
-def reassign_choices(request: HttpRequest, pk: int) -> HttpResponse:
+def reassign_choices(request: StaffRequest, pk: int) -> HttpResponse:
     """The Reassign control's select (htmx fragment, asked for once the page is drawn)."""
     from scheduling.views.desk.appointment import appointment_for
 
@@ -63,7 +65,7 @@ def reassign_choices(request: HttpRequest, pk: int) -> HttpResponse:
 
 @desk_only
 @require_POST
-def reassign_view(request: HttpRequest, pk: int) -> HttpResponse:
+def reassign_view(request: StaffRequest, pk: int) -> HttpResponse:
     # Imported here: the appointment page imports this module for its context.
     from scheduling.views.desk.appointment import appointment_for, detail_page
 

@@ -48,7 +48,7 @@ WORDS = {
 
 
 def word(value: str) -> str:
-    return WORDS.get(value, value.replace("_", " ").capitalize())
+    return str(WORDS.get(value, value.replace("_", " ").capitalize()))
 
 
 def labelled(rows: list, *names: str) -> list:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.db.models import Count, F, QuerySet, Window
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -28,7 +28,7 @@ from scheduling.models import (
 )
 from scheduling.services import attention, dispatch, gateway_payments
 from scheduling.services.notifications import outbox, sweeps
-from scheduling.views.common import call_for_page, live_after
+from scheduling.views.common import StaffRequest, call_for_page, live_after
 from scheduling.views.desk.present import desk_only, labelled, masked_phone, word
 
 # Rows a queue lists; its heading says how many there are in all.
@@ -201,27 +201,27 @@ def queues_context(limit: int = QUEUE_LIMIT) -> dict[str, Any]:
 
 @desk_only
 @require_GET
-def queues(request: HttpRequest) -> HttpResponse:
+def queues(request: StaffRequest) -> HttpResponse:
     context = {"live_after": live_after(request.user), **queues_context()}
     return render(request, "desk/queues.html", context)
 
 
 @desk_only
 @require_GET
-def queues_fragment(request: HttpRequest) -> HttpResponse:
+def queues_fragment(request: StaffRequest) -> HttpResponse:
     return render(request, "desk/_queues.html", queues_context())
 
 
 @desk_only
 @require_GET
-def attention_fragment(request: HttpRequest) -> HttpResponse:
+def attention_fragment(request: StaffRequest) -> HttpResponse:
     """The board's summary of the queues: how many of each, and the most pressing."""
     return render(request, "desk/_attention.html", queues_context(limit=1))
 
 
 @desk_only
 @require_POST
-def retry_notification(request: HttpRequest, pk: int) -> HttpResponse:
+def retry_notification(request: StaffRequest, pk: int) -> HttpResponse:
     done = call_for_page(request, sweeps.retry_notification, notification_id=pk)
     if done is not None:
         messages.success(request, "The message will be sent again.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -14,6 +14,7 @@ from scheduling.errors import DomainError, OccurrenceFailure, SeriesConflict
 from scheduling.forms import AppointmentForm
 from scheduling.models import Appointment, User
 from scheduling.services.series import Repeat, book_series, preview_series
+from scheduling.views.common import StaffRequest
 from scheduling.views.desk.present import desk_only
 
 # What the preview needs from the form before it can say anything.
@@ -74,7 +75,7 @@ def preview_for(data: dict, actor: User) -> Preview:
 
 @desk_only
 @require_GET
-def repeat_preview(request: HttpRequest) -> HttpResponse:
+def repeat_preview(request: StaffRequest) -> HttpResponse:
     """The booking form's Repeat panel: each date and whether it clashes (htmx fragment)."""
     form = AppointmentForm(request.GET)
     form.is_valid()  # what is valid is previewed; the rest is said on booking

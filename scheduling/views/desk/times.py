@@ -6,7 +6,7 @@ availability service.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -14,12 +14,21 @@ from django.utils import timezone
 from scheduling.domain import local_date
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, Client, Service, ServiceArea, User
-from scheduling.services.availability import TherapistAvailability, availability
+from scheduling.services.availability import availability
 from scheduling.services.common import latest_bookable
 from scheduling.services.travel import Travel, default_minutes, travel_for, travel_of
 from scheduling.views.desk.choice import any_therapist_starts
 from scheduling.views.desk.present import int_or_none
 from scheduling.views.desk.timeline import local_hm
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The free times the panel shows: one therapist's, or (therapist None) anyone's."""
+
+    therapist: User | None
+    starts: list[datetime]
+    no_driver: list[datetime]
 
 
 @dataclass(frozen=True)
@@ -206,10 +215,17 @@ def times_panel(
     panel.therapists = [
         TherapistChoice(a.therapist, len(a.starts), len(a.no_driver)) for a in offered
     ]
-    mine = next((a for a in offered if a.therapist.pk == panel.therapist_id), None)
+    mine = next(
+        (
+            Offer(a.therapist, a.starts, a.no_driver)
+            for a in offered
+            if a.therapist.pk == panel.therapist_id
+        ),
+        None,
+    )
     if panel.therapist_id is None and panel.therapists and moving is None:
         # "Any therapist": every start someone can take (the choice is made at booking).
-        mine = TherapistAvailability(None, *any_therapist_starts(offered))
+        mine = Offer(None, *any_therapist_starts(offered))
     if day < timezone.localdate():
         panel.note = "That day has passed."
     elif day > local_date(latest_bookable(now)):

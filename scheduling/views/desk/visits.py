@@ -18,7 +18,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -29,7 +29,7 @@ from scheduling.forms import id_field
 from scheduling.limits import TEXT_MAX
 from scheduling.models import Appointment, Trip, User, Visit
 from scheduling.services.visits import SessionAsk, book_visit, cancel_visit
-from scheduling.views.common import form_errors_from
+from scheduling.views.common import StaffRequest, form_errors_from
 from scheduling.views.desk.present import desk_only, word
 
 # The rows the form draws: the first session (the form's own service and therapist) and
@@ -376,7 +376,7 @@ def visits_among(appointments: list[Appointment]) -> dict[int, list[Appointment]
 
 @desk_only
 @require_POST
-def cancel_whole_visit(request: HttpRequest, pk: int) -> HttpResponse:
+def cancel_whole_visit(request: StaffRequest, pk: int) -> HttpResponse:
     """Cancel every session of the visit and its shared trips (cancel_visit), from the
     page of one of its sessions (`?from=<appointment>`)."""
     from scheduling.views.desk.appointment import appointment_for, detail_page
