@@ -15,7 +15,8 @@
      trip from the booking's commit to its assignment;
    - delivery: a backlog of pending notifications (sent per second), then notifications
      written at a fixed rate, each from its transaction's commit to `sent_at`.
-4. Prints the table with the targets of issue 4 and writes it to var/bench-worker/.
+4. Prints the table with issue 17's targets (ratios to the no-op task rate) and writes it
+   to var/bench-worker/.
 
 Every phase has a deadline; the whole run takes about two minutes.
 """
@@ -40,9 +41,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_DB = "15"
 FAKE = "scheduling.notify.fake.FakeProvider"
 # Targets of issue 4.
-DISPATCH_TARGET = 200.0  # assignments/s
-DELIVERY_TARGET = 300.0  # notifications/s
-LATENCY_TARGET = 100.0  # p95 ms, commit -> delivered, at 100 notifications/s
 
 
 @dataclass
@@ -633,13 +631,13 @@ def delivery_paced(rate: float, seconds: float) -> tuple[float, float, float]:
 # --- the run -------------------------------------------------------------------------------
 
 
-def verdict(value: float, target: float, *, most: bool = False, unit: str = "/s") -> str:
-    """PASS, or MISS and by how much."""
-    ok = value <= target if most else value >= target
-    if ok:
-        return "PASS"
-    gap = abs(value - target)
-    return f"MISS by {gap:.0f}{unit} ({100 * gap / target:.0f} %)"
+# Issue 17: delivery and dispatch at least this share of the same run's no-op task rate;
+# the absolute figures are reported, never targeted.
+NOOP_SHARE = 0.5
+
+
+def share_verdict(ratio: float) -> str:
+    return "PASS" if ratio >= NOOP_SHARE else f"MISS ({ratio:.2f} < {NOOP_SHARE:g})"
 
 
 def main() -> None:
@@ -757,18 +755,19 @@ def dispatch_row(args: argparse.Namespace, r: dict) -> Row:
             f"FAILED: no pass finished within the dispatch task's time limit "
             f"({r['assigned']} assigned after {r['dispatch_waited']:.0f} s); "
             f"{r['dispatch_cpu']['all']:.2f} ms CPU per queued trip",
-            "bare UPDATE+COMMIT",
+            "no-op task backlog",
             "",
-            f">= {DISPATCH_TARGET:.0f}/s",
+            f">= {NOOP_SHARE:g} × no-op",
             f"MISS; {others}",
         )
     return Row(
         f"dispatch: one pass over {r['assigned']} queued trips",
         f"{r['dispatch_backlog']:.0f} assignments/s; {r['dispatch_cpu']['all']:.2f} ms CPU each",
-        "bare UPDATE+COMMIT",
-        f"{r['dispatch_backlog'] / r['bare_update']:.2f}",
-        f">= {DISPATCH_TARGET:.0f}/s",
-        f"{verdict(r['dispatch_backlog'], DISPATCH_TARGET)}; {others}",
+        "no-op task backlog",
+        f"{r['dispatch_backlog'] / r['noop_backlog']:.2f} "
+        f"({r['dispatch_backlog'] / r['bare_update']:.2f} × bare UPDATE+COMMIT)",
+        f">= {NOOP_SHARE:g} × no-op",
+        f"{share_verdict(r['dispatch_backlog'] / r['noop_backlog'])}; {others}",
     )
 
 
@@ -813,8 +812,8 @@ def report(args: argparse.Namespace, r: dict, load_before: tuple[float, ...]) ->
             f"{r['delivery_backlog']:.0f} sent/s; {r['delivery_cpu']['all']:.2f} ms CPU each",
             "no-op task backlog",
             f"{r['delivery_backlog'] / r['noop_backlog']:.2f}",
-            f">= {DELIVERY_TARGET:.0f}/s",
-            f"{verdict(r['delivery_backlog'], DELIVERY_TARGET)}; "
+            f">= {NOOP_SHARE:g} × no-op",
+            f"{share_verdict(r['delivery_backlog'] / r['noop_backlog'])}; "
             f"others' CPU {100 * r['delivery_others']:.0f} %",
         ),
         Row(
@@ -822,8 +821,7 @@ def report(args: argparse.Namespace, r: dict, load_before: tuple[float, ...]) ->
             f"p50/95/99 {ms(r['delivery_paced'])}",
             "no-op at the same rate",
             f"{r['delivery_paced'][1] / r['noop_paced'][1]:.1f} (p95)",
-            f"p95 <= {LATENCY_TARGET:.0f} ms",
-            f"{verdict(1000 * r['delivery_paced'][1], LATENCY_TARGET, most=True, unit=' ms')}; "
+            "",
             f"others' CPU {100 * r['paced_others']:.0f} %",
         ),
     ]
