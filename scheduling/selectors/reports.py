@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -227,7 +228,7 @@ def _standing(appointments: QuerySet[Appointment]) -> tuple[Standing, Grouped]:
     )
 
 
-def _by_status(appointments) -> list[StatusRow]:
+def _by_status(appointments: QuerySet[Appointment]) -> list[StatusRow]:
     counted = {
         row["status"]: row
         for row in appointments.values("status")
@@ -246,7 +247,7 @@ def _by_status(appointments) -> list[StatusRow]:
     ]
 
 
-def _per_therapist(appointments) -> dict[int, dict]:
+def _per_therapist(appointments: QuerySet[Appointment]) -> dict[int, dict[str, Any]]:
     completed = Q(status=AppointmentStatus.COMPLETED)
     return {
         row["therapist_id"]: row
@@ -262,7 +263,7 @@ def _per_therapist(appointments) -> dict[int, dict]:
     }
 
 
-def _per_driver(done_trips) -> dict[int, dict]:
+def _per_driver(done_trips: QuerySet[Trip]) -> dict[int, dict[str, Any]]:
     return {
         row["driver_id"]: row
         for row in done_trips.values("driver_id")
@@ -298,7 +299,9 @@ def _staff_names(ids: set[int]) -> dict[int, _Person]:
     }
 
 
-def _therapist_rows(counted: dict[int, dict], people: dict[int, _Person]) -> list[TherapistRow]:
+def _therapist_rows(
+    counted: dict[int, dict[str, Any]], people: dict[int, _Person]
+) -> list[TherapistRow]:
     ids = set(counted) | {pk for pk, p in people.items() if p.role == states.THERAPIST and p.active}
     rows = [
         TherapistRow(
@@ -315,7 +318,7 @@ def _therapist_rows(counted: dict[int, dict], people: dict[int, _Person]) -> lis
     return sorted(rows, key=lambda r: (-r.revenue, -r.sessions, r.name.lower(), r.therapist_id))
 
 
-def _driver_rows(counted: dict[int, dict], people: dict[int, _Person]) -> list[DriverRow]:
+def _driver_rows(counted: dict[int, dict[str, Any]], people: dict[int, _Person]) -> list[DriverRow]:
     ids = set(counted) | {pk for pk, p in people.items() if p.role == states.DRIVER and p.active}
     rows = [
         DriverRow(
@@ -358,20 +361,20 @@ def csv_rows(report: Report, *, business: str, zone: str) -> list[list[str]]:
         ["Per therapist"],
         ["Therapist", "Appointments", "Sessions completed", "Revenue", "No-shows", "Declined"],
     ]
-    for row in [*report.therapists, report.therapist_totals]:
+    for therapist in [*report.therapists, report.therapist_totals]:
         rows.append(
             [
-                row.name,
-                str(row.appointments),
-                str(row.sessions),
-                str(row.revenue),
-                str(row.no_shows),
-                str(row.declined),
+                therapist.name,
+                str(therapist.appointments),
+                str(therapist.sessions),
+                str(therapist.revenue),
+                str(therapist.no_shows),
+                str(therapist.declined),
             ]
         )
     rows += [[], ["Per driver"], ["Driver", "Trips done", "Drop-offs", "Pickups"]]
-    for row in [*report.drivers, report.driver_totals]:
-        rows.append([row.name, str(row.trips), str(row.dropoffs), str(row.pickups)])
+    for driver in [*report.drivers, report.driver_totals]:
+        rows.append([driver.name, str(driver.trips), str(driver.dropoffs), str(driver.pickups)])
     return rows + _money_rows(report.money)
 
 
