@@ -71,7 +71,12 @@ CEILINGS = {
     "no-op task (worker)": "a Celery task that does nothing, through the same broker and "
     "worker pool: what delivery and dispatch are read against.",
     "bare UPDATE+COMMIT (worker)": "one UPDATE and commit on one connection.",
-    "websocket ceilings (ws)": "as bench/ws reports them (see its section).",
+    "Redis pub/sub round trip (ws)": "a timestamp published and received through the "
+    "bench's own Redis at the stream's rate, the floor under commit-to-client latency; "
+    "websocket_p95 is read against STREAM_BATCH_MS plus five of them.",
+    "idle sockets (ws)": "no ceiling: issue 17's own absolutes (30,000 at 32 KiB each); the "
+    "ramp runs until handshakes fail twice, its cap or its time limit, and says which "
+    "(--quick caps it at 3,000: its idle_sockets line says CAPPED, not MISS).",
 }
 
 
