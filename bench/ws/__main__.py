@@ -10,11 +10,13 @@
    socket and one therapist socket). Commit-to-client latency p50/p95/p99 over every
    delivery; frames and events delivered per second; deliveries missing at the end.
 4. Saturation: the same sockets while the writer commits as fast as it can.
-5. Idle sockets: a fresh daphne; authenticated sockets opened 1,000 at a time, the
-   process's RSS read after each step, until the target, a step with more than 1% of its
-   handshakes failing, or the time limit.
-6. Prints the table and the targets (PASS/MISS), the load average before, during and
-   after; writes them to var/bench-ws/.
+5. Idle sockets: a fresh daphne; authenticated sockets opened 2,000 at a time by client
+   processes of their own (bench/ws/idle_clients.py), the process's RSS and open files
+   read after each step, until the cap (40,000), a step with more than 1% of its
+   handshakes failing twice, or the time limit; the report says which stopped it.
+6. Prints the table (figures, and issue 17's targets: a ratio for the latency, its two
+   absolutes for idle sockets), the load average before, during and after, and the
+   RESULT lines; writes them to var/bench-ws/.
 
 Loopback only; every phase is bounded in time, and the processes it starts are always
 stopped.
