@@ -6,12 +6,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from zope.interface import implementer
+from zope.interface import classImplements
 
 try:  # daphne's server depends on Twisted; another ASGI server may not bring it
     from twisted.internet.interfaces import IPushProducer
+
+    HAS_TWISTED = True
 except ImportError:  # pragma: no cover
-    IPushProducer = None
+    HAS_TWISTED = False
 
 # What the transport tells the consumer.
 PAUSED, RESUMED, STOPPED = "paused", "resumed", "stopped"
@@ -54,7 +56,7 @@ class TransportWatch:
     def attach(cls, send, on_change) -> TransportWatch | None:
         protocol = _daphne_protocol(send)
         transport = getattr(protocol, "transport", None)
-        if IPushProducer is None or transport is None or not hasattr(transport, "producer"):
+        if not HAS_TWISTED or transport is None or not hasattr(transport, "producer"):
             return None
         watch = cls(transport.producer, on_change)
         if watch.previous is not None:
@@ -83,5 +85,5 @@ class _Producer:
         self.watch.on_change(STOPPED)
 
 
-if IPushProducer is not None:
-    _Producer = implementer(IPushProducer)(_Producer)
+if HAS_TWISTED:
+    classImplements(_Producer, IPushProducer)
