@@ -47,13 +47,18 @@ async def main_async(args) -> None:
     def open_count() -> int:
         return sum(1 for ws in sockets if ws.state == State.OPEN)
 
-    async def one(token: str, gate: asyncio.Semaphore, errors: Counter) -> bool:
+    async def one(token: str, gate: asyncio.Semaphore, errors: Counter, give_up: int) -> bool:
         async with gate:
+            if errors.total() >= give_up:
+                # Failing already (daphne at its limit, say): the rest of the step is not
+                # tried, and counts as failed, rather than each waiting out its timeout.
+                errors["not tried: the step was failing already"] += 1
+                return False
             try:
                 ws = await websockets.connect(
                     f"{args.url}?token={token}",
                     origin=args.origin,
-                    open_timeout=30,
+                    open_timeout=15,  # daphne gives up on a handshake after 5 s
                     ping_interval=None,  # daphne pings; the library answers
                     compression=None,
                     max_size=None,
@@ -82,7 +87,8 @@ async def main_async(args) -> None:
         next_token += want
         errors: Counter = Counter()
         gate = asyncio.Semaphore(args.concurrency)
-        done = await asyncio.gather(*(one(t, gate, errors) for t in batch))
+        give_up = max(10, want // 50)
+        done = await asyncio.gather(*(one(t, gate, errors, give_up) for t in batch))
         answer(
             opened=sum(done),
             failed=want - sum(done),
