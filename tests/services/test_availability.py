@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from scheduling.domain import local_day_bounds
 from scheduling.errors import Conflict, ValidationFailed
-from scheduling.models import Break, TimeOff, WorkingHours
+from scheduling.models import Appointment, Break, TimeOff, WorkingHours
 from scheduling.services.appointments import create_appointment
-from scheduling.services.availability import availability
+from scheduling.services.availability import _busy_orm, _busy_postgres, availability
 from scheduling.services.working_time import _working_time_orm, _working_time_postgres
+from scheduling.states import AppointmentStatus
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -161,6 +162,43 @@ def test_working_time_reads_agree(service):
         }
     assert len(orm[0][a.pk]) == 2 and len(orm[1][a.pk]) == 1 and len(orm[2][b.pk]) == 1
     assert c.pk not in orm[0] and d.pk not in orm[2]
+
+
+@pytest.mark.postgres
+def test_busy_reads_agree(service, desk):
+    """busy_intervals' hand-written statement (PostgreSQL) and its ORM query (elsewhere)
+    read the same active appointments meeting the range, with and without the one being
+    moved."""
+    a, b, c = (factories.therapist(service) for _ in range(3))
+    client = factories.ClientFactory()
+    booked = {
+        (t.pk, hour): create_appointment(
+            actor=desk,
+            client_id=client.pk,
+            service_id=service.pk,
+            therapist_id=t.pk,
+            now=NOW,
+            start=datetime.fromisoformat(f"2030-05-01T{hour:02d}:00:00+08:00"),
+        )
+        for t in (a, b, c)
+        for hour in (9, 12, 16)
+    }
+    cancelled = booked[(b.pk, 12)]
+    Appointment.objects.filter(pk=cancelled.pk).update(status=AppointmentStatus.CANCELLED)
+    # Meets the 12:00 bookings (busy from 11:15) and the 09:00 ones (busy until 11:00)
+    # by a minute; not the 16:00 ones (busy from 15:15).
+    start = datetime.fromisoformat("2030-05-01T10:59:00+08:00")
+    end = datetime.fromisoformat("2030-05-01T15:15:00+08:00")
+    ids = [a.pk, b.pk]
+    for exclude in (None, booked[(a.pk, 9)].pk, booked[(c.pk, 9)].pk):
+        orm = sorted(_busy_orm(ids, start, end, exclude))
+        postgres = sorted(_busy_postgres(ids, start, end, exclude))
+        assert orm == postgres
+        held = {(row[0], row[1]) for row in postgres}
+        assert (b.pk, cancelled.busy_from) not in held  # cancelled holds nothing
+        assert all(tid in ids for tid, _ in held)  # only the therapists asked about
+    assert len(postgres) == 3  # a's and b's 09:00, a's 12:00
+    assert len(_busy_postgres(ids, start, end, booked[(a.pk, 9)].pk)) == 2
 
 
 @override_settings(TIME_ZONE="America/New_York")
