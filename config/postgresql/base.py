@@ -41,7 +41,13 @@ def loader_for(zone: tzinfo | None) -> type[BaseTzLoader]:
             self._parse = _PARSER(oid, context).load
 
         def load(self, data):
-            return self._parse(data).replace(tzinfo=self.timezone)
+            # psycopg gives the session's zone; Django sets the session to UTC and asks
+            # for datetime.UTC, the very object psycopg uses for it, so the value is
+            # already what Django's loader returns. `replace` (2 us a value, more than
+            # parsing it) only when the two differ.
+            value = self._parse(data)
+            zone = self.timezone
+            return value if value.tzinfo is zone else value.replace(tzinfo=zone)
 
     return TimestamptzLoader
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 from psycopg.pq import Format
 
-from config.postgresql.base import TIMESTAMPTZ_OID
+from config.postgresql.base import TIMESTAMPTZ_OID, loader_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -95,6 +96,24 @@ def new_request(wrapper) -> None:
     """What Django does at the start of each request for a kept connection."""
     wrapper.health_check_done = False
     wrapper.close_if_health_check_failed()
+
+
+def test_a_loader_for_another_zone_gives_what_djangos_gives():
+    # The path where psycopg's zone is not the one asked for: Django's own `replace`.
+    manila = ZoneInfo("Asia/Manila")
+
+    class DjangosManila(BaseTzLoader):
+        timezone = manila
+
+    with connection.cursor() as cursor:
+        ours, djangos = (
+            loader_for(manila)(TIMESTAMPTZ_OID, cursor.cursor),
+            DjangosManila(TIMESTAMPTZ_OID, cursor.cursor),
+        )
+        for text in ("2026-01-01 10:00:00+00", "2026-01-01 10:00:00.5+00"):
+            value, want = ours.load(text.encode()), djangos.load(text.encode())
+            assert value == want
+            assert value.tzinfo is want.tzinfo is manila
 
 
 def test_a_live_kept_connection_is_used_again(kept_connection):
