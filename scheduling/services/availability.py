@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -55,12 +56,13 @@ def _busy_postgres(
     appt_therapist_busy_idx still applies; tests/services/test_availability.py holds the
     two equal)."""
     statuses = [str(s) for s in ACTIVE_APPOINTMENT_STATUSES]
-    params: list[object] = [*statuses, end, start, therapist_ids]
+    params: list[Any] = [*statuses, end, start, therapist_ids]
     if exclude is not None:
         params.append(exclude)
     with connection.cursor() as cursor:
         cursor.execute(_busy_sql(exclude is not None), params)
-        return cursor.fetchall()
+        rows: Held = cursor.fetchall()
+    return rows
 
 
 @cache
