@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 from django.db import OperationalError
 
 from scheduling import background
@@ -22,8 +21,6 @@ from scheduling.services import (
     retention,
 )
 from scheduling.services.notifications import delivery, outbox, sweeps
-
-NOTIFY_TIME_LIMIT = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
 
 # Side effects: acknowledge only once done, and requeue if the worker process dies.
 SIDE_EFFECTING: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
@@ -49,15 +46,20 @@ def run_dispatch() -> int:
     return len(dispatch.run_pass())
 
 
+# One task per transaction's messages (delivery.enqueue); a message queued before batches,
+# with one id, is the batch of one. The limit: the claim window plus one message's limit.
+DELIVER_TIME_LIMIT = delivery.batch_time_limit()
+
+
 @shared_task(
     name=background.DELIVER,
-    time_limit=NOTIFY_TIME_LIMIT,
-    soft_time_limit=max(1, NOTIFY_TIME_LIMIT - 2),
+    time_limit=DELIVER_TIME_LIMIT,
+    soft_time_limit=max(1, DELIVER_TIME_LIMIT - 2),
     **SIDE_EFFECTING,
     **DATABASE_RETRY,
 )
-def deliver_notification(notification_id: int) -> str:
-    return delivery.deliver(notification_id=notification_id)
+def deliver_notification(*notification_ids: int) -> list[str]:
+    return delivery.deliver_batch(notification_ids=notification_ids)
 
 
 @shared_task(name="scheduling.sweep.notifications", **SIDE_EFFECTING)

@@ -2,9 +2,10 @@
 
 Writing. A booking, a status change, an assignment, the reminder scan: each writes its
 rows inside its own transaction, with a unique key built from the cause (the transition,
-the trip, the appointment's time), and enqueues one delivery task per row on commit.
+the trip, the appointment's time), and enqueues on commit one delivery task with the ids
+of every row the transaction wrote (`delivery.enqueue`; BATCH_SIZE at most per task).
 
-Delivering (`deliver`, one task per row):
+Delivering (`deliver_batch`: each of a task's rows in turn, each on its own, by `deliver`):
 1. Claim: in a short transaction, a due `pending` row becomes `sending` with one more
    attempt and a lease. A second task for the same row (the broker delivering twice, the
    sweep enqueueing again) finds it is not `pending` and does nothing.

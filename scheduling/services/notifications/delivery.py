@@ -1,4 +1,10 @@
-"""Notifications, delivering (`deliver`, one task per row):
+"""Notifications, delivering (`deliver` for one row, `deliver_batch` for a task's rows):
+
+Enqueueing (`enqueue`): a transaction that writes or hands back rows gets ONE delivery
+task on commit, with the ids of every row it asked for (a booking writes two: the client's
+and the therapist's), in tasks of at most BATCH_SIZE ids. The task delivers them one after
+the other, each through the three steps below, each with its own claim, outcome and retry:
+one message that fails or is retried does not fail or delay the others.
 
 1. Claim: in a short transaction, a due `pending` row becomes `sending` with one more
    attempt and a lease. A second task for the same row (the broker delivering twice, the
@@ -18,8 +24,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -116,6 +125,105 @@ def _deduping(backends: tuple[tuple[str, str], ...]) -> frozenset[str]:
 
 
 CLAIM_SQL = _claim_sql()
+
+# Most ids one delivery task carries: the sweep hands back up to SWEEP_LIMIT rows at once,
+# and a task's rows are sent one after the other.
+BATCH_SIZE = 50
+
+
+def enqueue(notification_ids: Iterable[int]) -> None:
+    """Deliver these rows once the current transaction commits (at once outside one): one
+    task per transaction, with every id the transaction asked for, BATCH_SIZE at most per
+    task. A rolled-back transaction enqueues nothing."""
+    ids = list(notification_ids)
+    if not ids:
+        return
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        _send_batches(ids)
+        return
+    pending = _pending_batch(conn)
+    if pending is None:
+        pending = []
+        batch = pending
+
+        def flush() -> None:
+            _send_batches(batch)
+
+        flush.batch = batch  # type: ignore[attr-defined]  # found again by _pending_batch
+        # robust: a broker error is logged by background.send; the rows wait for the sweep.
+        transaction.on_commit(flush, robust=True)
+        conn._scheduling_delivery = (conn.run_on_commit, pending)
+    pending.extend(ids)
+
+
+def _pending_batch(conn: Any) -> list[int] | None:
+    """The ids list of this transaction's delivery callback, if one is still listed.
+
+    Django only appends to `run_on_commit` while a transaction goes on and puts a new list
+    in its place when it drops callbacks (commit, rollback, a savepoint rolled back), so
+    the list is read again only after such a change (as `background.after_commit`). Ids
+    added by a savepoint later rolled back stay in the batch: their rows do not exist, and
+    the claim finds nothing to send."""
+    kept = getattr(conn, "_scheduling_delivery", None)
+    if kept is not None and kept[0] is conn.run_on_commit:
+        return kept[1]
+    for _, callback, _ in conn.run_on_commit:
+        batch = getattr(callback, "batch", None)
+        if batch is not None:
+            conn._scheduling_delivery = (conn.run_on_commit, batch)
+            return batch
+    return None
+
+
+def _send_batches(ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), BATCH_SIZE):
+        background.send(background.DELIVER, *ids[start : start + BATCH_SIZE])
+
+
+def claim_window() -> float:
+    """Seconds from a task's start during which it may still claim a row: half the
+    per-message time limit. Each row claimed gets the rest of the task's time limit
+    (`batch_time_limit`), at least a whole NOTIFY_TIME_LIMIT_SECONDS; the lease (twice
+    that limit from the claim) outlasts the task, so the sweep never takes a row from a
+    worker still sending it."""
+    return int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"]) / 2
+
+
+def batch_time_limit() -> int:
+    """The delivery task's hard time limit: the claim window plus one message's limit."""
+    limit = int(settings.SCHEDULING["NOTIFY_TIME_LIMIT_SECONDS"])
+    return limit + limit // 2
+
+
+def deliver_batch(*, notification_ids: Sequence[int], now: datetime | None = None) -> list[str]:
+    """Deliver each row (`deliver`), in order; what happened to each, "deferred" for the
+    rows handed to a new task because the claim window had closed.
+
+    Each row keeps its own claim, outcome and retry. An unexpected error on one row (the
+    database, a bug) does not stop the others: it is logged, the next rows are delivered,
+    then the first such error is raised, so the task is retried or recorded as failed; a
+    re-run sends nothing twice, the rows already claimed are not pending any more."""
+    started = time.monotonic()
+    window = claim_window()
+    outcomes: list[str] = []
+    errors: list[Exception] = []
+    ids = list(dict.fromkeys(notification_ids))
+    for index, pk in enumerate(ids):
+        if index and time.monotonic() - started > window:
+            rest = ids[index:]
+            _send_batches(rest)
+            outcomes.extend("deferred" for _ in rest)
+            break
+        try:
+            outcomes.append(deliver(notification_id=pk, now=now))
+        except Exception as exc:
+            logger.exception("notification %s: delivery raised; the batch goes on", pk)
+            errors.append(exc)
+            outcomes.append("error")
+    if errors:
+        raise errors[0]
+    return outcomes
 
 
 def deliver(*, notification_id: int, now: datetime | None = None) -> str:

@@ -22,10 +22,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scheduling import background
 from scheduling.errors import InvalidTransition, NotFound
 from scheduling.models import Notification, NotificationStatus
 from scheduling.notify import backend_for
+from scheduling.services.notifications import delivery
 from scheduling.services.notifications.delivery import announce_failures
 from scheduling.services.notifications.outbox import SWEEP_LIMIT
 
@@ -83,8 +83,7 @@ def requeue_stale(*, now: datetime | None = None) -> dict[str, int]:
             Notification.objects.filter(pk__in=ids).update(
                 enqueued_at=now, send_after=now, updated_at=now
             )
-            for pk in ids:
-                background.after_commit(background.DELIVER, pk)
+            delivery.enqueue(ids)  # in tasks of delivery.BATCH_SIZE
         counts["requeued"] = len(ids)
     return counts
 
@@ -112,8 +111,7 @@ def retry_failed(
             enqueued_at=now,
             updated_at=now,
         )
-        for pk in ids:
-            background.after_commit(background.DELIVER, pk)
+        delivery.enqueue(ids)
     return ids
 
 
