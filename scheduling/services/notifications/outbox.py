@@ -10,6 +10,7 @@ appointment's time), and enqueues one delivery task per row on commit
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -234,7 +235,7 @@ def _write(
     driver: User | None = None,
     may_exist: bool = False,
     outbox: Outbox | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[Notification]:
     """Write the messages of one cause; return the rows written. Keys naming a transition
     or a trip are new by construction; a scan's keys (`may_exist`) may be written already,
@@ -250,13 +251,22 @@ def _write(
         **(extra or {}),
     }
     for audience in AUDIENCES[kind]:
-        client = appointment.client if audience == Audience.CLIENT else None
-        user = {Audience.THERAPIST: appointment.therapist, Audience.DRIVER: driver}.get(audience)
-        address = _address(client=client, user=user)
+        person: Client | User | None = (
+            appointment.client
+            if audience == Audience.CLIENT
+            else appointment.therapist
+            if audience == Audience.THERAPIST
+            else driver
+        )
+        # Only a trip's messages go to a driver, and those are written with the driver.
+        assert person is not None, f"{kind}: no {audience} to write to"
+        client = person if isinstance(person, Client) else None
+        user = person if isinstance(person, User) else None
+        address = _address(person)
         if address is None:  # nobody to write to: no phone, no email
             continue
         channel, to = address
-        recipient = client.pk if client else user.pk
+        recipient = person.pk
         rows.append(
             Notification(
                 key=f"appointment{appointment.pk}:{kind}:{cause}:{channel}:{audience}{recipient}",
@@ -298,18 +308,16 @@ def _save(rows: list[Notification]) -> list[Notification]:
     return created
 
 
-def _address(*, client: Client | None, user: User | None) -> tuple[str, str] | None:
+def _address(person: Client | User) -> tuple[str, str] | None:
     """(channel, address) for a recipient: the client's preferred channel when it can be
     used, SMS to a phone number, else email."""
-    if client is not None:
-        preferred = (client.preferences or {}).get("channel")
-        if preferred == Channel.WHATSAPP and client.phone:
-            return Channel.WHATSAPP, client.phone
-        if preferred == Channel.EMAIL and client.email:
-            return Channel.EMAIL, client.email
-        phone, email = client.phone, client.email
-    else:
-        phone, email = user.phone, user.email
+    if isinstance(person, Client):
+        preferred = (person.preferences or {}).get("channel")
+        if preferred == Channel.WHATSAPP and person.phone:
+            return Channel.WHATSAPP, person.phone
+        if preferred == Channel.EMAIL and person.email:
+            return Channel.EMAIL, person.email
+    phone, email = person.phone, person.email
     if phone:
         return Channel.SMS, phone
     if email:
@@ -317,7 +325,7 @@ def _address(*, client: Client | None, user: User | None) -> tuple[str, str] | N
     return None
 
 
-def render(kind: str, audience: str, context: dict) -> str:
+def render(kind: str, audience: str, context: dict[str, Any]) -> str:
     """The message text; times in the business time zone whatever zone is active."""
     family = "reminder" if kind in REMINDERS else kind
     context = {**context, "kind": kind}
