@@ -543,12 +543,15 @@ def pending_notifications(count: int, *, tag: str) -> list[int]:
     return [row.pk for row in rows]
 
 
-def publish_deliveries(count: int) -> list[int]:
+def publish_deliveries(count: int, per_task: int) -> list[int]:
+    """The backlog's tasks, `per_task` ids each: 2 is what a booking's transaction enqueues
+    (its client's and therapist's messages, `delivery.enqueue`), 1 one task per message
+    (as before batches, and a retry)."""
     from scheduling.background import DELIVER, send
 
     ids = pending_notifications(count, tag="backlog")
-    for pk in ids:
-        send(DELIVER, pk)
+    for start in range(0, len(ids), per_task):
+        send(DELIVER, *ids[start : start + per_task])
     return ids
 
 
@@ -587,8 +590,8 @@ def delivery_paced(rate: float, seconds: float) -> tuple[float, float, float]:
     from django.db import transaction
     from django.utils import timezone
 
-    from scheduling import background
     from scheduling.models import Client, Notification
+    from scheduling.services.notifications import delivery
 
     client = Client.objects.create(name="Bench paced", phone="+639180000777")
     committed: dict[int, float] = {}
@@ -607,7 +610,7 @@ def delivery_paced(rate: float, seconds: float) -> tuple[float, float, float]:
                 body="Hi, we have your booking for Bench massage on Mon 1 Jun, 10:00.",
                 enqueued_at=timezone.now(),
             )
-            background.after_commit(background.DELIVER, row.pk)
+            delivery.enqueue([row.pk])
         committed[row.pk] = stamp[0]
     wait_for(
         lambda: (
@@ -663,6 +666,13 @@ def main() -> None:
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
     parser.add_argument("--trips", type=int, default=600, help="dispatch backlog (even)")
     parser.add_argument("--notifications", type=int, default=3000, help="delivery backlog")
+    parser.add_argument(
+        "--delivery-batch",
+        type=int,
+        default=2,
+        help="ids per delivery task in the backlog (default 2: a booking's two messages, "
+        "as its transaction enqueues them; 1: one task per message, as before batches)",
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="notifications/s, paced")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of paced runs")
     args = parser.parse_args()
@@ -736,7 +746,7 @@ def run(args: argparse.Namespace, workers: Workers) -> dict:
     results["dispatch_paced"] = dispatch_paced(args.rate / 10, args.seconds, start_day=5)
 
     workers.stop()
-    ids = publish_deliveries(args.notifications)
+    ids = publish_deliveries(args.notifications, args.delivery_batch)
     results["delivery_backlog"] = drain_deliveries(ids, workers, meter)
     results["delivery_cpu"] = meter.per_item(args.notifications)
     results["delivery_others"] = meter.others_share()
@@ -808,7 +818,8 @@ def report(args: argparse.Namespace, r: dict, load_before: tuple[float, ...]) ->
             "",
         ),
         Row(
-            f"delivery: {args.notifications} pending, fake provider",
+            f"delivery: {args.notifications} pending, {args.delivery_batch} per task, "
+            "fake provider",
             f"{r['delivery_backlog']:.0f} sent/s; {r['delivery_cpu']['all']:.2f} ms CPU each",
             "no-op task backlog",
             f"{r['delivery_backlog'] / r['noop_backlog']:.2f}",

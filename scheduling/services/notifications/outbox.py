@@ -2,9 +2,9 @@
 
 A booking, a status change, an assignment, the reminder scan: each writes its rows inside
 its own transaction, with a unique key built from the cause (the transition, the trip, the
-appointment's time), and enqueues one delivery task per row on commit
-(`delivery.deliver`). A transaction that makes many (a dispatcher pass) collects them in an
-`Outbox` and writes them in one statement.
+appointment's time), and enqueues on commit one delivery task for all the rows the
+transaction wrote (`delivery.enqueue`). A transaction that makes many (a dispatcher pass)
+collects them in an `Outbox` and writes them in one statement.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from scheduling import background
 from scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -31,6 +30,7 @@ from scheduling.models import (
     Trip,
     User,
 )
+from scheduling.services.notifications import delivery
 
 BOOKING_CREATED = "booking_created"
 ACCEPTED = "appointment_accepted"
@@ -298,13 +298,11 @@ def _write(
 
 
 def _save(rows: list[Notification]) -> list[Notification]:
-    """Insert; each due row gets its delivery task once the transaction commits."""
+    """Insert; the due rows join the transaction's delivery task, sent on commit."""
     if not rows:
         return []
     created = Notification.objects.bulk_create(rows)
-    for row in created:
-        if row.enqueued_at is not None:
-            background.after_commit(background.DELIVER, row.pk)
+    delivery.enqueue(row.pk for row in created if row.enqueued_at is not None)
     return created
 
 
