@@ -9,23 +9,45 @@ from functools import cache
 
 from django.db import connection
 
-from scheduling.domain import DaySchedule, Interval, local_day_bounds
+from scheduling.domain import (
+    DaySchedule,
+    Interval,
+    at_wall_time,
+    business_zone,
+    local_day_bounds,
+    merge,
+)
 from scheduling.models import Break, TimeOff, WorkingHours
 
 
 def day_schedules(therapist_ids: list[int], day: date) -> dict[int, DaySchedule]:
     """Each therapist's working time on `day`: one query whatever the count (three on a
-    database other than PostgreSQL)."""
+    database other than PostgreSQL).
+
+    What `DaySchedule.build` makes of each, with each wall time read in the zone once for
+    all of them (twenty therapists' hours and breaks are mostly the same few o'clocks)."""
     weekday = day.weekday()
     day_start, day_end = local_day_bounds(day)
     read = _working_time_postgres if connection.vendor == "postgresql" else _working_time_orm
     hours, breaks, time_off = read(therapist_ids, weekday, day_start, day_end)
+    zone = business_zone()
+    instants: dict[time, datetime] = {}
+
+    def at(wall: time) -> datetime:
+        instant = instants.get(wall)
+        if instant is None:
+            instant = instants[wall] = at_wall_time(day, wall, zone)
+        return instant
+
+    def intervals(periods: list[tuple[time, time]]) -> list[Interval]:
+        # domain.wall_intervals, merged as DaySchedule.build merges it.
+        return merge(i for i in (Interval(at(a), at(b)) for a, b in periods) if i.end > i.start)
+
     return {
-        tid: DaySchedule.build(
-            day,
-            hours=hours.get(tid, ()),
-            breaks=breaks.get(tid, ()),
-            time_off=[Interval(start, end) for start, end in time_off.get(tid, ())],
+        tid: DaySchedule(
+            hours=intervals(hours.get(tid, [])),
+            breaks=intervals(breaks.get(tid, [])),
+            time_off=merge(Interval(start, end) for start, end in time_off.get(tid, ())),
         )
         for tid in therapist_ids
     }

@@ -12,12 +12,16 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduling.domain import local_day_bounds
+from scheduling.domain import DaySchedule, Interval, local_day_bounds
 from scheduling.errors import Conflict, ValidationFailed
 from scheduling.models import Appointment, Break, TimeOff, WorkingHours
 from scheduling.services.appointments import create_appointment
 from scheduling.services.availability import _busy_orm, _busy_postgres, availability
-from scheduling.services.working_time import _working_time_orm, _working_time_postgres
+from scheduling.services.working_time import (
+    _working_time_orm,
+    _working_time_postgres,
+    day_schedules,
+)
 from scheduling.states import AppointmentStatus
 from tests import factories
 
@@ -330,3 +334,40 @@ def refusal(desk, service, therapist, client, start, **more) -> Exception | None
 def accepts(desk, service, therapist, client, start) -> bool:
     """Would booking take this start?"""
     return refusal(desk, service, therapist, client, start) is None
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_day_schedules_are_what_day_schedule_build_makes(service):
+    """day_schedules reads each wall time once for every therapist; what it builds is what
+    DaySchedule.build makes of the same rows, on a spring-forward day too (02:30 does not
+    exist: 02:30-03:00 is empty there) and with overlapping hours."""
+    a, b, c = (factories.therapist(service, hours=None) for _ in range(3))
+    for day in (date(2030, 3, 10), date(2030, 3, 11)):
+        weekday = day.weekday()
+        periods = {
+            a: [(time(0), time(6)), (time(5), time(9))],
+            b: [(time(1), time(4)), (time(13), time(19))],
+        }
+        for staff, spans in periods.items():
+            for start, end in spans:
+                WorkingHours.objects.create(staff=staff, weekday=weekday, start=start, end=end)
+        Break.objects.create(staff=a, weekday=weekday, start=time(2, 30), end=time(3))
+        Break.objects.create(staff=b, weekday=weekday, start=time(15), end=time(15, 30))
+        day_start, day_end = local_day_bounds(day)
+        off = (day_start + timedelta(hours=3), day_end + timedelta(hours=2))
+        TimeOff.objects.create(staff=b, start=off[0], end=off[1])
+        schedules = day_schedules([a.pk, b.pk, c.pk], day)
+        assert schedules[a.pk] == DaySchedule.build(
+            day, hours=periods[a], breaks=[(time(2, 30), time(3))]
+        )
+        assert schedules[b.pk] == DaySchedule.build(
+            day,
+            hours=periods[b],
+            breaks=[(time(15), time(15, 30))],
+            time_off=[Interval(*off)],
+        )
+        assert schedules[c.pk] == DaySchedule.build(day, hours=[])
+        assert len(schedules[a.pk].hours) == 1 and schedules[b.pk].time_off
+        WorkingHours.objects.all().delete()
+        Break.objects.all().delete()
+        TimeOff.objects.all().delete()
