@@ -94,9 +94,8 @@ def prepare(
     messages = []
     for audience in outbox.AUDIENCES[KIND]:
         is_client = audience == outbox.Audience.CLIENT
-        address = outbox._address(  # the product's own channel choice
-            client=client if is_client else None, user=None if is_client else therapist
-        )
+        # The product's own channel choice.
+        address = outbox._address(client if is_client else therapist)
         if address is None:
             continue
         channel, to = address
@@ -231,7 +230,7 @@ def book(booking: Booking, *, start: datetime, now: datetime | None = None) -> i
             "id": pk, "client": booking.client_id, "service": booking.service_id,
             "therapist": booking.therapist_id, "start": start.isoformat(),
             "end": end.isoformat(), "status": "pending", "address": booking.address,
-            "notes": "", "response_deadline": deadline.isoformat(), "series": None,
+            "notes": "", "response_deadline": deadline.isoformat(), "series": None, "visit": None,
             "trips": trips,
         }  # fmt: skip
         cursor.execute(
@@ -266,7 +265,8 @@ def _trips(
         {"id": trip_id, "appointment": pk, "leg": leg,
          "window_start": windows[leg].start.isoformat(),
          "window_end": windows[leg].end.isoformat(), "status": "queued", "driver": None,
-         "address": booking.address, "start": start.isoformat(), "end": end.isoformat()}
+         "passengers": 1, "visit": None, "address": booking.address,
+         "start": start.isoformat(), "end": end.isoformat()}
         for trip_id, leg in cursor.fetchall()
     ]  # fmt: skip
 

@@ -77,6 +77,14 @@ def open_new_form(site, chromium, user, **query: Any):
 
 
 @pytest.fixture
+def rita(db):
+    """The receptionist at the desk."""
+    return factories.UserFactory(
+        role="receptionist", username="rita", first_name="Rita", last_name="Santos"
+    )
+
+
+@pytest.fixture
 def massage(db):
     return factories.ServiceFactory(name="Swedish massage", duration_minutes=60, buffer_minutes=15)
 

@@ -19,17 +19,9 @@ pytestmark = browser_marks
 
 
 @pytest.fixture
-def world(db):
-    desk = factories.UserFactory(
-        role="receptionist", username="rita", first_name="Rita", last_name="Santos"
-    )
-    massage = factories.ServiceFactory(
-        name="Swedish massage", duration_minutes=60, buffer_minutes=15
-    )
-    ana = factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
-    maria = factories.ClientFactory(name="Maria Santos", phone="+639171234567")
+def world(rita, massage, ana, maria):
     jose = factories.ClientFactory(name="Jose Rizal", phone="+639171234568")
-    return desk, massage, ana, maria, jose
+    return rita, massage, ana, maria, jose
 
 
 def test_a_series_with_one_clashing_week_previews_it_then_books_the_free_ones(

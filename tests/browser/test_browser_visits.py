@@ -17,18 +17,10 @@ pytestmark = browser_marks
 
 
 @pytest.fixture
-def world(db):
-    desk = factories.UserFactory(
-        role="receptionist", username="rita", first_name="Rita", last_name="Santos"
-    )
-    massage = factories.ServiceFactory(
-        name="Swedish massage", duration_minutes=60, buffer_minutes=15
-    )
-    ana = factories.therapist(massage, username="ana", first_name="Ana", last_name="Cruz")
+def world(rita, massage, ana, maria):
     ben = factories.therapist(massage, username="ben", first_name="Ben", last_name="Reyes")
     factories.driver(vehicle="car", seats=4, username="dan", first_name="Dan", last_name="Uy")
-    factories.ClientFactory(name="Maria Santos", phone="+639171234567", address="12 Acacia St")
-    return desk, massage, ana, ben
+    return rita, massage, ana, ben
 
 
 def test_a_couples_visit_with_transport_reaches_both_therapists_live(site, chromium, world):

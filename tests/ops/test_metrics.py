@@ -75,7 +75,8 @@ def test_task_runs_and_failures_by_task(token):
 
     before = scrape()
     app.tasks["scheduling.sweep.expire_overdue"].apply()
-    app.tasks["scheduling.notify.deliver"].apply(args=(1, 2), throw=False)  # a wrong call
+    # A wrong call: the task takes notification ids, no keywords.
+    app.tasks["scheduling.notify.deliver"].apply(kwargs={"nonsense": 1}, throw=False)
     after = scrape()
     runs = "scheduling_celery_task_runs_total"
     ok = {"task": "scheduling.sweep.expire_overdue", "outcome": "success"}

@@ -20,6 +20,7 @@ from scheduling.models import (
     Trip,
     Visit,
 )
+from scheduling.services.appointments import create_appointment
 from scheduling.services.visits import SessionAsk, book_visit
 from tests import factories
 
@@ -203,19 +204,22 @@ def test_a_couples_visit_with_transport_shares_one_car(
     assert all(t.passengers == 2 for t in trips)
 
 
-def test_a_busy_partner_is_refused_beside_their_session_and_nothing_is_written(
-    desk_client, desk, client_record, service, therapist, ben, tomorrow_at
-):
+def book_another_client(desk, service, therapist, start) -> None:
+    """Another client's booking that holds `therapist` at `start`."""
     other = factories.ClientFactory(name="Jose Rizal")
-    from scheduling.services.appointments import create_appointment
-
     create_appointment(
         actor=desk,
         client_id=other.pk,
         service_id=service.pk,
-        therapist_id=ben.pk,
-        start=tomorrow_at(10),
+        therapist_id=therapist.pk,
+        start=start,
     )
+
+
+def test_a_busy_partner_is_refused_beside_their_session_and_nothing_is_written(
+    desk_client, desk, client_record, service, therapist, ben, tomorrow_at
+):
+    book_another_client(desk, service, ben, tomorrow_at(10))
     before = written()
     response = desk_client.post(
         NEW, form(client_record, service, therapist, tomorrow_at(10), (service, ben))
@@ -233,16 +237,7 @@ def test_a_busy_partner_is_refused_beside_their_session_and_nothing_is_written(
 def test_a_busy_first_therapist_is_refused_beside_the_first_session(
     desk_client, desk, client_record, service, therapist, ben, tomorrow_at
 ):
-    other = factories.ClientFactory(name="Jose Rizal")
-    from scheduling.services.appointments import create_appointment
-
-    create_appointment(
-        actor=desk,
-        client_id=other.pk,
-        service_id=service.pk,
-        therapist_id=therapist.pk,
-        start=tomorrow_at(10),
-    )
+    book_another_client(desk, service, therapist, tomorrow_at(10))
     before = written()
     response = desk_client.post(
         NEW, form(client_record, service, therapist, tomorrow_at(10), (service, ben))

@@ -32,33 +32,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def trip_at(desk, service, client_record, tomorrow_at) -> Callable[..., Trip]:
-    """A queued trip of a booking tomorrow at HH:MM, each with a therapist of its own.
-
-    Capacity is checked at booking: the drivers a test sets up come first, and where it
-    has none yet Dan (working all week, never on shift) is hired so the booking stands.
-    """
-
-    def make(hour: int, minute: int = 0, *, leg: str = "dropoff", passengers: int = 1) -> Trip:
-        factories.ensure_driver()
-        appointment = create_appointment(
-            actor=desk,
-            client_id=client_record.pk,
-            service_id=service.pk,
-            therapist_id=factories.therapist(service).pk,
-            start=tomorrow_at(hour, minute),
-            needs_transport=True,
-        )
-        trip = appointment.trips.get(leg=leg)
-        if passengers != 1:
-            Trip.objects.filter(pk=trip.pk).update(passengers=passengers)
-            trip.refresh_from_db()
-        return trip
-
-    return make
-
-
-@pytest.fixture
 def on_shift(tomorrow_at) -> Callable[..., User]:
     """A driver who went on shift at `since` (tomorrow HH:MM, or an aware datetime)."""
 

@@ -22,36 +22,13 @@ from scheduling.models import (
     Trip,
     User,
 )
-from scheduling.services.appointments import act_on_appointment, create_appointment
+from scheduling.services.appointments import act_on_appointment
 from scheduling.services.dispatch import queue_position, run_pass
 from scheduling.services.manual_dispatch import assign_by_hand, unassign
 from scheduling.services.trips import act_on_trip, set_shift
 from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def trip_at(desk, service, client_record, tomorrow_at) -> Callable[..., Trip]:
-    """The queued drop-off of a booking tomorrow at HH:MM, each with its own therapist."""
-
-    def make(hour: int, minute: int = 0, *, passengers: int = 1) -> Trip:
-        factories.ensure_driver()
-        appointment = create_appointment(
-            actor=desk,
-            client_id=client_record.pk,
-            service_id=service.pk,
-            therapist_id=factories.therapist(service).pk,
-            start=tomorrow_at(hour, minute),
-            needs_transport=True,
-        )
-        trip = appointment.trips.get(leg="dropoff")
-        if passengers != 1:
-            Trip.objects.filter(pk=trip.pk).update(passengers=passengers)
-            trip.refresh_from_db()
-        return trip
-
-    return make
 
 
 @pytest.fixture

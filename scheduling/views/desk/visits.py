@@ -23,7 +23,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from scheduling import states
 from scheduling.errors import Conflict, DomainError, ValidationFailed, VisitConflict
 from scheduling.forms import id_field
 from scheduling.limits import TEXT_MAX
@@ -117,11 +116,7 @@ def visit_label(sessions: int) -> str:
 
 
 def therapist_choices() -> list[User]:
-    return list(
-        User.objects.filter(role=states.THERAPIST, is_active=True).order_by(
-            "first_name", "last_name", "id"
-        )
-    )
+    return list(User.objects.therapists().order_by("first_name", "last_name", "id"))
 
 
 def sessions_from(
