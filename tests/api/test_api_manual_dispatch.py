@@ -64,6 +64,8 @@ def test_assign_answers_the_trip_and_the_drivers_stream_has_it(desk, scene, ther
         "window_end": body["window_end"],
         "status": "assigned",
         "driver": liza.pk,
+        "passengers": 1,
+        "visit": None,
     }
     mine = events(liza, seen[liza.pk])
     assert [e["type"] for e in mine] == ["trip.assigned", "driver.queue"]

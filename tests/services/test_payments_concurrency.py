@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from scheduling.errors import DomainError
 from scheduling.models import Payment, Transition
@@ -48,11 +46,13 @@ def at_once(work: Callable[[int], object]) -> list[object]:
 
 
 @pytest.fixture
-def started():
+def started(tomorrow_at):
     service = factories.ServiceFactory(price=Decimal("1200.00"))
     therapist = factories.therapist(service, username="ana")
     desk = factories.UserFactory(role="receptionist")
-    start = factories.soon(timedelta(hours=2), timedelta(hours=1), now=timezone.now())
+    # Tomorrow morning, whatever the hour now: a session with travel booked "soon" left
+    # the working day after about 18:00 Manila (the therapist works 08:00-20:00).
+    start = tomorrow_at(10)
     appointment = create_appointment(
         actor=desk,
         client_id=factories.ClientFactory().pk,

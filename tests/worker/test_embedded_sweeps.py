@@ -48,7 +48,8 @@ def test_an_entry_runs_once_per_period():
 
 def test_a_failing_sweep_is_logged_and_the_others_still_run(settings, caplog):
     settings.CELERY_BEAT_SCHEDULE = {
-        "broken": {"task": "scheduling.notify.deliver", "schedule": 30.0, "args": (1, 2)},
+        # A wrong call: delivery takes notification ids, no keywords.
+        "broken": {"task": "scheduling.notify.deliver", "schedule": 30.0, "kwargs": {"no": 1}},
         **settings.CELERY_BEAT_SCHEDULE,
     }
     ran = EmbeddedBeat().run_due(now=timezone.now())
