@@ -199,7 +199,10 @@ def test_booking_with_the_keyboard_alone(site, chromium, desk_user, massage, ana
     keys.press("ArrowRight")  # the next one: arrows move and choose within the group
     chosen = page.locator("input[name='start']:checked")
     assert chosen.count() == 1
+    keys.press("Tab")  # a couples or group visit: left as it is, one session
+    assert page.evaluate("document.activeElement.innerText") == "Add a therapist"
     keys.press("Tab")  # address
+    assert page.evaluate("document.activeElement.id") == "id_address"
     keys.press("Tab")  # notes
     keys.type("Keyboard booking")
     # Then the Repeat section (left as it is: one booking), then the submit button.
