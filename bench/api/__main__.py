@@ -196,8 +196,11 @@ class BackgroundBookings:
         headers = {"Authorization": f"Token {runner.token}"}
         due = time.monotonic()
         while not self._stop.is_set():
-            body = self.scenario.writes[runner.body_cursor]
-            runner.body_cursor += 1
+            start = runner.take(self.scenario.writes, 1)
+            if start >= len(self.scenario.writes):
+                self.statuses["no bodies left"] = self.statuses.get("no bodies left", 0) + 1
+                return
+            body = self.scenario.writes[start]
             try:
                 status, _ = load.fetch(
                     runner.port, load.post("/api/appointments/", runner.port, body, headers)
@@ -214,7 +217,9 @@ class Runner:
         self.args, self.wrk, self.workdir, self.token = args, wrk, workdir, token
         self.port, self.server_pid = server.port, server.process.pid
         self.cpu: dict[str, dict] = {}
-        self.body_cursor = 0
+        # Where the next unused body of each list of bookings starts: create's list (which
+        # the bookings alongside the reads share) and create with transport's are apart.
+        self.cursors: dict[int, int] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.load_samples: list[str] = []
 
@@ -247,12 +252,17 @@ class Runner:
             )
         threads = min(2, connections)
         per_thread = math.ceil(seconds * cap / threads)
-        args = [path_file, scenario.path, token, str(self.body_cursor), str(per_thread)]
-        result = run_wrk(
+        offset = self.take(scenario.items, per_thread * threads)
+        args = [path_file, scenario.path, token, str(offset), str(per_thread)]
+        return run_wrk(
             self.wrk, self.port, "post.lua", args, connections=connections, seconds=seconds
         )
-        self.body_cursor += per_thread * threads
-        return result
+
+    def take(self, bodies: list, count: int) -> int:
+        """Mark the next `count` bodies of `bodies` used; return where they start."""
+        start = self.cursors.get(id(bodies), 0)
+        self.cursors[id(bodies)] = start + count
+        return start
 
     def _closed(self, scenario: Scenario, connections: int, seconds: float, cap: float):
         from bench.api import load
@@ -269,8 +279,8 @@ class Runner:
             return [load.get(p, self.port, headers) for p in scenario.items]
         if not scenario.unique_bodies:
             return [load.post(scenario.path, self.port, b, headers) for b in scenario.items]
-        chunk = scenario.items[self.body_cursor : self.body_cursor + needed]
-        self.body_cursor += len(chunk)
+        start = self.take(scenario.items, needed)
+        chunk = scenario.items[start : start + needed]
         return [load.post(scenario.path, self.port, b, headers) for b in chunk]
 
     def saturate(self, scenario: Scenario) -> tuple[list, object]:
@@ -308,7 +318,10 @@ class Runner:
         """One request of the scenario, to say what its errors are."""
         from bench.api import load
 
-        status, body = load.fetch(self.port, self.requests(scenario, 1)[0])
+        requests = self.requests(scenario, 1)
+        if not requests:
+            return "none: every distinct booking body of the scenario is used up"
+        status, body = load.fetch(self.port, requests[0])
         return f"{status} {body[:300].decode(errors='replace')}"
 
     def run(self, scenario: Scenario) -> Outcome:

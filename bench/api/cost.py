@@ -10,6 +10,7 @@ the most time of their own, then the most time including their callees).
 
     python -m bench.api.cost --only day_list --requests 500
     python -m bench.api.cost --only create --profile
+    python -m bench.api.cost --only raw_booking,create   # a booking beside its ceiling
     python -m bench.api.cost --only availability,availability_transport --profile
     python -m bench.api.cost --only bare,day_list,search   # the reads beside their ceiling
 
@@ -31,7 +32,9 @@ from bench.api.__main__ import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_DB
 
 SCENARIOS = (
     "bare",
+    "raw_booking",
     "create",
+    "raw_booking_transport",
     "create_transport",
     "day_list",
     "day_list_fresh",
@@ -50,6 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--top", type=int, default=35, help="functions listed by --profile")
+    parser.add_argument(
+        "--profile-out", help="with --profile, also write the raw cProfile stats here (pstats)"
+    )
     parser.add_argument("--queries", action="store_true", help="print one request's SQL")
     parser.add_argument(
         "--request-timeout",
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     workload.forget_previous_runs()
     workload.forget_queued_messages(args.redis_url, REDIS_DBS.values())
     described = workload.describe(seeded.anchor, scale)
+    os.environ.update(described.insert_env)  # what the ceilings' views book with, as gunicorn's
     application = get_wsgi_application()
     wanted = args.only.split(",")
     requests: dict[str, list[tuple[str, str, bytes]]] = {}
@@ -155,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         for key, bodies in (("create", plain), ("create_transport", carried)):
             if key in wanted:
                 requests[key] = [("POST", "/api/appointments/", b) for b in bodies]
+    # The bookings' ceilings (bench/api/raw_booking.py): each request writes a new booking.
+    for key, path in (
+        ("raw_booking", "/bench/raw-booking/"),
+        ("raw_booking_transport", "/bench/raw-booking-transport/"),
+    ):
+        if key in wanted:
+            requests[key] = [("POST", path, b"{}")]
     if "bare" in wanted:  # the reads' ceiling (bench/api/urls.py), to read them against
         requests["bare"] = [("GET", "/bench/bare/", b"")]
     for key in ("day_list", "day_list_fresh"):
@@ -237,6 +251,8 @@ def measure(application, key: str, items: list, token: str, args) -> None:
     if profiler is not None:
         import pstats
 
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler).strip_dirs()
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)

@@ -660,7 +660,8 @@ async def idle_phase(procs, env, workdir, users, args) -> dict:
         "still_open": held,
         "max_open": max((s["sockets"] for s in steps), default=0),
         "stopped_by": stopped,
-        "reached_cap": stopped.startswith("the cap"),
+        # The ramp's own cap or time limit stopped it, not a failure of daphne's.
+        "reached_cap": stopped.endswith("(not a failure)"),
         "cap": args.idle_max,
         "emfile_in_log": daphne_log.count("Too many open files"),
         "failures": errors,
@@ -903,7 +904,8 @@ IDLE_KIB_TARGET = 32.0  # at most, each
 def result_lines(report: dict) -> list[str]:
     """Issue 17's websocket targets against the same run's Redis pub/sub round trip, and
     the idle sockets held (their most, and the memory each took at the last step). A ramp
-    that stopped at a cap below the target never tried it: its line says CAPPED, not MISS."""
+    that its own cap or time limit stopped below the target never tried it: its line says
+    CAPPED, not MISS."""
     from bench.api.ratios import result_line
 
     lines = []
@@ -916,7 +918,7 @@ def result_lines(report: dict) -> list[str]:
         if idle.get("reached_cap") and ratio < 1:
             lines.append(
                 f"RESULT idle_sockets ratio={ratio:.3f} target=1 CAPPED "
-                f"(the ramp's cap of {idle['cap']}, not a failure)"
+                f"(stopped by {idle.get('stopped_by') or 'its cap'})"
             )
         else:
             lines.append(result_line("idle_sockets", ratio, 1, at_most=False))

@@ -216,13 +216,19 @@ def test_an_idle_ramp_stopped_by_its_cap_below_the_target_says_capped_not_miss()
             "max_open": 3000,
             "cap": 3000,
             "reached_cap": True,
+            "stopped_by": "the cap of 3000 sockets (not a failure)",
             "steps": [{"kib_per_socket": 30.0}],
         },
     }
     assert ws_lines(report) == [
-        "RESULT idle_sockets ratio=0.100 target=1 CAPPED (the ramp's cap of 3000, not a failure)",
+        "RESULT idle_sockets ratio=0.100 target=1 CAPPED "
+        "(stopped by the cap of 3000 sockets (not a failure))",
         "RESULT idle_socket_kib ratio=0.938 target=1 PASS",
     ]
+    # The ramp's time limit is its own limit too (--quick's 25 s stops it near 2,000).
+    report["idle"]["stopped_by"] = "the time limit of 25 s (not a failure)"
+    capped = ws_lines(report)[0]
+    assert capped.endswith("CAPPED (stopped by the time limit of 25 s (not a failure))")
     # Stopped by failing handshakes (the real maximum), the same count is a miss.
     report["idle"]["reached_cap"] = False
     assert ws_lines(report)[0] == "RESULT idle_sockets ratio=0.100 target=1 MISS"
