@@ -18,13 +18,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scheduling.api import fields as strict
+from scheduling.api.actor import request_actor
 from scheduling.api.payments import PaymentRecordSerializer
 from scheduling.api.schema import ERRORS
 from scheduling.api.views import valid
 from scheduling.services import gateway_payments
 from scheduling.services import payments as payment_services
 
-_detail = {"detail": serializers.CharField()}
+_detail: dict[str, serializers.Field] = {"detail": serializers.CharField()}
 GATEWAY_ERROR = OpenApiResponse(
     inline_serializer(
         "GatewayUnavailable",
@@ -72,7 +73,9 @@ class PaymentLinkView(APIView):
         responses={201: PaymentRecordSerializer, 502: GATEWAY_ERROR, **ERRORS},
     )
     def post(self, request: Request, pk: int) -> Response:
-        payment = gateway_payments.create_payment_link(actor=request.user, appointment_id=pk)
+        payment = gateway_payments.create_payment_link(
+            actor=request_actor(request), appointment_id=pk
+        )
         body = payment_services.payment_data(
             payment, payment_services.balance_of(payment.appointment)
         )
@@ -88,7 +91,7 @@ class RefundView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = valid(RefundInput, request.data)
         refund = gateway_payments.refund_payment(
-            actor=request.user,
+            actor=request_actor(request),
             payment_id=pk,
             amount=data.get("amount"),
             reason=data.get("reason", ""),

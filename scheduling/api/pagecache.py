@@ -36,6 +36,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 
+from scheduling.api.actor import request_actor
 from scheduling.realtime.events import committed_head
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def cached_page(request: Request, build: Callable[[], Any], *, params: frozenset
     head = getattr(request.auth, "stream_head", None)
     if head is None:
         head = committed_head()
-    user = request.user
+    user = request_actor(request)
     key = (
         user.pk,
         user.effective_role,

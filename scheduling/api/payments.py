@@ -13,10 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scheduling.api import fields as strict
+from scheduling.api.actor import request_actor
 from scheduling.api.pagination import Keyset
 from scheduling.api.schema import ERRORS
 from scheduling.api.serializers import DayField, ident
-from scheduling.api.views import valid
+from scheduling.api.views import keyset_page, valid
 from scheduling.models import Payment, PaymentState
 from scheduling.models.payments import COLLECTED_METHODS
 from scheduling.services import payments as payment_services
@@ -81,7 +82,7 @@ class AppointmentPaymentsView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = valid(CollectionInput, request.data)
         payment = payment_services.record_collection(
-            actor=request.user,
+            actor=request_actor(request),
             appointment_id=pk,
             method=data["method"],
             amount=data["amount"],
@@ -95,7 +96,7 @@ class PaymentVerifyView(APIView):
 
     @extend_schema(request=None, responses={200: PaymentRecordSerializer, **ERRORS})
     def post(self, request: Request, pk: int) -> Response:
-        payment = payment_services.verify_payment(actor=request.user, payment_id=pk)
+        payment = payment_services.verify_payment(actor=request_actor(request), payment_id=pk)
         return Response(_body(payment))
 
 
@@ -109,13 +110,13 @@ class PaymentListView(APIView):
     def get(self, request: Request) -> Response:
         query = valid(PaymentListFilter, request.query_params)
         rows = payment_services.payments_for(
-            request.user,
+            request_actor(request),
             appointment_id=query.get("appointment"),
             day=query.get("date"),
             status=query.get("status"),
         )
         paginator = ByCreated()
-        page = paginator.paginate_queryset(rows, request, view=self)
+        page = keyset_page(paginator.paginate_queryset(rows, request, view=self))
         balances: dict[int, payment_services.Balance] = {}
         body = []
         for payment in page:

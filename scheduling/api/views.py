@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
@@ -27,6 +28,7 @@ from scheduling import ratelimit, states
 from scheduling.api import fields as strict
 from scheduling.api import rows as rows_out
 from scheduling.api import serializers as s
+from scheduling.api.actor import request_actor
 from scheduling.api.desk_control import AppointmentControlMixin
 from scheduling.api.idempotency import fingerprint, once
 from scheduling.api.pagecache import cached_page
@@ -72,6 +74,17 @@ def patch_changes(serializer_class, data) -> dict:
     known = set(serializer_class().fields)
     changes = valid(serializer_class, {k: v for k, v in data.items() if k in known}, partial=True)
     return {**changes, **{k: v for k, v in data.items() if k not in known}}
+
+
+_Row = TypeVar("_Row")
+
+
+def keyset_page(page: list[_Row] | None) -> list[_Row]:
+    """A page from a `Keyset` paginator. DRF answers None for "not paginated" (no
+    paginator, or a page size of 0), which cannot happen here: every list that calls this
+    pages with a Keyset, whose get_page_size is never below 1."""
+    assert page is not None, "a list without a Keyset paginator"
+    return page
 
 
 def canonical(data) -> bytes:
@@ -140,7 +153,7 @@ class ClientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ById):
         # A deferred join: the page is chosen on (name, id) alone, which the name index
         # answers in order (a common surname matches thousands of clients, and sorting
         # them all for 50 cost 8 ms), then its rows are read by primary key.
-        page = self.paginate_queryset(self.get_queryset().values("id", "name"))
+        page = keyset_page(self.paginate_queryset(self.get_queryset().values("id", "name")))
         clients = rows_out.clients_in_order([row["id"] for row in page])
         return self.get_paginated_response(clients)
 
@@ -282,7 +295,7 @@ class AppointmentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Appointment.objects.none()
-        rows = Appointment.objects.visible_to(self.request.user)
+        rows = Appointment.objects.visible_to(request_actor(self.request))
         if self.action != "list":
             return rows.prefetch_related(
                 Prefetch("trips", queryset=Trip.objects.order_by(*rows_out.TRIP_ORDER))
@@ -324,8 +337,8 @@ class AppointmentViewSet(
     def _page(self) -> dict:
         # Rendered from values() rows, not through AppointmentSerializer: the same fields
         # and formats (tests compare them) at a fraction of the cost per row.
-        page = self.paginate_queryset(rows_out.appointment_rows(self.get_queryset()))
-        rendered = rows_out.render_appointments(page, self.request.user)
+        page = keyset_page(self.paginate_queryset(rows_out.appointment_rows(self.get_queryset())))
+        rendered = rows_out.render_appointments(page, request_actor(self.request))
         return self.get_paginated_response(rendered).data
 
     @extend_schema(
@@ -342,12 +355,13 @@ class AppointmentViewSet(
         responses={201: s.CREATED_APPOINTMENT, 422: KEY_REUSED, **ERRORS},
     )
     def create(self, request: Request) -> Response:
-        limited("appointment_create", str(request.user.pk))
+        actor = request_actor(request)
+        limited("appointment_create", str(actor.pk))
         data = valid(s.AppointmentInput, request.data)
 
         def book() -> tuple[int, dict]:
             fields = dict(
-                actor=request.user,
+                actor=actor,
                 client_id=data["client"],
                 service_id=data["service"],
                 start=data["start"],
@@ -370,7 +384,7 @@ class AppointmentViewSet(
                 if appointment.needs_transport
                 else []
             )
-            body = rows_out.render_appointment(appointment, trips, request.user)
+            body = rows_out.render_appointment(appointment, trips, actor)
             return status.HTTP_201_CREATED, body
 
         key = request.headers.get("Idempotency-Key")
@@ -380,7 +394,7 @@ class AppointmentViewSet(
         if len(key) > 255 or not key.isprintable():
             raise DRFValidationError({"Idempotency-Key": ["At most 255 printable characters."]})
         outcome = once(
-            user=request.user,
+            user=actor,
             key=key,
             produce=book,
             request_fingerprint=fingerprint(request.path, canonical(request.data)),
@@ -396,13 +410,13 @@ class AppointmentViewSet(
         booking = book_series(
             therapist_id=data.get("therapist"), repeat=repeat, skip_conflicts=skip, **fields
         )
-        return rows_out.render_series_booking(booking, self.request.user, skipped=skip)
+        return rows_out.render_series_booking(booking, request_actor(self.request), skipped=skip)
 
     @extend_schema(request=s.AppointmentPatch, responses={200: s.AppointmentSerializer, **ERRORS})
     def partial_update(self, request: Request, pk=None) -> Response:
         appointment = self.get_object()
         appointment_services.update_appointment_details(
-            actor=request.user,
+            actor=request_actor(request),
             appointment_id=appointment.pk,
             changes=patch_changes(s.AppointmentPatch, request.data),
         )
@@ -415,7 +429,7 @@ class AppointmentViewSet(
         appointment = self.get_object()
         data = valid(s.RescheduleInput, request.data)
         reschedule_appointments(
-            actor=request.user,
+            actor=request_actor(request),
             appointment_id=appointment.pk,
             start=data["start"],
             scope=data["scope"],
@@ -430,14 +444,14 @@ class AppointmentViewSet(
         appointment = self.get_object()
         data = valid(s.ActionInput, request.data)
         dispatch_services.request_pickup(
-            actor=request.user, appointment_id=appointment.pk, on_behalf=data["on_behalf"]
+            actor=request_actor(request), appointment_id=appointment.pk, on_behalf=data["on_behalf"]
         )
         return Response(self._render(appointment.pk))
 
     def _role_may(self, action: str, *, on_behalf: bool = False) -> None:
         # A role the state machine never lets take `action` hears so before any lookup:
         # 403 whatever the id, rather than 404 for an id that names nothing.
-        role = self.request.user.effective_role
+        role = request_actor(self.request).effective_role
         states.check_role(
             states.APPOINTMENT_RULES, action, role=role, noun="appointment", on_behalf=on_behalf
         )
@@ -450,7 +464,7 @@ class AppointmentViewSet(
         if name == "cancel":
             data = valid(s.CancelInput, request.data)
             cancel_appointments(
-                actor=request.user,
+                actor=request_actor(request),
                 appointment_id=appointment.pk,
                 scope=data["scope"],
                 reason=data["reason"],
@@ -458,7 +472,7 @@ class AppointmentViewSet(
             return Response(self._render(appointment.pk))
         data = valid(s.ActionInput, request.data)
         appointment_services.act_on_appointment(
-            actor=request.user,
+            actor=request_actor(request),
             appointment_id=appointment.pk,
             action=APPOINTMENT_ACTIONS[name],
             reason=data["reason"],
@@ -467,9 +481,15 @@ class AppointmentViewSet(
         return Response(self._render(appointment.pk))
 
     def _render(self, pk: int) -> dict:
-        appointment = Appointment.objects.prefetch_related(
-            Prefetch("trips", queryset=Trip.objects.order_by("window_start", "id"))
-        ).get(pk=pk)
+        # From .all(): django-stubs types the manager's own prefetch_related without the
+        # Prefetch's type parameters and refuses this one; the QuerySet's takes it.
+        appointment = (
+            Appointment.objects.all()
+            .prefetch_related(
+                Prefetch("trips", queryset=Trip.objects.order_by(*rows_out.TRIP_ORDER))
+            )
+            .get(pk=pk)
+        )
         return s.AppointmentSerializer(appointment, context={"request": self.request}).data
 
 
@@ -502,17 +522,18 @@ class TripViewSet(TripControlMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Trip.objects.none()
-        return Trip.objects.visible_to(self.request.user)
+        return Trip.objects.visible_to(request_actor(self.request))
 
     def _act(self, request: Request, name: str) -> Response:
         data = valid(s.ActionInput, request.data)
-        role = request.user.effective_role
+        actor = request_actor(request)
+        role = actor.effective_role
         states.check_role(
             states.TRIP_RULES, name, role=role, noun="trip", on_behalf=data["on_behalf"]
         )
         trip = self.get_object()
         trip = trip_services.act_on_trip(
-            actor=request.user,
+            actor=actor,
             trip_id=trip.pk,
             action=name,
             reason=data["reason"],
@@ -540,7 +561,7 @@ class ShiftView(APIView):
     @extend_schema(request=s.ShiftInput, responses={200: s.ShiftSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
         data = valid(s.ShiftInput, request.data)
-        profile = trip_services.set_shift(driver=request.user, on_shift=data["on_shift"])
+        profile = trip_services.set_shift(driver=request_actor(request), on_shift=data["on_shift"])
         return Response(s.ShiftSerializer(shift_state(profile)).data)
 
 
@@ -563,22 +584,22 @@ class EventsView(APIView):
         responses={200: s.EventPageSerializer, 410: STREAM_PRUNED, **ERRORS},
     )
     def get(self, request: Request) -> Response:
+        user = request_actor(request)
         query = valid(s.EventsQuery, request.query_params)
         rows = list(
-            StreamEvent.objects.visible_to(request.user)
+            StreamEvent.objects.visible_to(user)
             .filter(seq__gt=query["after"])
             .order_by("seq")
             .values_list("seq", "type", "data")[: query["limit"] + 1]
         )
         # After the read: a prune committed during it is seen here (never a silent gap).
-        gone = stream_gone(user=request.user, after=query["after"])
+        gone = stream_gone(user=user, after=query["after"])
         if gone is not None:
             return Response(gone, status=status.HTTP_410_GONE)
         more = len(rows) > query["limit"]
         rows = rows[: query["limit"]]
         events = [
-            {"seq": seq, "type": kind, "data": shaped_for(request.user, data)}
-            for seq, kind, data in rows
+            {"seq": seq, "type": kind, "data": shaped_for(user, data)} for seq, kind, data in rows
         ]
         last = events[-1]["seq"] if events else query["after"]
         return Response({"events": events, "last_seq": last, "more": more})
