@@ -18,7 +18,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.utils import timezone
 
 from scheduling.models import Appointment, Client, Trip
@@ -121,12 +121,21 @@ def trips_of(appointment_ids: Sequence[int]) -> dict[int, list[tuple]]:
     return by_appointment
 
 
+def _column(model: type[Model], name: str) -> str:
+    """The quoted column of `model`'s field `name`, for the statements written out here."""
+    field = model._meta.get_field(name)
+    # The names are this module's constants, all concrete fields: a relation's reverse
+    # side or a field without a column here is a mistake in them, not in the data.
+    assert isinstance(field, Field) and field.column is not None, f"{model.__name__}.{name}"
+    return connection.ops.quote_name(field.column)
+
+
 @cache
 def _trips_sql() -> str:
     quote = connection.ops.quote_name
 
     def column(name: str) -> str:
-        return quote(Trip._meta.get_field(name.removesuffix("_id")).column)
+        return _column(Trip, name.removesuffix("_id"))
 
     return (
         f"SELECT {', '.join(map(column, TRIP_COLUMNS))} FROM {quote(Trip._meta.db_table)} "
@@ -213,6 +222,7 @@ def clients_in_order(client_ids: Sequence[int]) -> list[dict[str, Any]]:
     in one query by primary key (the second half of a deferred join)."""
     if not client_ids:
         return []
+    rows: Iterable[dict[str, Any]]
     if connection.vendor == "postgresql":
         # Written out, as trips_of's: building the ORM query cost more than running it.
         with connection.cursor() as cursor:
@@ -227,7 +237,7 @@ def clients_in_order(client_ids: Sequence[int]) -> list[dict[str, Any]]:
 @cache
 def _clients_sql() -> str:
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(Client._meta.get_field(name).column) for name in CLIENT_COLUMNS)
+    columns = ", ".join(_column(Client, name) for name in CLIENT_COLUMNS)
     return (
         f"SELECT {columns} FROM {quote(Client._meta.db_table)} "
         f"WHERE {quote(Client._meta.pk.column)} = ANY(%s)"

@@ -7,7 +7,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-_detail = {"detail": serializers.CharField()}
+_detail: dict[str, serializers.Field] = {"detail": serializers.CharField()}
 
 ERRORS = {
     400: OpenApiResponse(

@@ -19,7 +19,7 @@ from scheduling.limits import (
     TEXT_MAX,
     YEARS_TEXT,
 )
-from scheduling.models import Appointment, Client, Service, Trip, User
+from scheduling.models import Appointment, AppointmentStatus, Client, Service, Trip, User
 from scheduling.realtime.events import shaped_for
 
 YEARS = (FIRST_YEAR, LAST_YEAR)
@@ -201,7 +201,7 @@ class SeriesBookingSerializer(AppointmentSerializer):
     """A repeat's answer: its first occurrence, the series, and with skip_conflicts the
     dates left out."""
 
-    series = SeriesRefSerializer()  # type: ignore[assignment]
+    series = SeriesRefSerializer()
     skipped = SkippedSerializer(many=True, required=False)
 
     class Meta(AppointmentSerializer.Meta):
@@ -219,7 +219,9 @@ CREATED_APPOINTMENT = PolymorphicProxySerializer(
 class EventSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     type = serializers.CharField()
-    data = serializers.JSONField()
+    # The stubs see this as replacing Serializer.data; DRF's metaclass takes declared
+    # fields out of the class body, so at run time the property is untouched.
+    data = serializers.JSONField()  # type: ignore[assignment]
 
 
 class EventPageSerializer(serializers.Serializer):
@@ -396,9 +398,7 @@ class AvailabilityQuery(strict.InputSerializer):
 
 class AppointmentFilter(strict.InputSerializer):
     date = DayField(required=False)
-    status = strict.ChoiceField(
-        choices=[c for c, _ in Appointment._meta.get_field("status").choices], required=False
-    )
+    status = strict.ChoiceField(choices=AppointmentStatus.values, required=False)
     therapist = ident(required=False)
     client = ident(required=False, help_text="One client's appointments (issue 13).")
 
