@@ -22,6 +22,8 @@ from rest_framework.response import Response
 from scheduling import states
 from scheduling.api import fields as strict
 from scheduling.api import serializers as s
+from scheduling.api.actor import request_actor
+from scheduling.api.rows import TRIP_ORDER
 from scheduling.api.schema import ERRORS
 from scheduling.api.views import ById, limited, valid
 from scheduling.models import Appointment, Trip, Visit
@@ -34,8 +36,6 @@ from scheduling.services.visits import (
     book_visit,
     cancel_visit,
 )
-
-TRIP_ORDER = ("window_start", "id")
 
 # --- input ----------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class VisitViewSet(mixins.RetrieveModelMixin, ById):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
             return Visit.objects.none()
-        return Visit.objects.visible_to(self.request.user).prefetch_related(
+        return Visit.objects.visible_to(request_actor(self.request)).prefetch_related(
             Prefetch(
                 "sessions",
                 queryset=Appointment.objects.order_by("id").prefetch_related(
@@ -193,10 +193,11 @@ class VisitViewSet(mixins.RetrieveModelMixin, ById):
 
     @extend_schema(request=VisitInput, responses={201: VisitSerializer, **ERRORS})
     def create(self, request: Request) -> Response:
-        limited("appointment_create", str(request.user.pk))
+        actor = request_actor(request)
+        limited("appointment_create", str(actor.pk))
         data = _valid_visit(request.data)
         visit = book_visit(
-            actor=request.user,  # type: ignore[arg-type]
+            actor=actor,
             client_id=data["client"],
             start=data["start"],
             sessions=[
@@ -216,7 +217,7 @@ class VisitViewSet(mixins.RetrieveModelMixin, ById):
         data = valid(VisitCancelInput, request.data)
         visit = self.get_object()
         cancel_visit(
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request_actor(request),
             visit_id=visit.pk,
             reason=data["reason"],
         )
