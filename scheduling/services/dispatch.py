@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -56,6 +56,7 @@ from scheduling.models import (
     User,
     Vehicle,
 )
+from scheduling.models.people import DriverProfileQuerySet
 from scheduling.realtime import events
 from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity
@@ -84,9 +85,14 @@ def dispatchable(now: datetime) -> Q:
     )
 
 
-def driver_queue():
+def driver_queue() -> DriverProfileQuerySet:
     """The drivers waiting for a trip, longest-waiting first."""
     return DriverProfile.objects.queue().select_related("user")
+
+
+def queue_entry(driver_id: int, since: datetime) -> dict[str, int | str]:
+    """A driver's place in the queue as a decision records it."""
+    return {"driver": driver_id, "since": since.isoformat()}
 
 
 def queue_position(profile: DriverProfile) -> int | None:
@@ -121,8 +127,8 @@ class Candidate:
     def driver_id(self) -> int:
         return self.profile.user_id
 
-    def entry(self) -> dict:
-        return {"driver": self.driver_id, "since": self.since.isoformat()}
+    def entry(self) -> dict[str, int | str]:
+        return queue_entry(self.driver_id, self.since)
 
 
 def run_pass(*, now: datetime | None = None) -> list[DispatchDecision]:
@@ -328,7 +334,7 @@ def _assign(trip: Trip, candidate: Candidate, *, now: datetime, writes: Assignme
     return None
 
 
-def _days_of_dispatchable(now: datetime) -> list:
+def _days_of_dispatchable(now: datetime) -> list[date]:
     """The local days of the trips a pass may serve, and of now."""
     windows = Trip.objects.filter(dispatchable(now)).values_list("window_start", "window_end")
     days = {local_date(now)}
@@ -361,6 +367,8 @@ def _lock_queue(snapshot: list[DriverProfile]) -> list[Candidate]:
     }
     candidates = []
     for queued in snapshot:
+        # The snapshot is `driver_queue()`, which holds only drivers waiting since a time.
+        assert queued.available_since is not None
         fresh = current[queued.user_id]
         gone = None
         if not fresh.on_shift:
@@ -461,7 +469,7 @@ def request_pickup(
         # Ownership before status, so another therapist learns nothing about this one.
         if role == states.THERAPIST and appointment.therapist_id != actor.pk:
             raise NotPermitted("Only the appointment's own therapist may do that.")
-        trip = (
+        trip: Trip | None = (
             Trip.objects.select_for_update()
             # A visit's session: the visit's shared pick-up (services/visits.py).
             .filter(
@@ -476,6 +484,8 @@ def request_pickup(
         refusal = pickup_refusal(appointment, trip)
         if refusal is not None:
             raise refusal
+        # pickup_refusal refuses an appointment that has no pickup.
+        assert trip is not None
         if trip.requested_at is not None:
             return trip
         trip.requested_at = now

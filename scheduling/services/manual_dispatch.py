@@ -84,7 +84,7 @@ def assign_by_hand(
             outcome=DispatchOutcome.ASSIGNED,
             driver_id=profile.user_id,
             queue=[
-                {"driver": user_id, "since": since.isoformat()}
+                dispatch.queue_entry(user_id, since)
                 for user_id, since in queue
                 if user_id == profile.user_id
             ],
