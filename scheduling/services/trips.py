@@ -178,8 +178,9 @@ def act_on_trip(
     states.check_role(TRIP_RULES, action, role=role, noun="trip", on_behalf=on_behalf)
     with transaction.atomic():
         trip = _locked(trip_id)
-        # Ownership before status, so another driver learns nothing about this trip.
-        if role == states.DRIVER and trip.driver_id != actor.pk:
+        # Ownership before status, so another driver learns nothing about this trip. (A
+        # driver is always a person: role_of(None) is the platform.)
+        if role == states.DRIVER and actor is not None and trip.driver_id != actor.pk:
             raise NotPermitted("Only the trip's own driver may do that.")
         states.check(
             TRIP_RULES, action, current=trip.status, role=role, noun="trip", on_behalf=on_behalf
@@ -209,7 +210,7 @@ def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> D
         raise NotPermitted("Only drivers have shifts.")
     now = now or timezone.now()
     with transaction.atomic():
-        profile = DriverProfile.objects.select_for_update().get(user=driver)
+        profile: DriverProfile = DriverProfile.objects.select_for_update().get(user=driver)
         if profile.on_shift == on_shift:
             return profile
         profile.on_shift = on_shift
@@ -232,13 +233,14 @@ def set_shift(*, driver: User, on_shift: bool, now: datetime | None = None) -> D
 def locked_trip(trip_id: int) -> Trip:
     """The trip's row, locked until the transaction ends; NotFound for an unknown id."""
     try:
-        return (
+        trip: Trip = (
             Trip.objects.select_for_update(of=("self",))
             .select_related("appointment")
             .get(pk=trip_id)
         )
     except (Trip.DoesNotExist, ValueError, TypeError):
         raise no_such_trip(trip_id) from None
+    return trip
 
 
 _locked = locked_trip
@@ -250,11 +252,12 @@ def no_such_trip(trip_id: object) -> NotFound:
 
 def _driver_profile(driver_id: int) -> DriverProfile:
     try:
-        return DriverProfile.objects.select_related("user").get(
+        profile: DriverProfile = DriverProfile.objects.select_related("user").get(
             user_id=driver_id, user__role=states.DRIVER, user__is_active=True
         )
     except (DriverProfile.DoesNotExist, ValueError, TypeError):
         raise ValidationFailed.on("driver", f"There is no driver with id {driver_id}.") from None
+    return profile
 
 
 def _clashes(driver_id: int, trip: Trip) -> list[Trip]:
@@ -304,12 +307,16 @@ def _change(
     except IntegrityError as exc:
         if not violates(exc, OVERLAP_CONSTRAINT):
             raise
+        # The constraint covers only trips with a driver (WHERE driver_id IS NOT NULL).
+        assert trip.driver_id is not None
         clashes = _clashes(trip.driver_id, trip)
-        raise (
-            _busy(trip.driver, clashes)
-            if clashes
-            else Conflict("That driver was just given an overlapping trip.", reason="driver_busy")
-        ) from None
+        if not clashes:
+            raise Conflict(
+                "That driver was just given an overlapping trip.", reason="driver_busy"
+            ) from None
+        driver = trip.driver  # read only now: the message needs the name
+        assert driver is not None  # driver_id is set (above)
+        raise _busy(driver, clashes) from None
     entry = Transition(
         trip=trip,
         action=action,
