@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Model, OuterRef
 from django.utils import timezone
 
 from scheduling import states
@@ -46,6 +48,11 @@ from scheduling.services.notifications import outbox
 from scheduling.services.travel import Travel, travel_for, travel_of
 from scheduling.services.working_time import day_schedules
 from scheduling.states import APPOINTMENT_RULES, NEW, AppointmentStatus
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+M = TypeVar("M", bound=Model)
 
 OVERLAP_CONSTRAINT = "appt_therapist_no_overlap"
 # Actions taken through `act_on_appointment`; create and reschedule need more than a reason.
@@ -399,10 +406,10 @@ def expire_overdue(*, now: datetime | None = None) -> list[int]:
 # --- checks -----------------------------------------------------------------------------
 
 
-def _get(model, pk, field: str):
+def _get(model: type[M], pk: int, field: str) -> M:
     try:
-        return model.objects.get(pk=pk)
-    except (model.DoesNotExist, ValueError, TypeError):
+        return model._default_manager.get(pk=pk)
+    except (ObjectDoesNotExist, ValueError, TypeError):
         raise ValidationFailed.on(field, f"There is no {field} with id {pk}.") from None
 
 
@@ -413,10 +420,15 @@ def _bookable_service(service_id: int) -> Service:
     return service
 
 
+class _Performs(TypedDict):
+    performs: bool
+
+
 def _therapist_for(therapist_id: int, service: Service) -> User:
     performs = TherapistProfile.services.through.objects.filter(
         therapistprofile__user=OuterRef("pk"), service=service
     )
+    therapist: WithAnnotations[User, _Performs] | None
     try:
         therapist = (
             User.objects.therapists()
@@ -549,14 +561,20 @@ def _locked(appointment_id: int, *, lock: bool = True) -> Appointment:
     if lock:
         rows = rows.select_for_update(of=("self",))
     try:
-        return rows.get(pk=appointment_id)
+        appointment: Appointment = rows.get(pk=appointment_id)
     except (Appointment.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"There is no appointment with id {appointment_id}.") from None
+    return appointment
 
 
 def _require_own(actor: User | None, appointment: Appointment) -> None:
     """A therapist acts only on their own appointments (other roles: see the rules)."""
-    if role_of(actor) == states.THERAPIST and appointment.therapist_id != actor.pk:
+    # A therapist is always a person: role_of(None) is the platform.
+    if (
+        actor is not None
+        and role_of(actor) == states.THERAPIST
+        and appointment.therapist_id != actor.pk
+    ):
         raise NotPermitted("Only the appointment's own therapist may do that.")
 
 
