@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Required, TypedDict, Unpack
 
 from django.db import transaction
 from django.utils import timezone
@@ -37,6 +38,7 @@ __all__ = [
     "EVERY_WEEKS",
     "MAX_COUNT",
     "MIN_COUNT",
+    "Booking",
     "Failure",
     "Repeat",
     "SeriesBooking",
@@ -48,6 +50,21 @@ __all__ = [
     "preview",
     "preview_series",
 ]
+
+
+class Booking(TypedDict, total=False):
+    """What every occurrence is booked with: `create_appointment`'s arguments but the
+    start and the series."""
+
+    actor: Required[User]
+    client_id: Required[int]
+    service_id: Required[int]
+    therapist_id: Required[int]
+    address: str
+    notes: str
+    needs_transport: bool
+    area_id: int | None
+    now: datetime | None
 
 
 @dataclass(frozen=True)
@@ -121,7 +138,7 @@ def book_series(
     starts = repeat.starts(start)
     if therapist_id is None:
         therapist_id = _chosen(client_id, service_id, start, needs_transport, area_id, now)
-    booking = dict(
+    booking = Booking(
         actor=actor,
         client_id=client_id,
         service_id=service_id,
@@ -148,7 +165,11 @@ def book_series(
 
 
 def book_occurrences(
-    *, starts: list[datetime], skip_conflicts: bool = False, series: Series | None = None, **booking
+    *,
+    starts: list[datetime],
+    skip_conflicts: bool = False,
+    series: Series | None = None,
+    **booking: Unpack[Booking],
 ) -> tuple[list[Appointment], list[OccurrenceFailure]]:
     """Book one appointment per start with `create_appointment(**booking, start=…)`,
     linked to `series`.
@@ -203,7 +224,7 @@ def preview_series(
     return starts, failures
 
 
-def preview(*, starts: list[datetime], **booking) -> list[OccurrenceFailure]:
+def preview(*, starts: list[datetime], **booking: Unpack[Booking]) -> list[OccurrenceFailure]:
     """Which starts would clash, found by booking them all and rolling every row back,
     so the preview and the booking can never disagree on a rule."""
     failures: list[OccurrenceFailure] = []
@@ -239,6 +260,7 @@ def position(appointment: Appointment) -> Position | None:
     if appointment.series_id is None:
         return None
     series = appointment.series
+    assert series is not None  # series_id is set (above)
     occurrences = list(
         Appointment.objects.filter(series_id=series.pk)
         .order_by("start", "id")
