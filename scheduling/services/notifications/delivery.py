@@ -32,6 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -59,7 +60,10 @@ CLAIMED = (
 
 
 def _column(name: str) -> str:
-    return connection.ops.quote_name(Notification._meta.get_field(name).column)
+    field = Notification._meta.get_field(name)
+    # Only the row's own columns are named here (CLAIMED and the outcomes' fields).
+    assert isinstance(field, Field) and field.column is not None, name
+    return connection.ops.quote_name(field.column)
 
 
 def _claim_sql() -> str:
@@ -165,11 +169,12 @@ def _pending_batch(conn: Any) -> list[int] | None:
     the list is read again only after such a change (as `background.after_commit`). Ids
     added by a savepoint later rolled back stay in the batch: their rows do not exist, and
     the claim finds nothing to send."""
-    kept = getattr(conn, "_scheduling_delivery", None)
+    # What `enqueue` put there: (the run_on_commit list it was found in, the ids).
+    kept: tuple[object, list[int]] | None = getattr(conn, "_scheduling_delivery", None)
     if kept is not None and kept[0] is conn.run_on_commit:
         return kept[1]
     for _, callback, _ in conn.run_on_commit:
-        batch = getattr(callback, "batch", None)
+        batch: list[int] | None = getattr(callback, "batch", None)
         if batch is not None:
             conn._scheduling_delivery = (conn.run_on_commit, batch)
             return batch
@@ -322,7 +327,7 @@ def backoff(attempts: int) -> float:
     config = settings.SCHEDULING
     ceiling = min(
         float(config["NOTIFY_RETRY_MAX_SECONDS"]),
-        float(config["NOTIFY_RETRY_BASE_SECONDS"]) * 2 ** (attempts - 1),
+        float(config["NOTIFY_RETRY_BASE_SECONDS"]) * 2.0 ** (attempts - 1),
     )
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -349,7 +354,9 @@ def _record(row: Notification, *, status: str, provider_id: str) -> str:
     return "sent"
 
 
-def _record_fields(row: Notification, *, lazy: bool = False, **fields) -> bool:
+def _record_fields(
+    row: Notification, *, lazy: bool = False, **fields: str | datetime | None
+) -> bool:
     """Write the outcome of this worker's claim, unless the claim was taken from it (the
     sweep reclaims only after the lease, which outlasts the task, so this is a guard)."""
     fields["updated_at"] = timezone.now()
