@@ -150,6 +150,8 @@ class Hub:
         self._release()
 
     def _release(self) -> None:
+        # Events are held only past a known `upto` (`_arrived`), and `leave` clears both.
+        assert self.upto is not None
         while self.upto + 1 in self.held:
             self.upto += 1
             self._hand_on(self.held.pop(self.upto))
@@ -169,6 +171,8 @@ class Hub:
         """A hole that did not fill by itself: its events are committed (sequence order is
         commit order), so they are read from the database, once for the process, and
         handed on in their place."""
+        if self.upto is None:
+            return  # every socket left before this began (`leave` cleared the hole)
         first, last = self.upto + 1, min(self.held) - 1
         rows: list[dict] = []
         if last - first < FILL_LIMIT:
@@ -220,6 +224,8 @@ class Hub:
 
     def _revoke(self, message: dict) -> None:
         user_id = message.get("user")
+        if user_id is None:
+            return  # nobody's sockets to close
         sockets = [c for c in self.desk if c.user.pk == user_id]
         sockets += self.by_user.get(user_id, ())
         for consumer in sockets:
