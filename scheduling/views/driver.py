@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
 from scheduling.domain import local_day_bounds
+from scheduling.formats import clock
 from scheduling.models import DriverProfile, Leg, Trip, TripStatus
 from scheduling.services.dispatch import driver_queue, queue_position
 from scheduling.services.trips import act_on_trip, set_shift
@@ -215,10 +216,10 @@ def act(request: StaffRequest, pk: int, action: str) -> HttpResponse:
     if changed is None:
         return render_shift(request, {trip.pk: form})
     card = TripCard(trip=trip, form=form)
-    window = timezone.localtime(trip.window_start)
     messages.success(
         request,
-        f"{DONE_TEXT[action]}: {card.leg_text.lower()} of {card.therapist_name}, {window:%H:%M}.",
+        f"{DONE_TEXT[action]}: {card.leg_text.lower()} of {card.therapist_name}, "
+        f"{clock(trip.window_start)}.",
     )
     return done(request)
 

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
 from scheduling.domain import local_date, local_day_bounds
+from scheduling.formats import moment, money
 from scheduling.forms import CollectionForm, ReasonForm
 from scheduling.models import Appointment, AppointmentStatus, Leg, Trip
 from scheduling.services.appointments import act_on_appointment
@@ -30,7 +31,6 @@ from scheduling.services.dispatch import pickup_refusal, request_pickup
 from scheduling.services.payments import COLLECTABLE, balance_of, held_by, record_collection
 from scheduling.services.series import positions
 from scheduling.views.common import StaffRequest, call_for_form, live_after, role_required
-from scheduling.views.desk.present import money
 from scheduling.views.desk.visits import partners_of, visit_trips
 
 DAYS_AHEAD = 7
@@ -343,9 +343,8 @@ def act(request: StaffRequest, pk: int, action: str) -> HttpResponse:
     )
     if changed is None:
         return render_day(request, {appointment.pk: form})
-    when = timezone.localtime(changed.start)
     messages.success(
-        request, f"{DONE_TEXT[action]}: {appointment.client.name}, {when:%a %-d %b, %H:%M}."
+        request, f"{DONE_TEXT[action]}: {appointment.client.name}, {moment(changed.start)}."
     )
     return done(request)
 

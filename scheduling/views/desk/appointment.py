@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import states
 from scheduling.domain import local_date
+from scheduling.formats import money
 from scheduling.forms import ReasonForm, RescheduleForm
 from scheduling.models import Appointment, Transition, Trip, TripStatus, User
 from scheduling.permissions import role
@@ -32,7 +33,6 @@ from scheduling.views.desk.payments import payments_context
 from scheduling.views.desk.present import (
     desk_only,
     labelled,
-    money,
     national_phone,
     transport_of,
     trips_prefetch,

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from scheduling import states
+from scheduling.formats import clock
 from scheduling.models import Appointment, User
 from scheduling.services.appointments import CANCELS_TRANSPORT
 from scheduling.services.availability import day_schedules
@@ -38,7 +39,6 @@ from scheduling.views.desk.timeline import (
     board_span,
     hour_ticks,
     hours_text,
-    local_hm,
     placements,
     segments_of,
 )
@@ -65,17 +65,17 @@ class Block:
 
     @property
     def times(self) -> str:
-        return f"{local_hm(self.appointment.start)}–{local_hm(self.appointment.end)}"
+        return f"{clock(self.appointment.start)}–{clock(self.appointment.end)}"
 
     @property
     def away(self) -> str:
         """From leaving base to being back, as the board's tooltip says it."""
         a = self.appointment
-        return f"{local_hm(a.busy_from)}–{local_hm(a.busy_until)}"
+        return f"{clock(a.busy_from)}–{clock(a.busy_until)}"
 
     @property
     def starts(self) -> str:
-        return local_hm(self.appointment.start)
+        return clock(self.appointment.start)
 
     @property
     def status_label(self) -> str:

@@ -16,6 +16,7 @@ from django.utils.datastructures import MultiValueDict
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from scheduling.errors import Conflict, DomainError, SeriesConflict
+from scheduling.formats import clock, moment, money
 from scheduling.forms import AppointmentForm, ClientForm, RescheduleForm
 from scheduling.models import Appointment, Client, Service, User
 from scheduling.services.appointments import create_appointment
@@ -24,9 +25,8 @@ from scheduling.services.choosing import NOBODY_FREE, book_any_therapist
 from scheduling.services.series_scopes import reschedule_appointments
 from scheduling.views.common import StaffRequest, form_errors_from
 from scheduling.views.desk.appointment import appointment_for, detail_page
-from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none, money
+from scheduling.views.desk.present import client_choices, day_from, desk_only, int_or_none
 from scheduling.views.desk.series import Preview, book_repeat, repeat_of
-from scheduling.views.desk.timeline import local_hm
 from scheduling.views.desk.times import times_panel
 from scheduling.views.desk.visits import Sessions, book_visit_from, booked_message, sessions_from
 
@@ -122,8 +122,8 @@ def conflict_message(error: Conflict, therapist_name: str) -> tuple[str, list[Ap
     )
     named = "; ".join(
         f"{a.client.name}, {a.service.name}, "
-        f"{timezone.localtime(a.start):%a %-d %b %H:%M}–{local_hm(a.end)} "
-        f"(away {local_hm(a.busy_from)}–{local_hm(a.busy_until)} with travel and clean-up)"
+        f"{moment(a.start)}–{clock(a.end)} "
+        f"(away {clock(a.busy_from)}–{clock(a.busy_until)} with travel and clean-up)"
         for a in clashing
     )
     text = f"{therapist_name} is already booked then: {named}. Pick another time."
@@ -233,7 +233,7 @@ def new_appointment(request: StaffRequest) -> HttpResponse:
     messages.success(
         request,
         f"Booked {appointment.client.name} with {appointment.therapist} on "
-        f"{timezone.localtime(appointment.start):%a %-d %b at %H:%M}"
+        f"{moment(appointment.start)}"
         + (f" and {dates - 1} more dates" if dates else "")
         + (f" ({len(skipped)} left out: they clash)" if skipped else "")
         + ". Waiting for the therapist to accept.",
@@ -307,10 +307,7 @@ def reschedule(request: StaffRequest, pk: int) -> HttpResponse:
             form.add_error(
                 "start",
                 f"{error.message} Nothing was moved: "
-                + "; ".join(
-                    f"{timezone.localtime(f.start):%a %-d %b %H:%M}: {f.message}"
-                    for f in error.failures
-                ),
+                + "; ".join(f"{moment(f.start)}: {f.message}" for f in error.failures),
             )
         except Conflict as error:
             form.add_error("start", conflict_message(error, str(appointment.therapist))[0])
@@ -319,8 +316,7 @@ def reschedule(request: StaffRequest, pk: int) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"Moved to {timezone.localtime(moved.start):%a %-d %b at %H:%M}. "
-                f"{moved.therapist} has to accept the new time.",
+                f"Moved to {moment(moved.start)}. {moved.therapist} has to accept the new time.",
             )
             return redirect("desk:appointment", pk=appointment.pk)
     return detail_page(request, appointment, {"reschedule": form})

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from scheduling.formats import moment
 from scheduling.models import Appointment, TherapistChoice, User
 from scheduling.services.choosing import book_any_therapist
 from scheduling.views.common import call_for_page
@@ -103,7 +103,7 @@ def rebook_any(request: HttpRequest, pk: int) -> HttpResponse:
     messages.success(
         request,
         f"Booked {booked.client.name} with {booked.therapist} on "
-        f"{timezone.localtime(booked.start):%a %-d %b at %H:%M}. "
+        f"{moment(booked.start)}. "
         "Waiting for the therapist to accept.",
     )
     return redirect("desk:appointment", pk=booked.pk)

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from scheduling.formats import money
 from scheduling.forms import id_field
 from scheduling.limits import NAME_MAX, PHONE_MAX, TEXT_MAX
 from scheduling.models import Appointment, Channel, Client, ServiceArea, User
@@ -24,7 +25,7 @@ from scheduling.services.clients import update_client
 from scheduling.services.notifications.outbox import SUBJECTS
 from scheduling.services.travel import default_minutes
 from scheduling.views.common import StaffRequest, call_for_form
-from scheduling.views.desk.present import desk_only, labelled, money, national_phone, word
+from scheduling.views.desk.present import desk_only, labelled, national_phone, word
 
 PAYMENT_WORDS = {"partially_refunded": "Partly refunded", "ewallet": "E-wallet"}
 

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from scheduling import states
 from scheduling.domain import local_date, local_day_bounds
+from scheduling.formats import clock
 from scheduling.models import Appointment, DispatchDecision, DriverProfile, Leg, Trip, User
 from scheduling.permissions import role
 from scheduling.services import dispatch, manual_dispatch
@@ -83,8 +84,8 @@ class TripControl:
 
 def decision_text(decision: DispatchDecision) -> str:
     """ "Given to Liza by Joy at 08:10: she knows the gate" (a decision taken by hand)."""
-    when = timezone.localtime(decision.decided_at).strftime("%H:%M")
     verb = "Given to" if decision.outcome == "assigned" else "Taken back from"
+    when = clock(decision.decided_at)
     return f"{verb} {decision.driver} by {decision.decided_by} at {when}: {decision.reason}"
 
 

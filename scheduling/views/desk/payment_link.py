@@ -8,10 +8,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
+from scheduling.formats import money
 from scheduling.models import Appointment
 from scheduling.services.gateway_payments import create_payment_link
 from scheduling.views.common import call_for_page
-from scheduling.views.desk.present import desk_only, money
+from scheduling.views.desk.present import desk_only
 
 
 @desk_only

@@ -15,12 +15,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from scheduling.formats import money
 from scheduling.models import Appointment, Payment, PaymentState
 from scheduling.models.payments import COLLECTED_METHODS
 from scheduling.services.gateway_payments import resolve_flag
 from scheduling.services.payments import balance_of, verify_payment
 from scheduling.views.common import call_for_page
-from scheduling.views.desk.present import desk_only, money, word
+from scheduling.views.desk.present import desk_only, word
 
 PAYMENT_WORDS = {
     "pending": "Not verified",

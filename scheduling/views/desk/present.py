@@ -1,5 +1,5 @@
 """What the desk's screens share: the role gate, the words for stored values, the
-formats (money, masked and national phones), the query parameters every screen reads,
+phone formats (masked and national), the query parameters every screen reads,
 and how an appointment's transport stands.
 """
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import phonenumbers
@@ -57,10 +56,6 @@ def labelled(rows: list, *names: str) -> list:
         for name in names:
             setattr(row, f"{name}_label", word(getattr(row, name)))
     return rows
-
-
-def money(amount: Decimal) -> str:
-    return f"{amount:,.2f}"
 
 
 def masked_phone(e164: str) -> str:

@@ -23,6 +23,7 @@ from scheduling.domain import (
     local_day_bounds,
     subtract,
 )
+from scheduling.formats import clock
 
 # The board's span on a day nobody works.
 QUIET_DAY = (time(8), time(20))
@@ -47,10 +48,6 @@ class Timed(Protocol):
 
 
 T = TypeVar("T", bound=Timed)
-
-
-def local_hm(instant: datetime) -> str:
-    return f"{timezone.localtime(instant):%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -130,7 +127,7 @@ def board_span(day: date, hours: Iterable[Interval], booked: Iterable[Timed]) ->
 def hour_ticks(span: Span) -> list[tuple[str, str]]:
     ticks, current = [], span.start
     while current < span.end:
-        ticks.append((local_hm(current), f"{span.at(current):.3f}"))
+        ticks.append((clock(current), f"{span.at(current):.3f}"))
         current += timedelta(hours=1)
     return ticks
 
@@ -140,7 +137,7 @@ def hours_text(schedule: DaySchedule) -> str:
         return "Not working"
     if not schedule.working:
         return "Time off"
-    return ", ".join(f"{local_hm(h.start)}–{local_hm(h.end)}" for h in schedule.hours)
+    return ", ".join(f"{clock(h.start)}–{clock(h.end)}" for h in schedule.hours)
 
 
 def segments_of(schedule: DaySchedule, span: Span) -> list[Segment]:
@@ -156,8 +153,8 @@ def segments_of(schedule: DaySchedule, span: Span) -> list[Segment]:
         if not interval.overlaps(whole):
             continue
         left, width = span.place(interval.start, interval.end)
-        text = f"{label} {local_hm(max(interval.start, span.start))}–"
-        text += local_hm(min(interval.end, span.end))
+        text = f"{label} {clock(max(interval.start, span.start))}–"
+        text += clock(min(interval.end, span.end))
         segments.append(Segment(kind, text, label, left, width))
     return segments
 
@@ -166,7 +163,7 @@ def travel_piece(start: datetime, end: datetime, span: Span) -> Piece | None:
     if end <= start:
         return None
     left, width = span.place(start, end)
-    return Piece(left, width, f"Travel {local_hm(start)}–{local_hm(end)}")
+    return Piece(left, width, f"Travel {clock(start)}–{clock(end)}")
 
 
 def placements(booked: Sequence[T], span: Span) -> list[tuple[T, Placement]]:

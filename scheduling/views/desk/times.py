@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from scheduling.domain import local_date
 from scheduling.errors import ValidationFailed
+from scheduling.formats import clock
 from scheduling.models import Appointment, Client, Service, ServiceArea, User
 from scheduling.services.availability import availability
 from scheduling.services.common import latest_bookable
 from scheduling.services.travel import Travel, default_minutes, travel_for, travel_of
 from scheduling.views.desk.choice import any_therapist_starts
 from scheduling.views.desk.present import int_or_none
-from scheduling.views.desk.timeline import local_hm
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def times_panel(
     if mine is not None:
         refused = set(mine.no_driver)
         panel.slots = [
-            Slot(timezone.localtime(s).isoformat(), local_hm(s), s in refused)
+            Slot(timezone.localtime(s).isoformat(), clock(s), s in refused)
             for s in sorted([*mine.starts, *mine.no_driver])
         ]
     return panel

@@ -20,10 +20,10 @@ from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from scheduling.errors import Conflict, DomainError, ValidationFailed, VisitConflict
+from scheduling.formats import moment
 from scheduling.forms import id_field
 from scheduling.limits import TEXT_MAX
 from scheduling.models import Appointment, Trip, User, Visit
@@ -242,7 +242,7 @@ def booked_message(first: Appointment) -> str:
     who = ", ".join(str(a.therapist) for a in booked[:-1]) + f" and {booked[-1].therapist}"
     return (
         f"Booked a {visit_label(len(booked)).lower()} for {first.client.name} with {who} on "
-        f"{timezone.localtime(first.start):%a %-d %b at %H:%M}. "
+        f"{moment(first.start)}. "
         "Waiting for each therapist to accept."
     )
 
@@ -355,6 +355,7 @@ def visit_trips(appointments: Iterable[Appointment]) -> dict[int, list[Trip]]:
         return {}
     by_visit: dict[int, list[Trip]] = {}
     for trip in Trip.objects.filter(visit_id__in=visit_ids).select_related("driver").order_by("id"):
+        assert trip.visit_id is not None  # filtered on visit_id__in: a visit's trip
         by_visit.setdefault(trip.visit_id, []).append(trip)
     return by_visit
 
