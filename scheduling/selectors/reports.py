@@ -25,13 +25,11 @@ from scheduling import states
 from scheduling.domain import local_day_bounds
 from scheduling.errors import ValidationFailed
 from scheduling.models import Appointment, Leg, Trip, User
-from scheduling.selectors.revenue import Money, money_figures, with_names
+from scheduling.selectors.revenue import ZERO, Money, cents, money_figures, with_names
 from scheduling.states import AppointmentStatus, TripStatus
 
 MAX_DAYS = 366
 FIRST_YEAR, LAST_YEAR = 2000, 2999
-CENTS = Decimal("0.01")
-ZERO = Decimal("0.00")
 # The order a manager reads a booking's life in.
 STATUS_ORDER = (
     AppointmentStatus.PENDING,
@@ -48,10 +46,6 @@ STATUS_LABELS = dict(AppointmentStatus.choices)
 BOOKED_STATUSES = (AppointmentStatus.CONFIRMED, AppointmentStatus.IN_PROGRESS)
 # The therapist said no, or never answered.
 DECLINED_STATUSES = (AppointmentStatus.REJECTED, AppointmentStatus.EXPIRED)
-
-
-def money(value: Decimal | None) -> Decimal:
-    return (value or ZERO).quantize(CENTS)
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,7 @@ class Report:
         return next((row.count for row in self.by_status if row.status == status), 0)
 
     def value(self, *statuses: str) -> Decimal:
-        return money(sum((row.value for row in self.by_status if row.status in statuses), ZERO))
+        return cents(sum((row.value for row in self.by_status if row.status in statuses), ZERO))
 
     @property
     def appointments(self) -> int:
@@ -127,7 +121,7 @@ class Report:
 
     @property
     def listed_value(self) -> Decimal:
-        return money(sum((row.value for row in self.by_status), ZERO))
+        return cents(sum((row.value for row in self.by_status), ZERO))
 
     @property
     def revenue(self) -> Decimal:
@@ -151,7 +145,7 @@ class Report:
             name="Total",
             appointments=sum(r.appointments for r in rows),
             sessions=sum(r.sessions for r in rows),
-            revenue=money(sum((r.revenue for r in rows), ZERO)),
+            revenue=cents(sum((r.revenue for r in rows), ZERO)),
             no_shows=sum(r.no_shows for r in rows),
             declined=sum(r.declined for r in rows),
         )
@@ -241,7 +235,7 @@ def _by_status(appointments: QuerySet[Appointment]) -> list[StatusRow]:
             status=status,
             label=STATUS_LABELS.get(status, status),
             count=counted.get(status, {}).get("count", 0),
-            value=money(counted.get(status, {}).get("value")),
+            value=cents(counted.get(status, {}).get("value")),
         )
         for status in known
     ]
@@ -309,7 +303,7 @@ def _therapist_rows(
             name=people[pk].name if pk in people else f"Staff #{pk}",
             appointments=counted.get(pk, {}).get("appointments", 0),
             sessions=counted.get(pk, {}).get("sessions", 0),
-            revenue=money(counted.get(pk, {}).get("revenue")),
+            revenue=cents(counted.get(pk, {}).get("revenue")),
             no_shows=counted.get(pk, {}).get("no_shows", 0),
             declined=counted.get(pk, {}).get("declined", 0),
         )

@@ -37,6 +37,8 @@ OUTSTANDING_LIMIT = 50
 
 
 def cents(value: Decimal | None) -> Decimal:
+    """A sum as the reports hold it: to the cent, nothing (an empty Sum) as 0.00.
+    Not a display format: scheduling/formats.money writes it for people."""
     return (value or ZERO).quantize(CENTS)
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from scheduling import states
 from scheduling.errors import ValidationFailed
+from scheduling.formats import moment
 from scheduling.models import User
 
 
@@ -28,8 +29,9 @@ def role_of(actor: User | None) -> str:
 
 
 def local_text(instant: datetime) -> str:
-    """An instant as the desk reads it: 'Mon 3 Jun 14:30' in the business time zone."""
-    return timezone.localtime(instant).strftime("%a %-d %b %H:%M")
+    """An instant as the desk reads it in a service's message: formats.moment,
+    'Mon 3 Jun, 14:30' in the business time zone."""
+    return moment(instant)
 
 
 def require_aware(value: datetime, field: str) -> datetime:
