@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -60,3 +60,14 @@ class ByName(Keyset):
 
 class ByStaffName(Keyset):
     ordering = ("last_name", "first_name", "id")
+
+
+_Row = TypeVar("_Row")
+
+
+def keyset_page(page: list[_Row] | None) -> list[_Row]:
+    """A page from a `Keyset` paginator. DRF answers None for "not paginated" (no
+    paginator, or a page size of 0), which cannot happen here: every list that calls this
+    pages with a Keyset, whose get_page_size is never below 1."""
+    assert page is not None, "a list without a Keyset paginator"
+    return page

@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 
 from scheduling.api import fields as strict
 from scheduling.api.actor import request_actor
-from scheduling.api.pagination import Keyset
+from scheduling.api.pagination import Keyset, keyset_page
 from scheduling.api.schema import ERRORS
 from scheduling.api.serializers import DayField, ident
-from scheduling.api.views import keyset_page, valid
+from scheduling.api.views import valid
 from scheduling.models import Payment, PaymentState
 from scheduling.models.payments import COLLECTED_METHODS
 from scheduling.services import payments as payment_services

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
@@ -32,7 +31,7 @@ from scheduling.api.actor import request_actor
 from scheduling.api.desk_control import AppointmentControlMixin
 from scheduling.api.idempotency import fingerprint, once
 from scheduling.api.pagecache import cached_page
-from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow
+from scheduling.api.pagination import ByName, ByStaffName, ByStart, ByWindow, keyset_page
 from scheduling.api.schema import ERRORS, KEY_REUSED, STREAM_PRUNED
 from scheduling.api.trip_control import TripControlMixin
 from scheduling.clientaddr import client_address
@@ -74,17 +73,6 @@ def patch_changes(serializer_class, data) -> dict:
     known = set(serializer_class().fields)
     changes = valid(serializer_class, {k: v for k, v in data.items() if k in known}, partial=True)
     return {**changes, **{k: v for k, v in data.items() if k not in known}}
-
-
-_Row = TypeVar("_Row")
-
-
-def keyset_page(page: list[_Row] | None) -> list[_Row]:
-    """A page from a `Keyset` paginator. DRF answers None for "not paginated" (no
-    paginator, or a page size of 0), which cannot happen here: every list that calls this
-    pages with a Keyset, whose get_page_size is never below 1."""
-    assert page is not None, "a list without a Keyset paginator"
-    return page
 
 
 def canonical(data) -> bytes:
