@@ -20,6 +20,7 @@ from scheduling.errors import (
     NotPermitted,
     ValidationFailed,
 )
+from scheduling.formats import clock, moment
 from scheduling.models import (
     Appointment,
     Client,
@@ -37,7 +38,6 @@ from scheduling.services import trips as trip_services
 from scheduling.services.common import (
     THERAPIST_TIMETABLE,
     latest_bookable,
-    local_text,
     lock_timetable,
     minutes,
     require_aware,
@@ -455,7 +455,7 @@ def _check_start(start: datetime, now: datetime, travel: Travel) -> None:
         raise ValidationFailed.on(
             "start",
             f"That is too soon: getting there takes {travel.minutes} minutes, so the "
-            f"therapist would have had to leave at {timezone.localtime(leave):%H:%M}.",
+            f"therapist would have had to leave at {clock(leave)}.",
         )
     if start > latest_bookable(now):
         raise ValidationFailed.on("start", "That is too far ahead to book; check the year.")
@@ -491,7 +491,7 @@ def _check_working(appointment: Appointment) -> None:
             else ""
         )
         raise Conflict(
-            f"{local_text(appointment.start)} is {reason} for {therapist}{counting}.",
+            f"{moment(appointment.start)} is {reason} for {therapist}{counting}.",
             reason="not_working",
         )
 
@@ -523,8 +523,8 @@ def _conflicts(appointment: Appointment) -> list[Appointment]:
 def _busy(appointment: Appointment, conflicts: list[Appointment]) -> Conflict:
     first = conflicts[0]
     return Conflict(
-        f"{appointment.therapist} is already booked from {local_text(first.busy_from)} to "
-        f"{timezone.localtime(first.busy_until):%H:%M} (appointment #{first.pk}, "
+        f"{appointment.therapist} is already booked from {moment(first.busy_from)} to "
+        f"{clock(first.busy_until)} (appointment #{first.pk}, "
         "travel and clean-up included).",
         [
             ConflictingItem(start=c.busy_from, end=c.busy_until, appointment_id=c.pk)

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from scheduling import states
 from scheduling.errors import ValidationFailed
-from scheduling.formats import moment
 from scheduling.models import User
 
 
@@ -26,12 +25,6 @@ def minutes(name: str) -> timedelta:
 def role_of(actor: User | None) -> str:
     """The actor's role for the state machines; None is the platform itself."""
     return states.SYSTEM if actor is None else actor.effective_role
-
-
-def local_text(instant: datetime) -> str:
-    """An instant as the desk reads it in a service's message: formats.moment,
-    'Mon 3 Jun, 14:30' in the business time zone."""
-    return moment(instant)
 
 
 def require_aware(value: datetime, field: str) -> datetime:

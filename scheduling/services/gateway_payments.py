@@ -36,6 +36,7 @@ from scheduling.errors import (
     NotPermitted,
     ValidationFailed,
 )
+from scheduling.formats import moment
 from scheduling.gateways import from_minor, to_minor
 from scheduling.models import (
     Appointment,
@@ -51,7 +52,7 @@ from scheduling.models import (
 )
 from scheduling.models.payments import SETTLED_STATES, PaymentQuerySet
 from scheduling.services import payments as money
-from scheduling.services.common import local_text, role_of
+from scheduling.services.common import role_of
 from scheduling.services.notifications import outbox
 from scheduling.states import AppointmentStatus
 
@@ -118,7 +119,7 @@ def create_payment_link(
                 reference=f"appt{appointment.pk}-{int(now.timestamp())}",
                 amount_minor=to_minor(due),
                 currency=settings.CURRENCY,
-                description=f"{appointment.service.name}, {local_text(appointment.start)}",
+                description=f"{appointment.service.name}, {moment(appointment.start)}",
                 expires_at=expires,
                 customer={"name": client.name, "contact": client.phone, "email": client.email},
             )

@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from scheduling import background, states
 from scheduling.errors import Conflict, ConflictingItem, NotFound, NotPermitted, ValidationFailed
+from scheduling.formats import clock, moment
 from scheduling.models import Appointment, DriverProfile, Transition, Trip, User
 from scheduling.realtime import events
 from scheduling.realtime.events import EventBatch
 from scheduling.services import capacity
 from scheduling.services.common import (
     DRIVER_TIMETABLE,
-    local_text,
     lock_timetable,
     role_of,
     violates,
@@ -272,8 +272,8 @@ def _clashes(driver_id: int, trip: Trip) -> list[Trip]:
 def _busy(driver: User, clashes: list[Trip]) -> Conflict:
     first = clashes[0]
     return Conflict(
-        f"{driver} is already driving from {local_text(first.window_start)} to "
-        f"{timezone.localtime(first.window_end):%H:%M} (trip #{first.pk}).",
+        f"{driver} is already driving from {moment(first.window_start)} to "
+        f"{clock(first.window_end)} (trip #{first.pk}).",
         [
             ConflictingItem(
                 start=t.window_start,

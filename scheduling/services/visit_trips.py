@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from scheduling.domain import Interval
+from scheduling.formats import clock
 from scheduling.models import Appointment, Leg, Trip, User
 from scheduling.realtime import events
 from scheduling.realtime.events import EventBatch
@@ -128,7 +129,7 @@ def _resize(
                 actor=actor,
                 trip_id=trip.pk,
                 reason="A session of the visit was cancelled: the pick-up moved to "
-                f"{timezone.localtime(back):%H:%M}, when this driver is busy.",
+                f"{clock(back)}, when this driver is busy.",
             )
             trip.refresh_from_db(fields=["status", "driver", "assigned_at", "driver_waiting_since"])
         trip.window_start, trip.window_end = window

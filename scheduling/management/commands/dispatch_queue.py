@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from scheduling.formats import clock, moment
 from scheduling.models import DispatchDecision, DriverProfile, Trip, TripStatus, User
-from scheduling.services.common import local_text
 from scheduling.services.dispatch import dispatchable, driver_queue, last_decisions, run_pass
 
 
@@ -20,7 +20,7 @@ def by_hand(decision: DispatchDecision) -> str:
     verb = "given to" if decision.outcome == "assigned" else "taken back from"
     return (
         f"{verb} {decision.driver} by {decision.decided_by} at "
-        f"{local_text(decision.decided_at)}: {decision.reason}"
+        f"{moment(decision.decided_at)}: {decision.reason}"
     )
 
 
@@ -44,8 +44,7 @@ class Command(BaseCommand):
         queue = list(driver_queue())
         for position, driver in enumerate(queue, start=1):
             self.stdout.write(
-                f"  {position}. {describe(driver)}, waiting since "
-                f"{local_text(driver.available_since)}"
+                f"  {position}. {describe(driver)}, waiting since {moment(driver.available_since)}"
             )
         if not queue:
             self.stdout.write("  (nobody waiting)")
@@ -67,7 +66,7 @@ class Command(BaseCommand):
             when = "dispatchable now" if trip.pk in ready else "waits for the horizon"
             line = (
                 f"  #{trip.pk} {trip.leg} of appointment #{trip.appointment_id}, "
-                f"{local_text(trip.window_start)}-{timezone.localtime(trip.window_end):%H:%M}, "
+                f"{moment(trip.window_start)}-{clock(trip.window_end)}, "
                 f"{trip.passengers} passenger(s): {when}"
             )
             decision = decisions.get(trip.pk)
@@ -77,7 +76,7 @@ class Command(BaseCommand):
                 skipped = ", ".join(
                     f"{names.get(s['driver'], s['driver'])} {s['reason']}" for s in decision.skipped
                 )
-                line += f"; no driver at {local_text(decision.decided_at)}"
+                line += f"; no driver at {moment(decision.decided_at)}"
                 line += f" (skipped: {skipped})" if skipped else " (queue empty)"
             self.stdout.write(line)
         if not trips:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from scheduling.services.common import local_text
+from scheduling.formats import clock, moment
 from scheduling.services.travel import travel_clashes
 
 
@@ -26,11 +26,11 @@ class Command(BaseCommand):
             a = clash.appointment
             held = clash.would_hold
             line = (
-                f"#{a.pk} {local_text(a.start)} {a.therapist} ({a.service}): with travel it "
-                f"holds {timezone.localtime(held.start):%H:%M}–"
-                f"{timezone.localtime(held.end):%H:%M}"
+                f"#{a.pk} {moment(a.start)} {a.therapist} ({a.service}): with travel it "
+                f"holds {clock(held.start)}–"
+                f"{clock(held.end)}"
             )
-            reasons = [f"meets #{b.pk} at {local_text(b.start)}" for b in clash.clashes_with]
+            reasons = [f"meets #{b.pk} at {moment(b.start)}" for b in clash.clashes_with]
             if clash.outside:
                 reasons.append(f"runs {clash.outside}")
             self.stdout.write(f"  {line}; {'; '.join(reasons)}")
