@@ -9,11 +9,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_http = get_asgi_application()  # sets Django up before the imports below
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from scheduling.observability.wslog import SessionLogMiddleware  # noqa: E402
-from scheduling.realtime.routing import websocket_urlpatterns  # noqa: E402
+from scheduling.realtime.routing import websocket_route  # noqa: E402
 from scheduling.realtime.ws_auth import TokenOrSessionAuth  # noqa: E402
 
 # Django and the app are loaded: move those objects out of the cyclic collector's way.
@@ -26,7 +26,7 @@ application = ProtocolTypeRouter(
         "http": django_http,
         "websocket": AllowedHostsOriginValidator(
             # Inside the authentication: the session's log lines name its user.
-            TokenOrSessionAuth(SessionLogMiddleware(URLRouter(websocket_urlpatterns)))
+            TokenOrSessionAuth(SessionLogMiddleware(websocket_route))
         ),
     }
 )

@@ -28,9 +28,9 @@ def _token_user_sql() -> tuple[str, list[str]]:
     return sql, [f.attname for f in fields]
 
 
-def _token_user(key: str) -> tuple[User, int | None] | None:
+def token_user(key: str) -> tuple[User, int | None] | None:
     """The token's user and the stream head read in the same statement (None: no such
-    token)."""
+    token). The API's authentication and the websocket's `?token=` both read it here."""
     sql, names = _token_user_sql()
     if connection.vendor != "postgresql":
         # SQLite hands back dates as text, which raw() converts as the ORM does.
@@ -62,7 +62,7 @@ class StrictTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
         if not key.isascii() or not key.isalnum() or len(key) > 64:
             raise AuthenticationFailed(_("Invalid token."))
-        found = _token_user(key)
+        found = token_user(key)
         if found is None:
             raise AuthenticationFailed(_("Invalid token."))
         user, head = found

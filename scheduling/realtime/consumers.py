@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from scheduling.models import StreamEvent
@@ -63,6 +64,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # it is idle: the hub's one timer pings every socket of the process (Hub._ping), and
     # the wait for a backed-up socket to drain is made only when something waits.
     __slots__ = (
+        "base_send",
+        "channel_layer",
         "close_task",
         "closed_slow",
         "closing",
@@ -79,6 +82,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         "ping_task",
         "resumed",
         "resync_task",
+        "scope",
         "session_key",
         "stalled_pings",
         "token",
@@ -88,6 +92,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     user: Any
     last_queued: int
+
+    async def __call__(self, scope, receive, send) -> None:
+        """AsyncConsumer.__call__ for a consumer without a channel layer. With only the
+        client to listen to, its messages are awaited here, one after another; the base
+        class waits on them through `await_many_dispatch`, which keeps a task of its own
+        and a fresh `asyncio.wait` for every idle socket (about 1.3 KiB each,
+        bench/results/2026-12-02-ws-memory.md)."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -7,15 +7,18 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.authtoken.models import Token
+
+from scheduling.api.auth import token_user
 
 
 @database_sync_to_async
 def _user_for(key: str):
     if not (key.isascii() and key.isalnum()):  # a NUL would be a database error, not a miss
         return AnonymousUser()
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token else AnonymousUser()
+    # The API's statement: the user alone, without a Token instance the socket would
+    # keep alive through the user's relation cache for as long as it is open.
+    found = token_user(key)
+    return AnonymousUser() if found is None else found[0]
 
 
 class TokenAuthMiddleware:
@@ -30,11 +33,16 @@ class TokenAuthMiddleware:
         self.session = session
 
     async def __call__(self, scope, receive, send):
-        keys = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-        if not keys:
+        # Nothing but the scope is kept in this frame, which lives as long as the socket.
+        key = _token_in(scope)
+        if key is None:
             return await self.session(scope, receive, send)
-        scope = {**scope, "user": await _user_for(keys[0][:64])}
-        return await self.inner(scope, receive, send)
+        return await self.inner({**scope, "user": await _user_for(key)}, receive, send)
+
+
+def _token_in(scope) -> str | None:
+    keys = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return keys[0][:64] if keys else None
 
 
 def TokenOrSessionAuth(inner):

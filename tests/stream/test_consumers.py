@@ -84,6 +84,22 @@ def test_anonymous_wrong_token_foreign_origin_and_inactive_users_are_refused(the
     run(go)
 
 
+def test_a_path_other_than_the_stream_is_refused_at_the_handshake(therapist):
+    token = Token.objects.create(user=therapist).key
+
+    async def go():
+        for path in ("/ws/stream", "/ws/stream/x/", "/ws/", "/ws/stream/%00/"):
+            communicator = WebsocketCommunicator(application, f"{path}?token={token}", HOST)
+            connected, _ = await communicator.connect()
+            assert connected is False, path  # closed before accept: daphne answers 403
+        # A valid token on the right path still connects (the refusals were the path's).
+        ok = WebsocketCommunicator(application, f"/ws/stream/?token={token}", HOST)
+        assert (await ok.connect())[0] is True
+        await ok.disconnect()
+
+    run(go)
+
+
 def test_the_session_cookie_authenticates_and_a_bad_token_beats_it(desk):
     browser = DjangoClient()
     browser.force_login(desk)
