@@ -253,16 +253,25 @@ class Runner:
         threads = min(2, connections)
         per_thread = math.ceil(seconds * cap / threads)
         offset = self.take(scenario.items, per_thread * threads)
-        args = [path_file, scenario.path, token, str(offset), str(per_thread)]
-        return run_wrk(
+        args = [path_file, scenario.path, token, str(offset), str(per_thread), str(threads)]
+        result = run_wrk(
             self.wrk, self.port, "post.lua", args, connections=connections, seconds=seconds
         )
+        # The share is sized for the fastest rate the scenario might reach; what the
+        # threads did not send goes to the next run (they take turns through the share,
+        # so what they sent is its first threads x used lines).
+        self.give_back(scenario.items, offset + threads * result.used)
+        return result
 
     def take(self, bodies: list, count: int) -> int:
         """Mark the next `count` bodies of `bodies` used; return where they start."""
         start = self.cursors.get(id(bodies), 0)
         self.cursors[id(bodies)] = start + count
         return start
+
+    def give_back(self, bodies: list, upto: int) -> None:
+        """The bodies of the last `take` from `upto` on were not sent: hand them out again."""
+        self.cursors[id(bodies)] = min(self.cursors.get(id(bodies), 0), upto)
 
     def _closed(self, scenario: Scenario, connections: int, seconds: float, cap: float):
         from bench.api import load

@@ -63,6 +63,8 @@ class WrkResult:
     p50: float  # milliseconds
     p95: float
     p99: float
+    # post.lua with distinct bodies: the most bodies any one thread took from its share.
+    used: int = 0
 
     @property
     def throughput(self) -> float:
@@ -103,6 +105,7 @@ def run_wrk(
         p50=data["p50_us"] / 1000,
         p95=data["p95_us"] / 1000,
         p99=data["p99_us"] / 1000,
+        used=data.get("used", 0),
     )
 
 
