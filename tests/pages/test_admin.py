@@ -82,7 +82,8 @@ def populated(desk, therapist, service, client_record, tomorrow_at):
     driver = factories.driver(vehicle="car", seats=4, username="ramon")
     update_client(client=client_record, area=factories.ServiceAreaFactory(name="Makati").pk)
     Break.objects.create(staff=therapist, weekday=0, start=time(12), end=time(13))
-    start = timezone.now() + timedelta(days=3)
+    # A day none of the bookings below touch, whatever the hour the test runs at.
+    start = tomorrow_at(9) + timedelta(days=4)
     TimeOff.objects.create(staff=therapist, start=start, end=start + timedelta(hours=4))
     appointment = create_appointment(
         actor=desk,
