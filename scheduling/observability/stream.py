@@ -31,19 +31,21 @@ from scheduling.observability.metrics import (
 )
 
 _pid: int | None = None
+_pid_label = ""
 
 
 def _this_process() -> str:
     """The `pid` label; the first call in a process also arranges for its live gauges
     to leave the multi-process directory when it exits (a dead daphne's open sockets
-    would otherwise be counted for ever)."""
-    global _pid
+    would otherwise be counted for ever). Called for every frame sent: the label is
+    written once a process."""
+    global _pid, _pid_label
     pid = os.getpid()
     if _pid != pid:
-        _pid = pid
+        _pid, _pid_label = pid, str(pid)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             atexit.register(_forget_live_gauges)
-    return str(pid)
+    return _pid_label
 
 
 def _forget_live_gauges() -> None:

@@ -31,7 +31,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -41,7 +40,7 @@ from scheduling.observability import stream as metrics
 from scheduling.observability import wslog
 from scheduling.realtime import revocation
 from scheduling.realtime.events import shaped_for
-from scheduling.realtime.hub import Hub, stream_setting
+from scheduling.realtime.hub import Hub, frame_text, stream_setting
 from scheduling.realtime.transport_watch import PAUSED, STOPPED, TransportWatch
 from scheduling.services.retention import live_start, stream_gone
 
@@ -279,10 +278,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return  # while the socket is backed up, events wait here (bounded above)
         batch, self.pending = self.pending, []
         self.last_flush = asyncio.get_running_loop().time()
-        events = [{**e, "data": shaped_for(self.user, e["data"])} for e in batch]
-        await self.send(text_data=orjson.dumps({"type": "events", "events": events}).decode())
-        metrics.events_sent(len(events))
-        wslog.count_events(self.scope, len(events))
+        if self.desk:
+            # Every desk socket of the process is sent the same events, unshaped, in
+            # bursts (their windows open together): the burst's frame is encoded once.
+            text = self.hub.desk_frame.text(batch)
+        else:
+            text = frame_text([{**e, "data": shaped_for(self.user, e["data"])} for e in batch])
+        await self.send(text_data=text)
+        metrics.events_sent(len(batch))
+        wslog.count_events(self.scope, len(batch))
 
     async def _too_slow(self, why: str) -> None:
         if self.closed_slow:

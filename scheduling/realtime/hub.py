@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -63,6 +64,41 @@ def _forget_settings(*, setting: str, **kwargs) -> None:
         _settings.clear()
 
 
+def frame_text(events: list[dict]) -> str:
+    """The text of one websocket frame of events, as the client reads it."""
+    return orjson.dumps({"type": "events", "events": events}).decode()
+
+
+class FrameMemo:
+    """The last desk frame's text and the events it was made of. A desk socket's events
+    are the hub's own (`_hand_on` gives every desk socket the same data objects), so a
+    batch of the same seqs with the same data objects is the same frame: the text is
+    reused, not encoded again for every socket of the burst. The events are kept, so the
+    objects compared by identity cannot be freed and their ids reused meanwhile."""
+
+    __slots__ = ("encoded", "events")
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.encoded = ""
+
+    def text(self, events: list[dict]) -> str:
+        if not self._same(events):
+            self.events, self.encoded = events, frame_text(events)
+        return self.encoded
+
+    def _same(self, events: list[dict]) -> bool:
+        last = self.events
+        return (
+            bool(last)
+            and len(last) == len(events)
+            and all(
+                a["seq"] == b["seq"] and a["data"] is b["data"] and a["type"] == b["type"]
+                for a, b in zip(last, events, strict=True)
+            )
+        )
+
+
 class Hub:
     """One per event loop (so one per daphne process): the only member of STREAM_GROUP
     here. Puts events back in sequence order, hands each to the sockets it is for, and
@@ -82,6 +118,7 @@ class Hub:
         self.hole_since: float | None = None
         self.owed = 0
         self.tasks: list[asyncio.Task] = []
+        self.desk_frame = FrameMemo()
 
     @classmethod
     async def get(cls) -> Hub:
