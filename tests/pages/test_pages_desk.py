@@ -10,6 +10,7 @@ from decimal import Decimal
 from html import unescape
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
@@ -1319,38 +1320,45 @@ def test_no_show_through_the_page(desk_client, desk, client_record, service, the
 
 
 def test_queues_list_what_needs_a_person(desk_client, desk, client_record, service, therapist):
-    day = tomorrow()
-    # Three hours apart: each holds Ana 45 minutes before to 2 hours after its start.
-    pending = book(desk, client_record, service, therapist, local(day, 9))
-    rejected = book(
-        desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(day, 12)
-    )
-    act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
-    rebooked = book(
-        desk, factories.ClientFactory(name="Lito Cruz"), service, therapist, local(day, 15)
-    )
-    act_on_appointment(actor=therapist, appointment_id=rebooked.pk, action="reject")
-    book(desk, rebooked.client, service, therapist, local(day, 18))  # already booked again
-    late = factories.therapist(service, hours=(time(0), time(23, 59)))
-    around_the_clock_driver()
-    soon = soon_with_travel(service)
-    with_trip = book(desk, client_record, service, late, soon, needs_transport=True)
-    failed = Notification.objects.filter(appointment=pending, audience="client").get()
-    Notification.objects.filter(pk=failed.pk).update(status="failed", last_error="no such number")
-    dispatch.run_pass()  # on commit in life; this test's transaction never commits
+    # At ten in the morning, whatever the hour the test runs at: a trip for soon is then
+    # within the dispatch horizon (90 minutes). Late in the evening a visit for soon
+    # cannot end before midnight, so it starts after 00:15 (factories.soon), which from
+    # about 21:00 to 22:50 is past the horizon, and the trip not yet on the queue.
+    with time_machine.travel(local(timezone.localdate(), 10), tick=True):
+        day = tomorrow()
+        # Three hours apart: each holds Ana 45 minutes before to 2 hours after its start.
+        pending = book(desk, client_record, service, therapist, local(day, 9))
+        rejected = book(
+            desk, factories.ClientFactory(name="Jose Rizal"), service, therapist, local(day, 12)
+        )
+        act_on_appointment(actor=therapist, appointment_id=rejected.pk, action="reject")
+        rebooked = book(
+            desk, factories.ClientFactory(name="Lito Cruz"), service, therapist, local(day, 15)
+        )
+        act_on_appointment(actor=therapist, appointment_id=rebooked.pk, action="reject")
+        book(desk, rebooked.client, service, therapist, local(day, 18))  # already booked again
+        late = factories.therapist(service, hours=(time(0), time(23, 59)))
+        around_the_clock_driver()
+        soon = soon_with_travel(service)
+        with_trip = book(desk, client_record, service, late, soon, needs_transport=True)
+        failed = Notification.objects.filter(appointment=pending, audience="client").get()
+        Notification.objects.filter(pk=failed.pk).update(
+            status="failed", last_error="no such number"
+        )
+        dispatch.run_pass()  # on commit in life; this test's transaction never commits
 
-    html = desk_client.get("/desk/queues/").content.decode()
-    deadline = timezone.localtime(pending.response_deadline).isoformat()
-    assert f'data-countdown datetime="{deadline}"' in html
-    assert f'href="/desk/appointments/new/?rebook={rejected.pk}"' in html
-    assert f"rebook={rebooked.pk}" not in html
-    assert "Drop-off · Maria Santos" in html
-    assert "No driver was waiting in the queue." in html
-    assert with_trip.pk
-    assert "no such number" in html and "(0917 ••• 4567)" in html
-    assert f'action="/desk/notifications/{failed.pk}/retry/"' in html
-    tiles = desk_client.get("/desk/queues/summary/").content.decode()
-    assert 'id="attention"' in tiles and "to rebook" in tiles
+        html = desk_client.get("/desk/queues/").content.decode()
+        deadline = timezone.localtime(pending.response_deadline).isoformat()
+        assert f'data-countdown datetime="{deadline}"' in html
+        assert f'href="/desk/appointments/new/?rebook={rejected.pk}"' in html
+        assert f"rebook={rebooked.pk}" not in html
+        assert "Drop-off · Maria Santos" in html
+        assert "No driver was waiting in the queue." in html
+        assert with_trip.pk
+        assert "no such number" in html and "(0917 ••• 4567)" in html
+        assert f'action="/desk/notifications/{failed.pk}/retry/"' in html
+        tiles = desk_client.get("/desk/queues/summary/").content.decode()
+        assert 'id="attention"' in tiles and "to rebook" in tiles
 
 
 def test_queues_queries_are_bounded(desk_client, desk, service, django_assert_max_num_queries):
