@@ -70,7 +70,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         "closing",
         "desk",
         "drain_task",
-        "flush_task",
+        "flush_due",
         "hub",
         "inbox",
         "last_flush",
@@ -122,7 +122,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.desk = user.is_desk
         self.pending: list[dict] = []
         self.inbox: list[tuple[int, int, str, Any]] = []
-        self.flush_task: asyncio.Task | None = None
+        # Entered in the hub's flushes, to send what is pending when the window closes.
+        self.flush_due = False
         self.drain_task: asyncio.Task | None = None
         self.resync_task: asyncio.Task | None = None
         self.close_task: asyncio.Task | None = None
@@ -152,7 +153,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        for name in ("flush_task", "ping_task", "resync_task", "drain_task"):
+        # A flush still due finds the socket closing and sends nothing.
+        for name in ("ping_task", "resync_task", "drain_task"):
             task = getattr(self, name, None)
             if task is not None:
                 task.cancel()
@@ -243,11 +245,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             why = f"{len(self.pending)} events held back"
             self.close_task = asyncio.create_task(self._too_slow(why))
             return
-        if self.flush_task is None:
-            loop = asyncio.get_running_loop()
-            wait = self.last_flush + stream_setting("BATCH_SECONDS") - loop.time()
-            # An idle connection sends at once (the task runs on the next turn).
-            self.flush_task = asyncio.create_task(self._flush_later(max(0.0, wait)))
+        if not self.flush_due:
+            # An idle connection's window closed long ago: it sends on the next turn.
+            self._flush_at(self.last_flush + stream_setting("BATCH_SECONDS"))
 
     async def _queue(self, events: list[dict], *, at_once: bool = False) -> None:
         self.pending.extend(events)
@@ -258,19 +258,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if at_once:
             await self._flush()
             return
-        if self.flush_task is not None:
+        if self.flush_due:
             return  # a flush is already due and will take these
-        loop = asyncio.get_running_loop()
-        wait = self.last_flush + stream_setting("BATCH_SECONDS") - loop.time()
-        if wait <= 0:
+        due = self.last_flush + stream_setting("BATCH_SECONDS")
+        if due <= asyncio.get_running_loop().time():
             await self._flush()  # idle connection: send at once
         else:
-            self.flush_task = asyncio.create_task(self._flush_later(wait))
+            self._flush_at(due)
 
-    async def _flush_later(self, wait: float) -> None:
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self.flush_task = None
+    def _flush_at(self, due: float) -> None:
+        self.flush_due = True
+        self.hub.flushes.add(self, due)
+
+    async def window_closed(self) -> None:
+        """The hub's flushes: this socket's window has closed (hub.Flushes)."""
+        self.flush_due = False
         await self._flush()
 
     async def _flush(self) -> None:
@@ -312,8 +314,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.resumed is not None and not self.resumed.done():
             self.resumed.set_result(None)
         self.resumed = None
-        if self.pending and self.flush_task is None and not self.closing:
-            self.flush_task = asyncio.ensure_future(self._flush_later(0))
+        if self.pending and not self.flush_due and not self.closing:
+            self._flush_at(0.0)  # long past: on the next turn
 
     async def _wait_writable(self) -> bool:
         if not self.paused:
