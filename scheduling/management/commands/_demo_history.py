@@ -113,10 +113,13 @@ def _book_past_day(
         Appointment.objects.filter(pk=appointment.pk).update(created_at=when, updated_at=when)
         _stamper(appointment)("create", when)
         booked.append((appointment, when))
-    for appointment, when in booked:
+    for index, (appointment, when) in enumerate(booked):
         stamp = _stamper(appointment)
         therapist = therapists[appointment.therapist_id]
-        outcome = _pick(rng, OUTCOMES)
+        # A recent day's first session was completed and paid in cash that the therapist
+        # still holds, whatever the day's dice: the desk's hand-over list always has one.
+        held = recent and index == 0
+        outcome = "completed" if held else _pick(rng, OUTCOMES)
         if outcome == "cancel":
             _act(desk, appointment, "cancel", when + timedelta(hours=2), stamp, rng)
             continue
@@ -127,8 +130,8 @@ def _book_past_day(
             continue
         _act(therapist, appointment, "start", appointment.start, stamp, rng)
         _act(therapist, appointment, "complete", appointment.end, stamp, rng)
-        if rng.random() < PAID_SHARE:
-            _pay(rng, appointment, therapist, desk, manager, recent=recent, stamp=stamp)
+        if held or rng.random() < PAID_SHARE:
+            _pay(rng, appointment, therapist, desk, manager, recent=recent, cash=held, stamp=stamp)
     return len(booked)
 
 
@@ -140,8 +143,8 @@ def _act(actor, appointment, action: str, now: datetime, stamp, rng) -> None:
     stamp(action, now)
 
 
-def _pay(rng, appointment, therapist, desk, manager, *, recent: bool, stamp) -> None:
-    ewallet = rng.random() < EWALLET_SHARE
+def _pay(rng, appointment, therapist, desk, manager, *, recent: bool, cash: bool, stamp) -> None:
+    ewallet = not cash and rng.random() < EWALLET_SHARE
     paid_at = appointment.end + timedelta(minutes=5)
     payment = record_collection(
         actor=therapist,
