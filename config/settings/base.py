@@ -105,6 +105,10 @@ def postgres_database(url: str) -> dict:
     # Persistent connections, checked before reuse so a restarted server is survived.
     database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     database["CONN_HEALTH_CHECKS"] = True
+    # The few hand-written statements every request runs are prepared once a connection
+    # (config/postgresql `prepared_cursor`); a pooler in transaction mode cannot keep them.
+    if not env.bool("PG_PREPARED_STATEMENTS", default=True):
+        database.setdefault("OPTIONS", {})["prepare_threshold"] = None
     return database
 
 

@@ -6,6 +6,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
+from config.postgresql.base import prepared_cursor
 from scheduling.models import User
 from scheduling.realtime.events import committed_head_sql
 
@@ -36,7 +37,7 @@ def token_user(key: str) -> tuple[User, int | None] | None:
         # SQLite hands back dates as text, which raw() converts as the ORM does.
         user = next(iter(User.objects.raw(sql, [key])), None)
         return None if user is None else (user, user.stream_head)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, [key])
         row = cursor.fetchone()
     if row is None:

@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import Field, Model, QuerySet
 from django.utils import timezone
 
+from config.postgresql.base import prepared_cursor
 from scheduling.models import Appointment, Client, Trip
 from scheduling.realtime.events import shaped_for
 
@@ -107,7 +108,7 @@ def trips_of(appointment_ids: Sequence[int]) -> dict[int, list[tuple]]:
     if connection.vendor == "postgresql":
         # Written out: the ORM took 0.5 ms to build this query for a page of 50 (each id
         # is prepared on its own), more than reading and rendering the trips.
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection) as cursor:
             cursor.execute(_trips_sql(), [list(appointment_ids)])
             rows = cursor.fetchall()
     else:
@@ -225,7 +226,7 @@ def clients_in_order(client_ids: Sequence[int]) -> list[dict[str, Any]]:
     rows: Iterable[dict[str, Any]]
     if connection.vendor == "postgresql":
         # Written out, as trips_of's: building the ORM query cost more than running it.
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection) as cursor:
             cursor.execute(_clients_sql(), [list(client_ids)])
             rows = [dict(zip(CLIENT_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
     else:

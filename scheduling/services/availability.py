@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from config.postgresql.base import prepared_cursor
 from scheduling.domain import Interval, free_starts, local_day_bounds
 from scheduling.models import Appointment, Service, User
 from scheduling.services import capacity
@@ -59,7 +60,7 @@ def _busy_postgres(
     params: list[Any] = [*statuses, end, start, therapist_ids]
     if exclude is not None:
         params.append(exclude)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_busy_sql(exclude is not None), params)
         rows: Held = cursor.fetchall()
     return rows

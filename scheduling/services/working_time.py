@@ -9,6 +9,7 @@ from functools import cache
 
 from django.db import connection
 
+from config.postgresql.base import prepared_cursor
 from scheduling.domain import (
     DaySchedule,
     Interval,
@@ -86,7 +87,7 @@ def _working_time_postgres(
     hours: Clock = defaultdict(list)
     breaks: Clock = defaultdict(list)
     time_off: Dated = defaultdict(list)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(
             _working_time_sql(),
             [staff_ids, weekday, staff_ids, weekday, staff_ids, day_end, day_start],

@@ -1,9 +1,12 @@
-"""config/postgresql: Django's backend with psycopg's C parser for timestamptz, and
-health checks of kept connections without a round trip.
+"""config/postgresql: Django's backend with psycopg's C parser for timestamptz, health
+checks of kept connections without a round trip, and prepared statements for the few
+hand-written statements nearly every request runs (`prepared_cursor`).
 
 Every value must come back exactly as Django's own loader returns it (the same instant,
 the same tzinfo object), and Django's cursors must use it rather than register theirs.
 A connection whose session the server ended must be replaced before a request uses it.
+Only `prepared_cursor`'s statements are prepared, each once a session, and they are
+counted as queries like any other.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+from django.test.utils import CaptureQueriesContext
 from psycopg.pq import Format
 
-from config.postgresql.base import TIMESTAMPTZ_OID, loader_for
+from config.postgresql.base import TIMESTAMPTZ_OID, loader_for, prepared_cursor
+from scheduling.models import Client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -135,3 +140,58 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_query(kept_co
 def test_a_closed_connection_is_not_usable(kept_connection):
     kept_connection.connection.close()
     assert not kept_connection.is_usable()
+
+
+# --- prepared statements --------------------------------------------------------------------
+
+PROBE = "SELECT count(*) FROM scheduling_client WHERE id = ANY(%s) AND name <> %s"
+
+
+def prepared_statements(wrapper) -> list[str]:
+    """The statements the wrapper's session holds prepared."""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_prepared_cursors_statement_is_prepared_once_a_session(kept_connection):
+    for ids in ([1, 2], [3], [10**12]):  # ids too large for smallint: another variant
+        with prepared_cursor(kept_connection) as cursor:
+            cursor.execute(PROBE, [ids, "x"])
+            assert cursor.fetchone() == (0,)
+    held = [s for s in prepared_statements(kept_connection) if "scheduling_client" in s]
+    # Once per parameter types: the two small-id lists share one.
+    assert held == [PROBE.replace("%s", "$1", 1).replace("%s", "$2")] * 2
+
+
+def test_djangos_own_cursors_and_the_orm_are_never_prepared(kept_connection):
+    for _ in range(10):
+        with kept_connection.cursor() as cursor:
+            cursor.execute(PROBE, [[1, 2], "x"])
+        list(Client.objects.using(kept_connection.alias).filter(pk__in=[1, 2]))
+    assert prepared_statements(kept_connection) == []
+
+
+def test_prepared_statements_are_counted_and_logged_as_queries():
+    with CaptureQueriesContext(connection) as seen, prepared_cursor(connection) as cursor:
+        cursor.execute(PROBE, [[1], "x"])
+    (query,) = seen.captured_queries
+    assert "scheduling_client" in query["sql"] and "'x'" in query["sql"]
+
+
+def test_no_statement_is_prepared_when_the_options_say_none():
+    """OPTIONS {"prepare_threshold": None} (PG_PREPARED_STATEMENTS=false): for a pooler in
+    transaction mode, which cannot keep a session's prepared statements."""
+    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+    wrapper.settings_dict = {
+        **wrapper.settings_dict,
+        "OPTIONS": {**wrapper.settings_dict["OPTIONS"], "prepare_threshold": None},
+    }
+    try:
+        for _ in range(3):
+            with prepared_cursor(wrapper) as cursor:
+                cursor.execute(PROBE, [[1], "x"])
+                assert cursor.fetchone() == (0,)
+        assert prepared_statements(wrapper) == []
+    finally:
+        wrapper.close()
